@@ -1,0 +1,89 @@
+"""The one ``bruno-lab`` command. Thin: every sub-command lives in ``bruno_lab.commands.*``.
+
+Conventions for every command: ``--json`` prints one JSON document on stdout; human output and
+progress go to stderr; exit 0 on success, 1 when the job failed, 2 on bad input (the message
+names the file, field and allowed values). Library code raises ``BrunoLabError``; this module
+is the only place that maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import typer
+
+from bruno_lab import __version__
+from bruno_lab.errors import BrunoLabError
+
+app = typer.Typer(
+    name="bruno-lab",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    help="From a wafer of FeCap and RRAM devices to a trained spiking network and back.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG to stderr."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def emit_json(document: Any) -> None:
+    """Print the one machine-readable document of a ``--json`` run on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _register() -> None:
+    # Each sub-command module exposes `register(app)`; one line per module.
+    from bruno_lab.commands import registry
+
+    for register in registry.all_registrars():
+        register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: run the app, mapping bruno-lab errors to exit codes."""
+    try:
+        app(standalone_mode=False)
+    except BrunoLabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors land here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``bruno-lab`` CLI, one module per command group."""

@@ -1,0 +1,1 @@
+"""Compact device models (FeCap, FeLIF neuron, RRAM) in PyTorch: batched, differentiable."""

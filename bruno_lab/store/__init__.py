@@ -1,0 +1,1 @@
+"""The measurement database: SQLAlchemy 2 models, array storage, migrations, queries."""

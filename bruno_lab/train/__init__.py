@@ -1,0 +1,1 @@
+"""Spiking-network training: FeLIF/LIF layers, RRAM synapses, BRUNO, baselines, data sets."""

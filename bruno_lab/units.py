@@ -1,0 +1,45 @@
+"""Quantities at the edges: plan files and CLI options accept "1.5 V", "100 ns", "10 uA".
+
+Inside bruno-lab everything is a float in SI units; this module is where strings become floats.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from bruno_lab.errors import UnitError
+
+
+@lru_cache(maxsize=1)
+def _registry() -> Any:
+    import pint
+
+    return pint.UnitRegistry()
+
+
+def parse_quantity(value: str | float | int, unit: str, *, where: str = "value") -> float:
+    """Return ``value`` as a float in SI ``unit`` ("V", "s", "A", "m**2", "S" for siemens, "").
+
+    A bare number is taken to be in ``unit`` already. A string with a unit is converted; a
+    unit of the wrong dimension raises ``UnitError`` naming ``where`` and the expected unit.
+    """
+    if isinstance(value, bool):
+        raise UnitError(f"{where}: expected a quantity in {unit or 'no unit'}, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    ureg = _registry()
+    try:
+        q = ureg.Quantity(text.replace("µ", "u").replace("Ω", "ohm"))
+    except Exception as exc:  # pint raises several unrelated types for garbage
+        raise UnitError(f"{where}: cannot parse {text!r} as a quantity in {unit}") from exc
+    if isinstance(q, int | float):
+        return float(q)
+    target = ureg.Unit(unit) if unit else ureg.dimensionless
+    try:
+        return float(q.to(target).magnitude)
+    except Exception as exc:
+        raise UnitError(
+            f"{where}: {text!r} has unit {q.units:~} but {unit or 'a plain number'} is expected"
+        ) from exc

@@ -1,0 +1,1 @@
+"""Feature extraction, per-device fits and population statistics, into model cards."""

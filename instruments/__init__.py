@@ -1,0 +1,1 @@
+"""pyvisa drivers for the lab's instruments, each below a safety envelope."""

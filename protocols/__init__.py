@@ -1,0 +1,1 @@
+"""Measurement protocols and the wafer-run orchestrator."""
