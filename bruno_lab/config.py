@@ -1,0 +1,52 @@
+"""Where the measurement database lives: ``--db`` > ``BRUNO_LAB_DB`` > a per-user SQLite file.
+
+The default is ``$XDG_DATA_HOME/bruno-lab/lab.db`` (``~/.local/share/bruno-lab/lab.db`` when
+``XDG_DATA_HOME`` is unset), so every user gets an embedded SQLite database without set-up.
+Any SQLAlchemy URL works (``postgresql+psycopg://user:pw@host/db`` for the multi-station
+database). Credentials never leave this process in messages: use :func:`mask_url`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bruno_lab.errors import BadInputError
+
+ENV_VAR = "BRUNO_LAB_DB"
+
+
+def default_db_path() -> Path:
+    """The per-user SQLite file (its directory is created on demand by :func:`resolve_db_url`)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "bruno-lab" / "lab.db"
+
+
+def resolve_db_url(db: str | None = None) -> str:
+    """Return the database URL to use: ``db`` if given, else ``$BRUNO_LAB_DB``, else the default.
+
+    A plain file path (no ``://``) is taken as an SQLite file. The default file's directory is
+    created so that a first ``bruno-lab db upgrade`` just works.
+    """
+    url = db or os.environ.get(ENV_VAR) or None
+    if url is None:
+        path = default_db_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    url = url.strip()
+    if not url:
+        raise BadInputError(f"--db / {ENV_VAR}: empty database URL")
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    return url
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, safe for logs and error messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        # Unparseable: keep only the scheme, never echo what might be a secret.
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"

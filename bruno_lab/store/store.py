@@ -1,0 +1,348 @@
+"""The ``Store``: one object over an engine, with the writes the lab needs and array loading.
+
+Every write is one transaction. ``add_measurement`` writes the measurement row, its arrays and
+their chunks together or not at all, so a killed process never leaves a row without its data
+or data without a row. Writes use SQLAlchemy Core inserts (not ORM unit-of-work) because ingest
+speed matters: ``benchmarks/store_ingest.py`` compares it with raw ``sqlite3``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bruno_lab.config import mask_url
+from bruno_lab.errors import BadInputError, DataError
+from bruno_lab.store import schema
+from bruno_lab.store.arrays import DEFAULT_CHUNK_BYTES, decode_array, encode_array
+from bruno_lab.store.cards_store import CardsMixin
+from bruno_lab.store.engine import finite_or_none
+from bruno_lab.store.models import (
+    ArrayChunk,
+    Device,
+    DeviceKind,
+    Die,
+    Measurement,
+    MeasurementStatus,
+    Run,
+    RunStatus,
+    StoredArray,
+    Wafer,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+_MEAS = Measurement.__table__
+_ARR = StoredArray.__table__
+_CHUNK = ArrayChunk.__table__
+_TERMINAL = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.ABORTED}
+
+
+def as_enum(enum_cls: Any, value: Any, *, field: str) -> Any:
+    """``value`` as a member of ``enum_cls``; a bad value raises BadInputError naming choices."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)
+        raise BadInputError(f"{field}: {value!r} is not one of {allowed}") from None
+
+
+class Store(CardsMixin):
+    """The measurement database. Build it with :func:`bruno_lab.store.open_store`."""
+
+    def __init__(self, engine: Engine, url: str, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+        self.engine = engine
+        self.url = url
+        self.masked_url = mask_url(url)
+        self.chunk_bytes = int(chunk_bytes)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Store({self.masked_url!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: commits if the block succeeds, rolls back otherwise.
+
+        Objects stay usable after the block (``expire_on_commit=False``).
+        """
+        with self._sessions() as sess, sess.begin():
+            yield sess
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def schema_status(self) -> dict[str, Any]:
+        """``{"current": revision or None, "head": revision, "at_head": bool, "url": masked}``."""
+        return {**schema.schema_status(self.engine), "url": self.masked_url}
+
+    def upgrade(self, revision: str = "head") -> dict[str, Any]:
+        """Run the alembic migrations up to ``revision``; returns the new status."""
+        schema.upgrade(self.engine, self.url, revision)
+        return self.schema_status()
+
+    # -- catalogue ------------------------------------------------------------------------
+
+    def _ensure(self, model: Any, match: Mapping[str, Any], extra: Mapping[str, Any]) -> int:
+        """Id of the row matching ``match``; inserted with ``extra`` if absent (race-safe)."""
+        table = model.__table__
+        where = [table.c[k] == v for k, v in match.items()]
+        for _attempt in range(2):
+            with self.engine.begin() as conn:
+                found = conn.execute(select(table.c.id).where(*where)).scalar()
+                if found is not None:
+                    return int(found)
+                try:
+                    with conn.begin_nested():
+                        res = conn.execute(insert(table).values(**match, **extra))
+                    return int(res.inserted_primary_key[0])
+                except IntegrityError as exc:
+                    if _attempt:
+                        raise DataError(f"{table.name} {dict(match)}: {exc.orig}") from exc
+        raise AssertionError("unreachable")
+
+    def ensure_wafer(
+        self, name: str, *, lot: str | None = None, diameter_m: float | None = None
+    ) -> int:
+        """Id of wafer ``name``, created if new (``lot`` and ``diameter_m`` set on creation)."""
+        return self._ensure(
+            Wafer, {"name": name}, {"lot": lot, "diameter_m": diameter_m, "created_at": utcnow()}
+        )
+
+    def ensure_die(self, wafer_id: int, x: int, y: int, label: str) -> int:
+        """Id of the die at column ``x``, row ``y`` of the wafer, created if new."""
+        return self._ensure(Die, {"wafer_id": wafer_id, "x": int(x), "y": int(y)}, {"label": label})
+
+    def ensure_device(
+        self, die_id: int, site: str, kind: DeviceKind | str, geometry: Mapping[str, Any]
+    ) -> int:
+        """Id of the device at ``site`` of the die; ``geometry`` keys carry units (``area_m2``)."""
+        kind = as_enum(DeviceKind, kind, field="device kind")
+        return self._ensure(
+            Device, {"die_id": die_id, "site": site}, {"kind": kind, "geometry": dict(geometry)}
+        )
+
+    def create_run(
+        self,
+        plan: Mapping[str, Any],
+        operator: str,
+        station: Mapping[str, Any],
+        software_version: str,
+    ) -> int:
+        """Start a run (status ``running``, ``started_at`` now) and return its id."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                insert(Run.__table__).values(
+                    plan=dict(plan),
+                    operator=operator,
+                    station=dict(station),
+                    software_version=software_version,
+                    status=RunStatus.RUNNING,
+                    started_at=utcnow(),
+                )
+            )
+            return int(res.inserted_primary_key[0])
+
+    def set_run_status(
+        self, run_id: int, status: RunStatus | str, finished_at: datetime | None = None
+    ) -> None:
+        """Set a run's status; a terminal status stamps ``finished_at`` (now unless given)."""
+        status = as_enum(RunStatus, status, field="run status")
+        if finished_at is None and status in _TERMINAL:
+            finished_at = utcnow()
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(Run.__table__)
+                .where(Run.__table__.c.id == run_id)
+                .values(status=status, finished_at=finished_at)
+            )
+            if res.rowcount != 1:
+                raise DataError(f"run {run_id} does not exist")
+
+    def get_run(self, run_id: int) -> Run:
+        with self.session() as sess:
+            run = sess.get(Run, run_id)
+            if run is None:
+                raise DataError(f"run {run_id} does not exist")
+            return run
+
+    # -- measurements ---------------------------------------------------------------------
+
+    def add_measurement(
+        self,
+        *,
+        run_id: int,
+        device_id: int,
+        protocol: str,
+        parameters: Mapping[str, Any],
+        instruments: Mapping[str, Any],
+        started_at: datetime,
+        finished_at: datetime,
+        status: MeasurementStatus | str,
+        error: str | None,
+        scalars: Mapping[str, float],
+        arrays: Mapping[str, tuple[np.ndarray, str]],
+        key: str | None = None,
+    ) -> int:
+        """Store one measurement with all its arrays in ONE transaction; return its id.
+
+        ``scalars`` are floats in the units their names say (NaN/inf are stored as null);
+        ``arrays`` map a name to ``(values, unit)``. ``key`` is an idempotency key unique per
+        run: storing a key that the run already has writes nothing and returns the EXISTING
+        measurement's id (so a resumed or retried run never duplicates a measurement).
+        """
+        status = as_enum(MeasurementStatus, status, field="measurement status")
+        encoded = []
+        for name, item in arrays.items():
+            try:
+                values, unit = item
+            except (TypeError, ValueError):
+                raise BadInputError(f"array {name!r}: expected (values, unit)") from None
+            enc = encode_array(values, name=name, chunk_bytes=self.chunk_bytes)
+            encoded.append((name, str(unit), enc))
+        row = {
+            "run_id": run_id,
+            "device_id": device_id,
+            "key": key,
+            "protocol": protocol,
+            "parameters": dict(parameters),
+            "instruments": dict(instruments),
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "status": status,
+            "error": error,
+            "scalars": {str(k): finite_or_none(v) for k, v in scalars.items()},
+        }
+        try:
+            with self.engine.begin() as conn:
+                mid = int(conn.execute(insert(_MEAS), row).inserted_primary_key[0])
+                chunk_rows: list[dict[str, Any]] = []
+                for name, unit, enc in encoded:
+                    meta = {
+                        "measurement_id": mid,
+                        "name": name,
+                        "dtype": enc.dtype,
+                        "shape": enc.shape,
+                        "unit": unit,
+                        "n_bytes": enc.n_bytes,
+                        "n_chunks": len(enc.chunks),
+                        "sha256": enc.sha256,
+                    }
+                    aid = int(conn.execute(insert(_ARR), meta).inserted_primary_key[0])
+                    chunk_rows.extend(
+                        {"array_id": aid, "seq": i, "data": c} for i, c in enumerate(enc.chunks)
+                    )
+                if chunk_rows:
+                    conn.execute(insert(_CHUNK), chunk_rows)
+                return mid
+        except IntegrityError as exc:
+            if key is not None:
+                existing = self._measurement_id_for_key(run_id, key)
+                if existing is not None:
+                    log.info(
+                        "run %s: key %r already stored as measurement %s", run_id, key, existing
+                    )
+                    return existing
+            raise DataError(
+                f"measurement of run {run_id}, device {device_id} not stored: {exc.orig}"
+            ) from exc
+        except StatementError as exc:  # e.g. parameters not JSON-serializable, naive datetime
+            raise BadInputError(
+                f"measurement of run {run_id}, device {device_id}: {exc.orig}"
+            ) from exc
+
+    def _measurement_id_for_key(self, run_id: int, key: str) -> int | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(_MEAS.c.id).where(_MEAS.c.run_id == run_id, _MEAS.c.key == key)
+            ).scalar()
+        return None if found is None else int(found)
+
+    def completed_keys(self, run_id: int) -> set[str]:
+        """Idempotency keys of every measurement stored for the run, whatever its status.
+
+        A failed measurement is stored too; to retry it, use a new key (e.g. with an attempt
+        number), since storing an existing key is a no-op.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(_MEAS.c.key).where(_MEAS.c.run_id == run_id, _MEAS.c.key.is_not(None))
+            )
+            return {r[0] for r in rows}
+
+    def get_measurement(self, measurement_id: int) -> Measurement:
+        """The measurement row (arrays not loaded; use :meth:`load_arrays`)."""
+        with self.session() as sess:
+            meas = sess.get(Measurement, measurement_id)
+            if meas is None:
+                raise DataError(f"measurement {measurement_id} does not exist")
+            return meas
+
+    def array_names(self, measurement_id: int) -> dict[str, str]:
+        """Name -> unit of the arrays stored with a measurement, without loading their bytes."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(_ARR.c.name, _ARR.c.unit)
+                .where(_ARR.c.measurement_id == measurement_id)
+                .order_by(_ARR.c.name)
+            )
+            return {name: unit for name, unit in rows}
+
+    def load_arrays(
+        self, measurement_id: int, names: list[str] | None = None
+    ) -> dict[str, tuple[np.ndarray, str]]:
+        """Arrays of a measurement as ``name -> (values, unit)``, each checksum verified."""
+        stmt = (
+            select(_ARR, _CHUNK.c.seq, _CHUNK.c.data)
+            .join(_CHUNK, _CHUNK.c.array_id == _ARR.c.id, isouter=True)
+            .where(_ARR.c.measurement_id == measurement_id)
+            .order_by(_ARR.c.name, _CHUNK.c.seq)
+        )
+        if names is not None:
+            stmt = stmt.where(_ARR.c.name.in_(names))
+        grouped: dict[str, tuple[Any, list[tuple[int, bytes]]]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt):
+                meta, chunks = grouped.setdefault(row.name, (row, []))
+                if row.seq is not None:
+                    chunks.append((row.seq, row.data))
+        out: dict[str, tuple[np.ndarray, str]] = {}
+        for name, (meta, chunks) in grouped.items():
+            values = decode_array(
+                where=f"measurement {measurement_id} array {name!r}",
+                dtype=meta.dtype,
+                shape=list(meta.shape),
+                n_bytes=meta.n_bytes,
+                sha256=meta.sha256,
+                n_chunks=meta.n_chunks,
+                chunks=chunks,
+            )
+            out[name] = (values, meta.unit)
+        return out
+
+    def load_array(self, measurement_id: int, name: str) -> tuple[np.ndarray, str]:
+        """One array ``(values, unit)``; missing or corrupt (bad checksum) raises DataError."""
+        found = self.load_arrays(measurement_id, [name])
+        if name not in found:
+            have = sorted(self.array_names(measurement_id))
+            raise DataError(f"measurement {measurement_id} has no array {name!r} (has {have})")
+        return found[name]
