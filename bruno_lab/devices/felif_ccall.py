@@ -1,0 +1,265 @@
+"""Build (once, cached) and call the C fine-window kernel of the FeLIF neuron through ctypes.
+
+The C source below is a line-by-line transcription of ``felif.felif_euler_step`` (with the
+per-neuron constants precomputed by ``felif_fast.kernel_constants`` from the ``fecap`` functions).
+It is compiled with gcc at first use into ``$BRUNO_LAB_CACHE`` (default ``~/.cache/bruno_lab``),
+keyed by a hash of the source, the flags and the CPU's flags; later processes load the cached
+``.so`` (the one-time build takes about a second). ``run`` returns ``None`` when no kernel can be
+built, and the caller falls back to the torch loop (logged once).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#define BLK 16
+#define X_MAX 80.0
+#define LEAK_EXP_MAX 40.0
+#define V_CLIP 5.0
+#define NCONST 13
+/* constants order: k_c k_d e_a soft_e alpha tau0 ps area i0a v_t i_dsc ctot v_thr */
+
+/* float32 fast math: 2^x by range reduction to [-0.5, 0.5] and a degree-7 Taylor polynomial
+   of e^y (rel. error < 1e-8 before rounding); log2 via m in [sqrt(.5), sqrt(2)) and the atanh
+   series to t^9 (abs. error < 2e-9 before rounding). */
+static inline float exp2_fast(float x) {
+    x = x < -126.0f ? -126.0f : (x > 126.0f ? 126.0f : x);
+    float r = rintf(x);
+    float y = (x - r) * 0.69314718055994531f;
+    float q = 1.0f + y * (1.0f + y * (0.5f + y * (0.16666666666666667f + y * (0.041666666666666667f
+              + y * (0.0083333333333333333f + y * (0.0013888888888888889f
+              + y * 0.00019841269841269841f))))));
+    int32_t e = ((int32_t)r + 127) << 23;
+    float s; memcpy(&s, &e, 4);
+    return q * s;
+}
+static inline float log2_fast(float x) {
+    int32_t b; memcpy(&b, &x, 4);
+    int32_t e = ((b >> 23) & 0xff) - 127;
+    int32_t mb = (b & 0x7fffff) | 0x3f800000;
+    float m; memcpy(&m, &mb, 4);
+    if (m > 1.41421356f) { m *= 0.5f; e += 1; }
+    float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+    float s = t * (2.0f + t2 * (0.66666666666666667f + t2 * (0.4f + t2 * (0.28571428571428571f
+              + t2 * 0.22222222222222222f))));
+    return (float)e + s * 1.4426950408889634f;
+}
+
+void felif_window_f32(int64_t n, const float *cur, float *v, float *p, const float *c,
+                      int64_t n_steps, double dt_d, int64_t *step_out) {
+    const float dt = (float)dt_d, L2E = 1.4426950408889634f;
+    for (int64_t b0 = 0; b0 < n; b0 += BLK) {
+        int m = (int)((n - b0) < BLK ? (n - b0) : BLK);
+        float V[BLK], P[BLK], I[BLK], KC[BLK], KD[BLK], LEA[BLK], SO[BLK], AL[BLK], IT[BLK],
+              PS[BLK], AR[BLK], I0[BLK], IVT[BLK], ID[BLK], ICT[BLK], TH[BLK], DN[BLK];
+        int64_t ST[BLK];
+        for (int i = 0; i < BLK; i++) {
+            int j = i < m ? i : 0; int64_t g = b0 + j;
+            V[i] = v[g]; P[i] = p[g]; I[i] = cur[g];
+            KC[i] = c[0*n+g]; KD[i] = c[1*n+g]; LEA[i] = log2f(c[2*n+g]); SO[i] = c[3*n+g];
+            AL[i] = c[4*n+g]; IT[i] = 1.0f / c[5*n+g]; PS[i] = c[6*n+g]; AR[i] = c[7*n+g];
+            I0[i] = c[8*n+g]; IVT[i] = 1.0f / c[9*n+g]; ID[i] = c[10*n+g];
+            ICT[i] = 1.0f / c[11*n+g]; TH[i] = c[12*n+g];
+            DN[i] = (V[i] >= TH[i]) ? 1.0f : 0.0f; ST[i] = (V[i] >= TH[i]) ? 0 : -1;
+        }
+        for (int64_t k = 0; k < n_steps; k++) {
+            float live = 0.0f;
+            for (int i = 0; i < BLK; i++) {
+                float v0 = V[i], p0 = P[i];
+                float E = v0 * KC[i] - p0 * KD[i];
+                float x = exp2_fast(AL[i] * (LEA[i] - log2_fast(fabsf(E) + SO[i])));
+                x = x > (float)X_MAX ? (float)X_MAX : x;
+                float rate = exp2_fast(-x * L2E) * IT[i];
+                float tgt = E > 0.0f ? PS[i] : (E < 0.0f ? -PS[i] : 0.0f);
+                float pn = p0 + dt * ((tgt - p0) * rate);
+                pn = pn > PS[i] ? PS[i] : (pn < -PS[i] ? -PS[i] : pn);
+                float arg = v0 * IVT[i];
+                arg = arg > (float)LEAK_EXP_MAX ? (float)LEAK_EXP_MAX : arg;
+                float sg = v0 > 0.0f ? 1.0f : (v0 < 0.0f ? -1.0f : 0.0f);
+                float leak = (I0[i] * (exp2_fast(arg * L2E) - 1.0f) + ID[i]) * sg;
+                float ip = AR[i] * (pn - p0) / dt;
+                float vn = v0 + dt * (I[i] - leak - ip) * ICT[i];
+                vn = vn > (float)V_CLIP ? (float)V_CLIP : (vn < -(float)V_CLIP ? -(float)V_CLIP : vn);
+                float done = DN[i];
+                V[i] = done > 0.0f ? v0 : vn;
+                P[i] = done > 0.0f ? p0 : pn;
+                float now = (done == 0.0f && vn >= TH[i]) ? 1.0f : 0.0f;
+                ST[i] = now > 0.0f ? k : ST[i];
+                DN[i] = done + now;
+                live += 1.0f - DN[i];
+            }
+            if (live == 0.0f) break;
+        }
+        for (int i = 0; i < m; i++) { v[b0+i] = V[i]; p[b0+i] = P[i]; step_out[b0+i] = ST[i]; }
+    }
+}
+"""
+
+_SOURCE_F64 = r"""
+#include <math.h>
+#include <stdint.h>
+#define X_MAX 80.0
+#define LEAK_EXP_MAX 40.0
+#define V_CLIP 5.0
+/* float64: libm functions, no fast-math, no FMA contraction: the reference's operations. */
+void felif_window_f64(int64_t n, const double *cur, double *v, double *p, const double *c,
+                      int64_t n_steps, double dt, int64_t *step_out) {
+    for (int64_t g = 0; g < n; g++) {
+        double kc = c[0*n+g], kd = c[1*n+g], ea = c[2*n+g], so = c[3*n+g], al = c[4*n+g];
+        double tau0 = c[5*n+g], ps = c[6*n+g], ar = c[7*n+g], i0a = c[8*n+g], vt = c[9*n+g];
+        double idsc = c[10*n+g], ct = c[11*n+g], th = c[12*n+g], I = cur[g];
+        double V = v[g], P = p[g];
+        int64_t st = V >= th ? 0 : -1;
+        if (st < 0) for (int64_t k = 0; k < n_steps; k++) {
+            double E = V * kc - P * kd;
+            double x = pow(ea / (fabs(E) + so), al);
+            x = x > X_MAX ? X_MAX : x;
+            double rate = exp(-x) / tau0;
+            double tgt = E > 0.0 ? ps : (E < 0.0 ? -ps : 0.0);
+            double pn = P + dt * ((tgt - P) * rate);
+            pn = fmin(fmax(pn, -ps), ps);
+            double arg = V / vt; arg = arg > LEAK_EXP_MAX ? LEAK_EXP_MAX : arg;
+            double sg = V > 0.0 ? 1.0 : (V < 0.0 ? -1.0 : 0.0);
+            double leak = (i0a * expm1(arg) + idsc) * sg;
+            double ip = ar * (pn - P) / dt;
+            double vn = V + dt * (I - leak - ip) / ct;
+            vn = vn > V_CLIP ? V_CLIP : (vn < -V_CLIP ? -V_CLIP : vn);
+            V = vn; P = pn;
+            if (V >= th) { st = k; break; }
+        }
+        v[g] = V; p[g] = P; step_out[g] = st;
+    }
+}
+"""
+
+_FLAGS = {
+    "f32": ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fPIC", "-shared"],
+    "f64": ["-O2", "-march=native", "-ffp-contract=off", "-fPIC", "-shared"],
+}
+_lock = threading.Lock()
+_libs: dict[str, ctypes.CDLL | None] = {}
+_warned = False
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("BRUNO_LAB_CACHE") or Path.home() / ".cache" / "bruno_lab"
+    path = Path(root) / "felif_kernel"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return os.uname().machine
+
+
+def _build(kind: str) -> ctypes.CDLL:
+    source = _SOURCE if kind == "f32" else _SOURCE_F64
+    flags = _FLAGS[kind]
+    key = hashlib.sha256((source + " ".join(flags) + _cpu_flags()).encode()).hexdigest()[:16]
+    so_path = _cache_dir() / f"felif_{kind}_{key}.so"
+    if not so_path.exists():
+        with tempfile.TemporaryDirectory(dir=_cache_dir()) as tmp:
+            c_path = Path(tmp) / "k.c"
+            c_path.write_text(source)
+            tmp_so = Path(tmp) / "k.so"
+            cmd = ["gcc", *flags, str(c_path), "-o", str(tmp_so), "-lm"]
+            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+            os.replace(tmp_so, so_path)  # atomic: concurrent builders never see half a file
+        log.info("built FeLIF %s kernel %s", kind, so_path)
+    lib = ctypes.CDLL(str(so_path))
+    fn = getattr(lib, f"felif_window_{kind}")
+    ptr = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_int64, ptr, ptr, ptr, ptr, ctypes.c_int64, ctypes.c_double, ptr]
+    fn.restype = None
+    return lib
+
+
+def kernel(kind: str) -> ctypes.CDLL | None:
+    """The loaded kernel library for ``"f32"`` or ``"f64"``, building it on first use."""
+    global _warned
+    with _lock:
+        if kind not in _libs:
+            try:
+                _libs[kind] = _build(kind)
+            except (OSError, subprocess.SubprocessError) as exc:
+                detail = getattr(exc, "stderr", "") or str(exc)
+                if not _warned:
+                    log.warning("FeLIF C kernel unavailable (%s); using the torch loop", detail)
+                    _warned = True
+                _libs[kind] = None
+        return _libs[kind]
+
+
+def run(
+    cur: Tensor, v: Tensor, pol: Tensor, params: object, n_steps: int, dt_s: float, shape
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """Run the kernel in place on contiguous copies; None if no kernel is available."""
+    from bruno_lab.devices.felif_fast import kernel_constants
+
+    kind = "f32" if v.dtype == torch.float32 else "f64"
+    lib = kernel(kind)
+    if lib is None:
+        return None
+    fn = getattr(lib, f"felif_window_{kind}")
+    n = v.numel()
+    consts = kernel_constants(params, shape, v.dtype)
+    c = torch.stack([t.reshape(-1) for t in consts.values()]).contiguous()
+    cur_c = cur.reshape(-1).contiguous()
+    v_c = v.reshape(-1).contiguous()
+    p_c = pol.reshape(-1).contiguous()
+    step = torch.empty(n, dtype=torch.int64)
+    n_threads = max(1, min(torch.get_num_threads(), n // 256))
+    if n_threads == 1 or n == 0:
+        _call(fn, 0, n, n, cur_c, v_c, p_c, c, n_steps, dt_s, step)
+    else:
+        bounds = [(i * n // n_threads) // 16 * 16 for i in range(n_threads)] + [n]
+        c_parts = [c[:, a:b].contiguous() for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        with ThreadPoolExecutor(n_threads) as pool:
+            futures = [
+                pool.submit(_call, fn, a, b, b - a, cur_c, v_c, p_c, cp, n_steps, dt_s, step)
+                for (a, b), cp in zip(
+                    zip(bounds[:-1], bounds[1:], strict=True), c_parts, strict=True
+                )
+            ]
+            for f in futures:
+                f.result()
+    return v_c.reshape(shape), p_c.reshape(shape), step.reshape(shape)
+
+
+def _call(fn, a, b, n, cur, v, p, c, n_steps, dt_s, step) -> None:
+    if n == 0:
+        return
+    isz = cur.element_size()
+    fn(
+        n,
+        cur.data_ptr() + a * isz,
+        v.data_ptr() + a * isz,
+        p.data_ptr() + a * isz,
+        c.data_ptr(),
+        n_steps,
+        float(dt_s),
+        step.data_ptr() + a * 8,
+    )
