@@ -76,7 +76,7 @@ def test_finite_difference_jacobian_agrees_with_autograd() -> None:
 
 
 def test_flags_a_device_that_fits_badly_and_one_at_a_bound() -> None:
-    truth, y = _population(5, 0.02, seed=9)
+    _, y = _population(5, 0.02, seed=9)
     rng = np.random.default_rng(1)
     y[1] = rng.normal(0.0, 1.0, y.shape[1])  # a dead device: noise only
     y[2] = 12.0 * np.tanh((X.numpy() - 0.5) / 0.3)  # amplitude beyond the upper bound 10
