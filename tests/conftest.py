@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["postgres_fixture"]
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -13,6 +13,7 @@ import typer
 
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, in --help order
+    "db",
 )
 
 

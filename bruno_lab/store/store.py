@@ -311,24 +311,30 @@ class Store(CardsMixin):
         self, measurement_id: int, names: list[str] | None = None
     ) -> dict[str, tuple[np.ndarray, str]]:
         """Arrays of a measurement as ``name -> (values, unit)``, each checksum verified."""
+        return self.load_arrays_many([measurement_id], names).get(measurement_id, {})
+
+    def load_arrays_many(
+        self, measurement_ids: list[int], names: list[str] | None = None
+    ) -> dict[int, dict[str, tuple[np.ndarray, str]]]:
+        """Arrays of several measurements in one query: ``id -> name -> (values, unit)``."""
         stmt = (
             select(_ARR, _CHUNK.c.seq, _CHUNK.c.data)
             .join(_CHUNK, _CHUNK.c.array_id == _ARR.c.id, isouter=True)
-            .where(_ARR.c.measurement_id == measurement_id)
-            .order_by(_ARR.c.name, _CHUNK.c.seq)
+            .where(_ARR.c.measurement_id.in_([int(m) for m in measurement_ids]))
+            .order_by(_ARR.c.measurement_id, _ARR.c.name, _CHUNK.c.seq)
         )
         if names is not None:
             stmt = stmt.where(_ARR.c.name.in_(names))
-        grouped: dict[str, tuple[Any, list[tuple[int, bytes]]]] = {}
+        grouped: dict[tuple[int, str], tuple[Any, list[tuple[int, bytes]]]] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(stmt):
-                meta, chunks = grouped.setdefault(row.name, (row, []))
+                _meta, chunks = grouped.setdefault((row.measurement_id, row.name), (row, []))
                 if row.seq is not None:
                     chunks.append((row.seq, row.data))
-        out: dict[str, tuple[np.ndarray, str]] = {}
-        for name, (meta, chunks) in grouped.items():
+        out: dict[int, dict[str, tuple[np.ndarray, str]]] = {}
+        for (mid, name), (meta, chunks) in grouped.items():
             values = decode_array(
-                where=f"measurement {measurement_id} array {name!r}",
+                where=f"measurement {mid} array {name!r}",
                 dtype=meta.dtype,
                 shape=list(meta.shape),
                 n_bytes=meta.n_bytes,
@@ -336,7 +342,7 @@ class Store(CardsMixin):
                 n_chunks=meta.n_chunks,
                 chunks=chunks,
             )
-            out[name] = (values, meta.unit)
+            out.setdefault(mid, {})[name] = (values, meta.unit)
         return out
 
     def load_array(self, measurement_id: int, name: str) -> tuple[np.ndarray, str]:

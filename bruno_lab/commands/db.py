@@ -1,0 +1,116 @@
+"""``bruno-lab db``: migrate, inspect and export the measurement database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="SQLAlchemy URL or SQLite file (default: $BRUNO_LAB_DB, else "
+        "$XDG_DATA_HOME/bruno-lab/lab.db).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+db_app = typer.Typer(
+    no_args_is_help=True, help="The measurement database: upgrade, status, export."
+)
+
+
+@db_app.command("upgrade")
+def upgrade(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Migrate the database to the schema this bruno-lab needs (creates it if empty)."""
+    from bruno_lab.cli import emit_json
+    from bruno_lab.store import open_store
+
+    store = open_store(db, require_head=False)
+    try:
+        before = store.schema_status()
+        after = store.upgrade()
+    finally:
+        store.close()
+    doc = {
+        "url": after["url"],
+        "from": before["current"],
+        "to": after["current"],
+        "head": after["head"],
+        "at_head": after["at_head"],
+    }
+    if as_json:
+        emit_json(doc)
+    else:
+        typer.echo(f"{doc['url']}: schema {doc['from'] or 'empty'} -> {doc['to']} (head)", err=True)
+
+
+@db_app.command("status")
+def status(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show the schema revision and whether it is at head. Exit 1 when an upgrade is needed."""
+    from bruno_lab.cli import emit_json
+    from bruno_lab.store import open_store
+
+    store = open_store(db, require_head=False)
+    try:
+        doc = _status_or_error(store)
+    finally:
+        store.close()
+    if as_json:
+        emit_json(doc)
+    else:
+        state = "at head" if doc["at_head"] else "NOT at head: run `bruno-lab db upgrade`"
+        typer.echo(
+            f"{doc['url']}: schema {doc['current'] or 'empty'} (head {doc['head']}), {state}",
+            err=True,
+        )
+    if not doc["at_head"]:
+        from bruno_lab.errors import BrunoLabError
+
+        # exit 1 (the job "be at head" failed); a BrunoLabError, since cli.main maps it
+        raise BrunoLabError(f"schema not at head: run `bruno-lab db upgrade --db '{doc['url']}'`")
+
+
+def _status_or_error(store: object) -> dict[str, object]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bruno_lab.errors import BadInputError
+
+    try:
+        return store.schema_status()  # type: ignore[attr-defined]
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise BadInputError(f"cannot open database {store.masked_url}: {reason}") from None  # type: ignore[attr-defined]
+
+
+@db_app.command("export")
+def export(
+    run_id: Annotated[int, typer.Argument(help="Id of the run to export.")],
+    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export one run (measurements, scalars and arrays, with units) to a Parquet file."""
+    from bruno_lab.cli import emit_json
+    from bruno_lab.store import open_store_for_cli
+    from bruno_lab.store.queries import export_run_parquet
+
+    store = open_store_for_cli(db)
+    try:
+        path = export_run_parquet(store, run_id, out)
+    finally:
+        store.close()
+    import pyarrow.parquet as pq
+
+    n_rows = pq.ParquetFile(path).metadata.num_rows
+    if as_json:
+        emit_json({"run_id": run_id, "path": str(path), "n_measurements": n_rows})
+    else:
+        typer.echo(f"run {run_id}: {n_rows} measurements -> {path}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")

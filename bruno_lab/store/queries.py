@@ -1,0 +1,236 @@
+"""Read side of the store: pandas DataFrames of measurements and Parquet export of a run.
+
+``measurements_frame`` is ONE select with joins (no lazy loads) and never touches array bytes;
+arrays are loaded on demand with ``store.load_array(row.measurement_id, name)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, select
+
+from bruno_lab.errors import BadInputError, DataError
+from bruno_lab.store.models import Device, DeviceKind, Die, Measurement, Run, StoredArray, Wafer
+from bruno_lab.store.store import as_enum
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bruno_lab.store.store import Store
+
+META_KEY = b"bruno_lab"
+_BATCH_MEASUREMENTS = 64  # measurements whose arrays are held in memory at once during export
+
+_M, _D, _DIE, _W = Measurement.__table__, Device.__table__, Die.__table__, Wafer.__table__
+FIXED_COLUMNS: tuple[str, ...] = (
+    "measurement_id",
+    "run_id",
+    "key",
+    "protocol",
+    "status",
+    "started_at",
+    "finished_at",
+    "error",
+    "device_id",
+    "site",
+    "kind",
+    "die_id",
+    "die_x",
+    "die_y",
+    "die_label",
+    "wafer",
+    "lot",
+)
+
+
+def _base_select() -> Select[Any]:
+    return (
+        select(
+            _M.c.id.label("measurement_id"),
+            _M.c.run_id,
+            _M.c.key,
+            _M.c.protocol,
+            _M.c.status,
+            _M.c.started_at,
+            _M.c.finished_at,
+            _M.c.error,
+            _D.c.id.label("device_id"),
+            _D.c.site,
+            _D.c.kind,
+            _DIE.c.id.label("die_id"),
+            _DIE.c.x.label("die_x"),
+            _DIE.c.y.label("die_y"),
+            _DIE.c.label.label("die_label"),
+            _W.c.name.label("wafer"),
+            _W.c.lot,
+            _M.c.scalars,
+            _M.c.parameters,
+            _M.c.instruments,
+        )
+        .select_from(_M)
+        .join(_D, _D.c.id == _M.c.device_id)
+        .join(_DIE, _DIE.c.id == _D.c.die_id)
+        .join(_W, _W.c.id == _DIE.c.wafer_id)
+        .order_by(_M.c.id)
+    )
+
+
+def _frame(rows: Sequence[Any], *, with_json: bool) -> pd.DataFrame:
+    """Fixed columns, then one float column per scalar name (a clash gets a ``scalar_`` prefix)."""
+    import pandas as pd
+
+    fixed = {c: [getattr(r, c) for r in rows] for c in FIXED_COLUMNS}
+    for c in ("status", "kind"):
+        fixed[c] = [v.value if v is not None else None for v in fixed[c]]
+    if with_json:
+        fixed["parameters"] = [json.dumps(r.parameters) for r in rows]
+        fixed["instruments"] = [json.dumps(r.instruments) for r in rows]
+    frame = pd.DataFrame(fixed)
+    for c in ("started_at", "finished_at"):
+        frame[c] = pd.to_datetime(frame[c], utc=True)
+    scalars = pd.DataFrame.from_records([r.scalars or {} for r in rows], index=frame.index)
+    if len(scalars.columns):
+        scalars = scalars.astype("float64")
+        scalars.columns = [f"scalar_{c}" if c in fixed else c for c in scalars.columns]
+        frame = pd.concat([frame, scalars], axis=1)
+    return frame
+
+
+def measurements_frame(
+    store: Store,
+    wafer: str,
+    *,
+    protocol: str | None = None,
+    kind: DeviceKind | str | None = None,
+    die: str | tuple[int, int] | None = None,
+) -> pd.DataFrame:
+    """One row per measurement of ``wafer`` (its name), with device, die and scalar columns.
+
+    Filters: ``protocol`` name, device ``kind``, ``die`` as its label or ``(x, y)``. Scalar
+    results become float columns named as stored (units in the names); arrays are not loaded.
+    An unknown wafer raises DataError.
+    """
+    stmt = _base_select().where(_W.c.name == wafer)
+    if protocol is not None:
+        stmt = stmt.where(_M.c.protocol == protocol)
+    if kind is not None:
+        stmt = stmt.where(_D.c.kind == as_enum(DeviceKind, kind, field="device kind"))
+    if die is not None:
+        if isinstance(die, str):
+            stmt = stmt.where(_DIE.c.label == die)
+        else:
+            x, y = die
+            stmt = stmt.where(_DIE.c.x == int(x), _DIE.c.y == int(y))
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+        if not rows and conn.execute(select(_W.c.id).where(_W.c.name == wafer)).first() is None:
+            raise DataError(f"no wafer named {wafer!r} in {store.masked_url}")
+    return _frame(rows, with_json=False)
+
+
+def _array_schema(store: Store, run_id: int) -> dict[str, dict[str, Any]]:
+    """name -> {"dtype", "unit", "multi_dim"} over every array of the run (no bytes read)."""
+    a = StoredArray.__table__
+    stmt = (
+        select(a.c.name, a.c.dtype, a.c.unit, a.c.shape)
+        .join(_M, _M.c.id == a.c.measurement_id)
+        .where(_M.c.run_id == run_id)
+    )
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for name, dtype, unit, shape in conn.execute(stmt):
+            info = out.setdefault(name, {"dtype": dtype, "unit": unit, "multi_dim": False})
+            if info["unit"] != unit:
+                raise DataError(
+                    f"run {run_id}: array {name!r} has units {info['unit']!r} and {unit!r}"
+                )
+            if info["dtype"] != dtype:
+                raise DataError(
+                    f"run {run_id}: array {name!r} has dtypes {info['dtype']} and {dtype}"
+                )
+            info["multi_dim"] |= len(shape) != 1
+    return out
+
+
+def export_run_parquet(store: Store, run_id: int, path: str | Path) -> Path:
+    """Write every measurement of a run to one Parquet file; return its path.
+
+    One row per measurement: the ``measurements_frame`` columns plus ``parameters`` and
+    ``instruments`` (JSON text) and one list column per array name (flattened, C order; a
+    ``<name>__shape`` column is added when an array is not 1-D). Each array field carries
+    ``{"unit": ...}`` metadata; the schema metadata ``bruno_lab`` holds the run (plan,
+    operator, station, software version) and ``units`` (array name -> unit) as JSON.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise BadInputError(f"--out {path}: directory {path.parent} does not exist")
+    run = store.get_run(run_id)
+    with store.engine.connect() as conn:
+        rows = conn.execute(_base_select().where(_M.c.run_id == run_id)).all()
+    base = pa.Table.from_pandas(_frame(rows, with_json=True), preserve_index=False)
+    arrays = _array_schema(store, run_id)
+    fields = list(base.schema)
+    for name, info in sorted(arrays.items()):
+        dt = np.dtype(info["dtype"])
+        if dt.kind == "c":
+            raise DataError(f"array {name!r}: complex dtype {dt} has no Parquet type")
+        fields.append(
+            pa.field(name, pa.list_(pa.from_numpy_dtype(dt)), metadata={"unit": info["unit"]})
+        )
+        if info["multi_dim"]:
+            fields.append(pa.field(f"{name}__shape", pa.list_(pa.int64())))
+    meta = {
+        "run": {
+            "id": run.id,
+            "plan": run.plan,
+            "operator": run.operator,
+            "station": run.station,
+            "software_version": run.software_version,
+            "status": run.status.value,
+            "started_at": run.started_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        },
+        "units": {name: info["unit"] for name, info in sorted(arrays.items())},
+    }
+    schema = pa.schema(fields, metadata={META_KEY: json.dumps(meta, default=str).encode()})
+    tmp = path.with_name(path.name + ".partial")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, max(len(rows), 1), _BATCH_MEASUREMENTS):
+            part = base.slice(start, _BATCH_MEASUREMENTS)
+            ids = part.column("measurement_id").to_pylist()
+            loaded = store.load_arrays_many(ids) if ids else {}
+            cols = part.columns
+            for name, info in sorted(arrays.items()):
+                per = [loaded.get(mid, {}).get(name) for mid in ids]
+                cols.append(
+                    pa.array(
+                        [None if p is None else p[0].reshape(-1) for p in per],
+                        type=schema.field(name).type,
+                    )
+                )
+                if info["multi_dim"]:
+                    cols.append(
+                        pa.array(
+                            [None if p is None else list(p[0].shape) for p in per],
+                            type=pa.list_(pa.int64()),
+                        )
+                    )
+            writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+    tmp.replace(path)  # never leave a half-written file under the requested name
+    return path
+
+
+def run_exists(store: Store, run_id: int) -> bool:
+    with store.engine.connect() as conn:
+        return (
+            conn.execute(select(Run.__table__.c.id).where(Run.__table__.c.id == run_id)).first()
+            is not None
+        )
