@@ -1,0 +1,233 @@
+"""The one virtual bench: which device is under the needles, what drives it, what is measured.
+
+The prober selects a device of the virtual wafer; it is connected only while the chuck is in
+contact. The AWG drives it when its output is on (a burst played on ``*TRG``); the SMU drives it
+when its output is on (one reading integrates NPLC/50 s). The scope, when armed, captures the
+burst: channel 1 the voltage at the device, channel 2 the TIA's output (current x gain). The
+physics comes from ``bruno_lab.devices`` through :mod:`instruments.sim.physics`; the bench adds
+the instruments' noise, the short and compliance faults, and advances virtual time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from instruments.sim import physics
+from instruments.sim.clock import VirtualClock
+from instruments.sim.faults import FaultInjector, FaultKind
+from instruments.sim.wafer import SimDevice, Wafer
+
+log = logging.getLogger(__name__)
+
+LINE_FREQUENCY_HZ = 50.0
+SMU_NOISE_FLOOR_A = 2e-12
+SMU_NOISE_REL = 2e-5
+MAX_SIM_POINTS = 400_000
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """How the instruments meet the device (the station file's ``wiring`` section)."""
+
+    tia_gain_v_per_a: float = 1.0e4
+    felif_input_transconductance_a_per_v: float = 1.0e-8
+
+    def station_section(self) -> dict[str, Any]:
+        return {
+            "tia_gain_v_per_a": self.tia_gain_v_per_a,
+            "awg_to_device": "direct",
+            "smu_to_device": "direct",
+            "felif_input_transconductance_a_per_v": self.felif_input_transconductance_a_per_v,
+        }
+
+
+@dataclass
+class BurstRecord:
+    """The truth of one burst: what the device saw and did (for tests, never sent to drivers).
+
+    ``time_s`` is relative to the trigger; ``polarization_c_m2`` is the device's mean
+    polarization over domains (fecap and felif) or None.
+    """
+
+    device: tuple[int, int, int] | None
+    kind: str | None
+    virtual_start_s: float
+    time_s: np.ndarray
+    voltage_v: np.ndarray
+    current_a: np.ndarray
+    polarization_c_m2: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class VirtualBench:
+    """Shared state of the simulated instruments; every method runs under the bench lock."""
+
+    def __init__(
+        self,
+        wafer: Wafer,
+        clock: VirtualClock,
+        faults: FaultInjector,
+        wiring: Wiring | None = None,
+    ) -> None:
+        self.wafer = wafer
+        self.clock = clock
+        self.faults = faults
+        self.wiring = wiring or Wiring()
+        self.rng = np.random.default_rng([wafer.seed, 0xBE5C])
+        self.physics_seed = wafer.seed
+        self.smu: Any = None
+        self.awg: Any = None
+        self.scope: Any = None
+        self.prober: Any = None
+        self.bursts: list[BurstRecord] = []
+
+    # ----- connection ---------------------------------------------------------------------------
+
+    def device_under_needles(self) -> SimDevice | None:
+        """The device the needles touch, or None when separated or no die is selected."""
+        state = self.prober.state
+        if not state.contact or state.die_index is None:
+            return None
+        col, row = self.wafer.dies[state.die_index]
+        return self.wafer.device(col, row, state.site)
+
+    def smu_changed(self) -> None:
+        """Hook: the SMU's source changed (the physics only runs when time passes)."""
+
+    def awg_changed(self) -> None:
+        """Hook: the AWG's output changed."""
+
+    def prober_changed(self) -> None:
+        """Hook: the chuck moved."""
+
+    def _touch(self, device: SimDevice) -> None:
+        """Relax the device over the virtual time since it was last driven."""
+        now_s = self.clock.now_s()
+        physics.relax(device, now_s - device.last_touched_s, self._torch_seed(device))
+        device.last_touched_s = now_s
+
+    def _torch_seed(self, device: SimDevice) -> int:
+        t = device.truth
+        device.extra["draws"] = device.extra.get("draws", 0) + 1
+        return hash((self.physics_seed, t.col, t.row, t.site, device.extra["draws"])) & 0x7FFFFFFF
+
+    def _maybe_short(self, role: str, device: SimDevice) -> None:
+        if not device.is_short and self.faults.device_fault(role, FaultKind.SHORT):
+            log.info("device %s shorted (injected fault)", device.truth)
+            device.shorted = True
+
+    # ----- SMU ----------------------------------------------------------------------------------
+
+    def smu_reading(self, voltage_v: float, limit_a: float, nplc: float) -> tuple[float, bool]:
+        """(current in A, compliance tripped) of one reading at ``voltage_v``; advances time."""
+        duration_s = nplc / LINE_FREQUENCY_HZ
+        device = self.device_under_needles()
+        if self.faults.device_fault("smu", FaultKind.COMPLIANCE):
+            self.clock.advance_s(duration_s)
+            return (limit_a if voltage_v >= 0 else -limit_a), True
+        if device is None or device.truth.defect == "open":
+            current_a = 0.0
+        else:
+            self._maybe_short("smu", device)
+            self._touch(device)
+            if device.is_short:
+                current_a = voltage_v / self.wafer.truth.short_resistance_ohm
+            else:
+                current_a = physics.dc_current_a(
+                    device, voltage_v, duration_s, limit_a, self._torch_seed(device)
+                )
+            device.last_touched_s = self.clock.now_s() + duration_s
+        self.clock.advance_s(duration_s)
+        tripped = abs(current_a) >= limit_a * (1.0 - 1e-9)
+        current_a = float(np.clip(current_a, -limit_a, limit_a))
+        noise_a = SMU_NOISE_FLOOR_A + SMU_NOISE_REL * abs(current_a)
+        return current_a + noise_a * float(self.rng.standard_normal()), tripped
+
+    # ----- AWG and scope ------------------------------------------------------------------------
+
+    def awg_burst(self, waveform_v: np.ndarray, dt_s: float, n_cycles: int, idle_v: float) -> None:
+        """Play ``n_cycles`` of the waveform (volts at the device, each sample held ``dt_s``)."""
+        awg_on = bool(self.awg.state.output_on)
+        samples_v = np.tile(waveform_v, n_cycles) if awg_on else np.zeros(waveform_v.size)
+        duration_s = samples_v.size * dt_s if awg_on else waveform_v.size * n_cycles * dt_s
+        wants_scope = self.scope is not None and self.scope.wants_trigger()
+        grid_s = self.scope.state.record_grid_s() if wants_scope else None
+        t_end_s = duration_s if grid_s is None else max(duration_s, float(grid_s[-1]))
+        t_start_s = 0.0 if grid_s is None else min(0.0, float(grid_s[0]))
+        time_s, voltage_v = _sim_grid(samples_v, dt_s, idle_v, t_start_s, t_end_s, grid_s)
+        device = self.device_under_needles()
+        record = BurstRecord(
+            device=None,
+            kind=None,
+            virtual_start_s=self.clock.now_s(),
+            time_s=time_s,
+            voltage_v=voltage_v,
+            current_a=np.zeros_like(time_s),
+        )
+        if device is not None and awg_on and device.truth.defect != "open":
+            self._maybe_short("awg", device)
+            self._touch(device)
+            record.device = (device.truth.col, device.truth.row, device.truth.site)
+            record.kind = device.truth.kind
+            if device.is_short:
+                record.current_a = voltage_v / self.wafer.truth.short_resistance_ohm
+            else:
+                physics.transient(
+                    device, record, self.wiring, self._torch_seed(device), self.clock.now_s()
+                )
+        self.clock.advance_s(max(duration_s, t_end_s - t_start_s))
+        if device is not None:
+            device.last_touched_s = self.clock.now_s()
+        self.bursts.append(record)
+        del self.bursts[:-8]
+        if grid_s is not None:
+            signals = {
+                1: np.interp(grid_s, record.time_s, record.voltage_v),
+                2: np.interp(grid_s, record.time_s, record.current_a)
+                * self.wiring.tia_gain_v_per_a,
+            }
+            if record.kind == "felif" and "membrane_v" in record.extra:
+                signals[1] = np.interp(grid_s, record.time_s, record.extra["membrane_v"])
+            self.scope.acquire(signals, self.rng)
+
+
+def _sim_grid(
+    samples_v: np.ndarray,
+    dt_s: float,
+    idle_v: float,
+    t_start_s: float,
+    t_end_s: float,
+    scope_grid_s: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Time grid and device voltage for the physics: fine where the waveform changes.
+
+    Each AWG sample is held for ``dt_s`` with a linear edge of ``min(dt_s/10, 8 ns)`` (the
+    33500B's edge time); steps are at most ``dt_s/4`` and at most the scope's sample interval,
+    capped in number at ``MAX_SIM_POINTS``.
+    """
+    duration_s = samples_v.size * dt_s
+    step_s = dt_s / 4.0
+    if scope_grid_s is not None and scope_grid_s.size > 1:
+        step_s = min(step_s, float(scope_grid_s[1] - scope_grid_s[0]))
+    span_s = t_end_s - t_start_s
+    step_s = max(step_s, span_s / MAX_SIM_POINTS)
+    time_s = np.arange(t_start_s, t_end_s + step_s / 2, step_s)
+    edge_s = min(dt_s / 10.0, 8e-9)
+    # Corner points of a held waveform with linear edges, then interpolate onto the grid.
+    starts = np.arange(samples_v.size) * dt_s
+    corner_t = np.concatenate(
+        [[t_start_s - dt_s, 0.0], np.ravel(np.column_stack([starts + edge_s, starts + dt_s]))]
+    )
+    corner_v = np.concatenate([[idle_v, idle_v], np.repeat(samples_v, 2)])
+    corner_t = np.concatenate([corner_t, [duration_s + edge_s, max(t_end_s, duration_s) + dt_s]])
+    corner_v = np.concatenate([corner_v, [idle_v, idle_v]])
+    # Sample the corners themselves too, so that no edge falls between two grid points.
+    inside = (corner_t > t_start_s) & (corner_t < t_end_s)
+    if np.count_nonzero(inside) + time_s.size <= 2 * MAX_SIM_POINTS:
+        time_s = np.union1d(time_s, corner_t[inside])
+    voltage_v = np.interp(time_s, corner_t, corner_v)
+    return time_s, voltage_v

@@ -1,0 +1,158 @@
+"""The bench's bridge to ``bruno_lab.devices``: builds parameter sets, keeps per-device state.
+
+No equation lives here (DESIGN.md: nothing outside bruno_lab/devices restates one): this
+module only turns a drawn :class:`DeviceTruth` into the devices' parameter dataclasses, calls
+their simulators with the device's persisted state, and stores the new state. Everything runs in
+float64 (the sim is the ground truth).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from instruments.sim.wafer import SimDevice
+
+DTYPE = torch.float64
+
+
+def params_for(device: SimDevice) -> Any:
+    """The device's parameter dataclass (one device), built once and cached on the device."""
+    cached = device.extra.get("params")
+    if cached is not None:
+        return cached
+    truth = device.truth
+    document = dict(truth.params)
+    if truth.kind == "fecap":
+        from bruno_lab.devices.fecap import FeCapParams as cls
+    elif truth.kind == "felif":
+        from bruno_lab.devices.felif import FeLIFParams as cls
+    else:
+        from bruno_lab.devices.rram import RramParams as cls
+    if "area_m2" in cls.specs():
+        document["area_m2"] = truth.area_m2
+    params = cls.from_json(document, n=1, dtype=DTYPE, where=f"truth {truth.kind}")
+    device.extra["params"] = params
+    return params
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ----- state ------------------------------------------------------------------------------------
+
+
+def relax(device: SimDevice, elapsed_s: float, seed: int) -> None:
+    """Let the device's state evolve, unbiased, for ``elapsed_s`` of virtual time."""
+    if elapsed_s <= 0.0 or device.truth.kind != "rram" or device.state is None:
+        return
+    from bruno_lab.devices import rram
+
+    device.state = rram.rram_relax(device.state, elapsed_s, params_for(device), _generator(seed))
+
+
+def _rram_state(device: SimDevice) -> Any:
+    from bruno_lab.devices import rram
+
+    if device.state is None:
+        device.state = rram.rram_initial_state(params_for(device))
+        if device.truth.defect in ("stuck_lrs", "stuck_hrs"):
+            device.state = rram.rram_stuck_state(
+                device.state, params_for(device), lrs=device.truth.defect == "stuck_lrs"
+            )
+    return device.state
+
+
+# ----- DC (SMU) ---------------------------------------------------------------------------------
+
+DC_STEPS = 16
+
+
+def dc_current_a(
+    device: SimDevice, voltage_v: float, duration_s: float, limit_a: float, seed: int
+) -> float:
+    """Mean device current over a reading of ``duration_s`` at a held ``voltage_v``, A."""
+    kind = device.truth.kind
+    if kind == "rram":
+        from bruno_lab.devices import rram
+
+        state = _rram_state(device)
+        voltage = torch.full((1, DC_STEPS), voltage_v, dtype=DTYPE)
+        current, new_state = rram.rram_apply_voltage(
+            voltage, duration_s / DC_STEPS, state, params_for(device), limit_a, _generator(seed)
+        )
+        if device.truth.defect not in ("stuck_lrs", "stuck_hrs"):
+            device.state = new_state
+        return float(current[0, -1])
+    time_s = np.linspace(0.0, duration_s, DC_STEPS * 8 + 1)
+    trace = _fecap_run(device, time_s, np.full_like(time_s, voltage_v))
+    return float(np.mean(trace[len(trace) // 2 :]))
+
+
+# ----- transients (AWG) -------------------------------------------------------------------------
+
+
+def transient(device: SimDevice, record: Any, wiring: Any, seed: int, now_s: float) -> None:
+    """Fill ``record.current_a`` (and polarization) for the voltage ``record.voltage_v``."""
+    kind = device.truth.kind
+    if kind == "fecap":
+        record.current_a = _fecap_run(device, record.time_s, record.voltage_v, record)
+    elif kind == "rram":
+        from bruno_lab.devices import rram
+
+        state = _rram_state(device)
+        dt_s = float(np.median(np.diff(record.time_s)))
+        voltage = torch.as_tensor(record.voltage_v, dtype=DTYPE).reshape(1, -1)
+        current, new_state = rram.rram_apply_voltage(
+            voltage, dt_s, state, params_for(device), 1.0, _generator(seed)
+        )
+        if device.truth.defect not in ("stuck_lrs", "stuck_hrs"):
+            device.state = new_state
+        record.current_a = current.reshape(-1).numpy()
+    else:
+        _felif_run(device, record, wiring)
+
+
+def _fecap_run(
+    device: SimDevice, time_s: np.ndarray, voltage_v: np.ndarray, record: Any = None
+) -> np.ndarray:
+    from bruno_lab.devices.fecap import fecap_simulate
+
+    params = params_for(device)
+    trace = fecap_simulate(
+        torch.as_tensor(time_s, dtype=DTYPE),
+        torch.as_tensor(voltage_v, dtype=DTYPE).reshape(1, -1),
+        params,
+        device.truth.n_domains,
+        initial_polarization_c_m2=device.state,
+    )
+    device.state = trace.final_polarization_c_m2
+    if record is not None:
+        record.polarization_c_m2 = trace.polarization_c_m2.reshape(-1).numpy()
+    return trace.current_a.reshape(-1).numpy()
+
+
+def _felif_run(device: SimDevice, record: Any, wiring: Any) -> None:
+    from bruno_lab.devices import felif
+
+    params = params_for(device)
+    state = device.state or felif.felif_initial_state(params, (1,))
+    current_in_a = record.voltage_v * wiring.felif_input_transconductance_a_per_v
+    membrane = np.empty_like(record.time_s)
+    polarization = np.empty_like(record.time_s)
+    dts = np.diff(record.time_s, prepend=record.time_s[0])
+    for i, dt_s in enumerate(dts):
+        if dt_s > 0:
+            current = torch.tensor([current_in_a[i]], dtype=DTYPE)
+            state = felif.felif_euler_step(current, state, params, float(dt_s))
+            spiked = state.voltage_v >= params.v_thr_v
+            state = felif.felif_reset(state, spiked, params)
+        membrane[i] = float(state.voltage_v[0])
+        polarization[i] = float(state.polarization_c_m2[0])
+    device.state = state
+    record.current_a = current_in_a
+    record.polarization_c_m2 = polarization
+    record.extra["membrane_v"] = membrane

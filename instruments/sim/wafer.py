@@ -1,0 +1,256 @@
+"""The virtual wafer: a die map, sites per die, and one drawn device per (die, site).
+
+Built from a truth file (YAML, see ``truth_default.yaml`` and docs/sim-truth.md) and a seed.
+Every device's draw uses its own generator seeded from ``(seed, col, row, site)``, so the wafer
+is the same for the same seed whatever order devices are visited in, and devices are drawn only
+when first touched. Parameter names are those of the ``bruno_lab.devices`` dataclasses; the
+variability follows the design: theta_i = mean*(1 + sigma_rel*eps_i) (or lognormal).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bruno_lab.errors import PlanError
+
+DEFAULT_TRUTH_PATH = Path(__file__).with_name("truth_default.yaml")
+KindName = Literal["fecap", "felif", "rram"]
+DefectName = Literal["short", "open", "stuck_lrs", "stuck_hrs"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Distribution(_Strict):
+    """How one parameter varies from device to device."""
+
+    mean: float
+    sigma_rel: float = Field(0.0, ge=0.0, le=1.0)
+    family: Literal["normal", "lognormal"] = "normal"
+    min: float | None = None
+    max: float | None = None
+
+
+class WaferGeometry(_Strict):
+    """The round wafer and its rectangular die grid; dies wholly inside the usable disc."""
+
+    diameter_mm: float = Field(gt=0.0, le=450.0)
+    edge_exclusion_mm: float = Field(0.0, ge=0.0)
+    die_width_um: float = Field(gt=0.0)
+    die_height_um: float = Field(gt=0.0)
+
+
+class Site(_Strict):
+    """One device position inside a die (the prober's sub-die site index counts from 0)."""
+
+    kind: KindName
+    area_m2: float = Field(gt=0.0)
+    x_um: float = 0.0
+    y_um: float = 0.0
+    label: str = ""
+
+
+class Population(_Strict):
+    """The distribution of every model parameter of one device kind."""
+
+    params: dict[str, Distribution] = Field(default_factory=dict)
+    n_domains: int = Field(1, ge=1, le=4096)
+
+
+class Defects(_Strict):
+    """Probability that a device is born defective, per kind of defect."""
+
+    short_rate: float = Field(0.0, ge=0.0, le=1.0)
+    open_rate: float = Field(0.0, ge=0.0, le=1.0)
+    stuck_rate: float = Field(0.0, ge=0.0, le=1.0, description="RRAM only: stuck LRS or HRS")
+
+
+class Truth(_Strict):
+    """The whole truth file."""
+
+    name: str
+    wafer: WaferGeometry
+    sites: list[Site] = Field(min_length=1)
+    populations: dict[KindName, Population]
+    defects: Defects = Defects()
+    short_resistance_ohm: float = Field(10.0, gt=0.0)
+
+    @classmethod
+    def load(cls, source: str | Path | dict[str, Any] | Truth | None = None) -> Truth:
+        """A truth from a path, a dict, a Truth, or None for the default that ships."""
+        if isinstance(source, Truth):
+            return source
+        where = "<dict>"
+        if source is None:
+            source = DEFAULT_TRUTH_PATH
+        if isinstance(source, str | Path):
+            where = str(source)
+            try:
+                source = yaml.safe_load(Path(source).read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise PlanError(f"{where}: cannot read truth file: {exc}") from exc
+        try:
+            truth = cls.model_validate(source)
+        except ValidationError as exc:
+            raise PlanError(f"{where}: invalid truth file: {exc}") from exc
+        missing = {site.kind for site in truth.sites} - set(truth.populations)
+        if missing:
+            raise PlanError(f"{where}: populations: no entry for kinds {sorted(missing)}")
+        return truth
+
+
+@dataclass(frozen=True)
+class DeviceTruth:
+    """What the sim knows about one device: the answer calibration must recover."""
+
+    col: int
+    row: int
+    site: int
+    kind: str
+    area_m2: float
+    params: dict[str, float]
+    n_domains: int
+    defect: str | None
+
+
+@dataclass
+class SimDevice:
+    """A drawn device plus its mutable physical state (owned by the bench's physics)."""
+
+    truth: DeviceTruth
+    state: Any = None
+    last_touched_s: float = 0.0
+    shorted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_short(self) -> bool:
+        return self.shorted or self.truth.defect == "short"
+
+
+class Wafer:
+    """The die map and the lazily drawn devices of one seeded wafer."""
+
+    def __init__(self, truth: Truth, seed: int) -> None:
+        self.truth = truth
+        self.seed = int(seed)
+        self.dies: list[tuple[int, int]] = _die_map(truth.wafer)
+        if not self.dies:
+            raise PlanError("truth wafer: no die fits inside the usable wafer area")
+        self._index = {die: i for i, die in enumerate(self.dies)}
+        self._devices: dict[tuple[int, int, int], SimDevice] = {}
+        self.n_cols = max(c for c, _ in self.dies) + 1
+        self.n_rows = max(r for _, r in self.dies) + 1
+
+    @property
+    def n_sites(self) -> int:
+        return len(self.truth.sites)
+
+    def die_index(self, col: int, row: int) -> int | None:
+        return self._index.get((col, row))
+
+    def die_position_um(self, col: int, row: int) -> tuple[float, float]:
+        """Die centre from the wafer centre, µm (x right, y up)."""
+        geometry = self.truth.wafer
+        x_um = (col - (self.n_cols - 1) / 2.0) * geometry.die_width_um
+        y_um = ((self.n_rows - 1) / 2.0 - row) * geometry.die_height_um
+        return x_um, y_um
+
+    def device(self, col: int, row: int, site: int) -> SimDevice:
+        """The device at a die and site (site counts from 0); drawn on first use."""
+        if (col, row) not in self._index:
+            raise KeyError(f"die ({col}, {row}) is not on the wafer map")
+        if not 0 <= site < self.n_sites:
+            raise KeyError(f"site {site} outside 0..{self.n_sites - 1}")
+        key = (col, row, site)
+        if key not in self._devices:
+            self._devices[key] = SimDevice(truth=self._draw(col, row, site))
+        return self._devices[key]
+
+    def _draw(self, col: int, row: int, site: int) -> DeviceTruth:
+        spec = self.truth.sites[site]
+        population = self.truth.populations[spec.kind]
+        rng = np.random.default_rng([self.seed, col, row, site, zlib.crc32(spec.kind.encode())])
+        params = {name: _draw_one(dist, rng) for name, dist in sorted(population.params.items())}
+        return DeviceTruth(
+            col=col,
+            row=row,
+            site=site,
+            kind=spec.kind,
+            area_m2=spec.area_m2,
+            params=params,
+            n_domains=population.n_domains,
+            defect=_draw_defect(self.truth.defects, spec.kind, rng),
+        )
+
+    def station_summary(self) -> dict[str, Any]:
+        """What a plan needs to know of the map: the station file's ``wafer`` section."""
+        return {
+            "name": self.truth.name,
+            "n_dies": len(self.dies),
+            "dies": [[c, r] for c, r in self.dies],
+            "sites": [
+                {"site": i, "kind": s.kind, "area_m2": s.area_m2, "label": s.label}
+                for i, s in enumerate(self.truth.sites)
+            ],
+        }
+
+
+def _draw_one(dist: Distribution, rng: np.random.Generator) -> float:
+    eps = float(rng.standard_normal())
+    if dist.family == "lognormal":
+        value = dist.mean * math.exp(dist.sigma_rel * eps - 0.5 * dist.sigma_rel**2)
+    else:
+        value = dist.mean * (1.0 + dist.sigma_rel * eps)
+    if dist.min is not None:
+        value = max(value, dist.min)
+    if dist.max is not None:
+        value = min(value, dist.max)
+    return value
+
+
+def _draw_defect(defects: Defects, kind: str, rng: np.random.Generator) -> str | None:
+    u = float(rng.random())
+    if u < defects.short_rate:
+        return "short"
+    u -= defects.short_rate
+    if u < defects.open_rate:
+        return "open"
+    u -= defects.open_rate
+    if kind == "rram" and u < defects.stuck_rate:
+        return "stuck_lrs" if rng.random() < 0.5 else "stuck_hrs"
+    return None
+
+
+def _die_map(geometry: WaferGeometry) -> list[tuple[int, int]]:
+    """Dies (col, row) whose four corners lie inside the usable radius; row 0 at the top."""
+    radius_um = (geometry.diameter_mm / 2.0 - geometry.edge_exclusion_mm) * 1000.0
+    n_cols = int(2 * radius_um // geometry.die_width_um)
+    n_rows = int(2 * radius_um // geometry.die_height_um)
+    dies = []
+    for row in range(n_rows):
+        for col in range(n_cols):
+            x0 = (col - n_cols / 2.0) * geometry.die_width_um
+            y0 = (n_rows / 2.0 - row - 1) * geometry.die_height_um
+            corners = [
+                (x0 + dx, y0 + dy)
+                for dx in (0.0, geometry.die_width_um)
+                for dy in (0.0, geometry.die_height_um)
+            ]
+            if all(math.hypot(x, y) <= radius_um for x, y in corners):
+                dies.append((col, row))
+    # Renumber so that the map's bounding box starts at column 0 and row 0.
+    if not dies:
+        return []
+    c0 = min(c for c, _ in dies)
+    r0 = min(r for _, r in dies)
+    return [(c - c0, r - r0) for c, r in dies]
