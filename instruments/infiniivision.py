@@ -1,0 +1,173 @@
+"""Keysight InfiniiVision oscilloscopes (DSOX/MSOX 2000-6000 X), SCPI (InfiniiVision
+3000T X-Series Programmer's Guide).
+
+Waveforms are read as WORD (int16, LSB first, signed) IEEE 488.2 blocks and scaled with the
+preamble: ``t = (i - xreference) * xincrement + xorigin``,
+``v = (code - yreference) * yincrement + yorigin``. ``:TIM:REF LEFT`` puts the trigger
+reference at the left of the screen; ``:TIM:POS`` is the delay from the trigger to it. The
+trigger comes from the AWG's sync on the EXT input. ``arm_single`` reads ``:TER?`` first,
+which clears a stale "triggered" flag, then sends ``:SING``; ``wait_acquired`` polls ``:TER?``.
+
+    scope.configure(1e-6, {1: (0.5, 0.0), 2: (0.2, 0.0)})
+    scope.arm_single(); awg.trigger(); scope.wait_acquired(2.0)
+    t_s, v = scope.read_waveform(1)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from instruments.errors import GarbledReply, InstrumentTimeout, SettingRangeError
+from instruments.roles import Oscilloscope, register_model
+from instruments.scpi import (
+    ScpiInstrument,
+    in_range,
+    integer_in_range,
+    one_of,
+    parse_bool,
+    scpi_measurement,
+    scpi_setting,
+)
+
+N_CHANNELS = 4
+FORMAT_WORD = 1  # preamble format field: 0 BYTE, 1 WORD, 4 ASCii
+_VOLTS_PER_DIV = in_range(1e-3, 10.0)
+_OFFSET_V = in_range(-100.0, 100.0)
+
+
+@register_model("infiniivision", role="scope")
+class InfiniiVision(ScpiInstrument, Oscilloscope):
+    """Keysight InfiniiVision X-series scope (e.g. DSOX3024T)."""
+
+    IDENTITY_PATTERN = r"(KEYSIGHT|AGILENT) TECHNOLOGIES,[DM]SO-?X ?\d{4}[A-Z]*,"
+
+    time_scale_s_per_div = scpi_setting(
+        ":TIM:SCAL {}", unit="s/div", validator=in_range(1e-9, 50.0),
+        doc="Set the horizontal scale (10 divisions on screen).",
+    )  # fmt: skip
+    time_position_s = scpi_setting(
+        ":TIM:POS {}", unit="s", validator=in_range(-500.0, 500.0),
+        doc="Set the delay from the trigger to the reference point (left edge).",
+    )  # fmt: skip
+    trigger_source = scpi_setting(
+        ":TRIG:SOUR {}", formatter=str, validator=one_of("EXT", "CHAN1", "CHAN2", "CHAN3", "CHAN4"),
+        doc="Set the edge trigger source.",
+    )  # fmt: skip
+    waveform_points = scpi_setting(
+        ":WAV:POIN {}", unit="points", validator=integer_in_range(100, 8_000_000), formatter=str,
+        doc="Set how many points a waveform read returns (RAW mode: up to the record).",
+    )  # fmt: skip
+    acquisition_done = scpi_measurement(
+        ":TER?", parse_bool, doc="Get (and clear) whether a trigger happened since last asked."
+    )
+
+    def configure(
+        self,
+        time_scale_s_per_div: float,
+        channels: Mapping[int, tuple[float, float]],
+        *,
+        time_position_s: float = 0.0,
+        trigger_source: str = "EXT",
+    ) -> None:
+        """Horizontal scale (s/div, 10 divisions from the trigger at the left edge plus
+        ``time_position_s``), and per channel ``(volts_per_div, offset_v)``; channels are
+        displayed (acquired). Normal acquisition, edge trigger on ``trigger_source``."""
+        commands: list[str | tuple[str, Any]] = [
+            ":TIM:REF LEFT",
+            ("time_scale_s_per_div", time_scale_s_per_div),
+            ("time_position_s", time_position_s),
+        ]
+        if not channels:
+            raise SettingRangeError(f"{self.name}: configure needs at least one channel")
+        for channel in sorted(channels):
+            n = _channel(channel, self.name)
+            volts_per_div, offset_v = channels[channel]
+            volts_per_div = _VOLTS_PER_DIV(volts_per_div, f"{self.name}: channel {n} V/div")
+            offset_v = _OFFSET_V(offset_v, f"{self.name}: channel {n} offset_v")
+            commands += [
+                f":CHAN{n}:DISP ON",
+                f":CHAN{n}:SCAL {volts_per_div:.9g}",
+                f":CHAN{n}:OFFS {offset_v:.9g}",
+            ]
+        commands += [("trigger_source", trigger_source), ":ACQ:TYPE NORM"]
+        self.configure_settings(*commands)
+
+    def arm_single(self) -> None:
+        """Clear the trigger flag (``:TER?``) and arm one acquisition (``:SING``)."""
+        _ = self.acquisition_done
+        self.write(":SING")
+
+    def wait_acquired(self, timeout_s: float) -> None:
+        """Poll ``:TER?`` until the acquisition is done; ``InstrumentTimeout`` after
+        ``timeout_s`` seconds (wall time)."""
+        deadline = time.monotonic() + float(timeout_s)
+        pause_s = 1e-3
+        while not self.acquisition_done:
+            if time.monotonic() >= deadline:
+                raise InstrumentTimeout(
+                    f"acquisition not complete within {timeout_s:g} s",
+                    instrument=self.name, command=":TER?",
+                )  # fmt: skip
+            time.sleep(pause_s)
+            pause_s = min(2 * pause_s, 0.05)
+
+    def read_waveform(
+        self, channel: int, points: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The last acquisition of ``channel``: ``(time_s, volts)``, scaled by the preamble."""
+        n = _channel(channel, self.name)
+        setup: list[str | tuple[str, Any]] = [
+            f":WAV:SOUR CHAN{n}",
+            ":WAV:FORM WORD",
+            ":WAV:BYT LSBF",
+            ":WAV:UNS 0",
+            ":WAV:POIN:MODE RAW",
+        ]
+        if points is not None:
+            setup.append(("waveform_points", points))
+        self.configure_settings(*setup)
+        pre = self.query_parsed(":WAV:PRE?", _parse_preamble)
+        if pre["format"] != FORMAT_WORD:
+            raise GarbledReply(
+                f"preamble format {pre['format']}, expected WORD", instrument=self.name,
+                command=":WAV:PRE?",
+            )  # fmt: skip
+        with self.timeout_extended(pre["points"] * 2 / 1e6):  # ~1 MB/s worst case
+            codes = self.query_binary(":WAV:DATA?", datatype="h", big_endian=False)
+        if codes.size != pre["points"]:
+            raise GarbledReply(
+                f"{codes.size} samples, preamble says {pre['points']}", instrument=self.name,
+                command=":WAV:DATA?",
+            )  # fmt: skip
+        index = np.arange(codes.size, dtype=np.float64)
+        time_s = (index - pre["xreference"]) * pre["xincrement"] + pre["xorigin"]
+        volts = (codes.astype(np.float64) - pre["yreference"]) * pre["yincrement"] + pre["yorigin"]
+        return time_s, volts
+
+
+def _channel(channel: int, name: str) -> int:
+    return integer_in_range(1, N_CHANNELS)(channel, f"{name}: channel")
+
+
+_PREAMBLE_FIELDS = (
+    "format", "type", "points", "count", "xincrement", "xorigin", "xreference",
+    "yincrement", "yorigin", "yreference",
+)  # fmt: skip
+
+
+def _parse_preamble(reply: str) -> dict[str, float]:
+    """The 10-field ``:WAV:PRE?`` reply as a dict (ints for format, type, points, count)."""
+    fields = reply.strip().split(",")
+    if len(fields) != len(_PREAMBLE_FIELDS):
+        raise ValueError(f"{len(fields)} preamble fields, expected {len(_PREAMBLE_FIELDS)}")
+    values = [float(f) for f in fields]
+    if not np.all(np.isfinite(values)) or values[2] < 0 or values[4] <= 0:
+        raise ValueError("preamble values out of range")
+    out: dict[str, Any] = dict(zip(_PREAMBLE_FIELDS, values, strict=True))
+    for key in ("format", "type", "points", "count"):
+        out[key] = int(out[key])
+    return out

@@ -1,0 +1,229 @@
+"""Keithley 2450 SourceMeter, native SCPI command set (2450 Reference Manual, 2450-901-01).
+
+The 2400-emulation language is refused at connect (its ``*IDN?`` reads ``MODEL 2400``). Voltage
+source, current measure; list sweeps run on the instrument's trigger model and are read back
+from ``defbuffer1``. Every value is checked against the bench's safety envelope before it is
+sent, and the output is switched on only with a compliance set and the prober in contact.
+
+    smu = Keithley2450(rm.open_resource("TCPIP::10.0.0.5::5025::SOCKET"), guard=guard)
+    smu.configure_voltage_source(range_v=20.0, current_limit_a=1e-4, nplc=1.0)
+    smu.source_voltage_v = 0.5
+    smu.output_enabled = True
+    i_a = smu.measure_current_a()
+    smu.shutdown()
+
+Not in the dialect shared with the sim (so not used): ``:SOUR:LIST:VOLT:APP`` for lists longer
+than one command line, and ``:TRAC:CLE``; a sweep reads the last ``len(voltages)`` readings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from instruments.errors import ComplianceHit, GarbledReply, SettingRangeError
+from instruments.roles import SourceMeter, register_model
+from instruments.scpi import (
+    ScpiInstrument,
+    ScpiProperty,
+    as_bool,
+    format_float,
+    format_on_off,
+    in_range,
+    parse_bool,
+    parse_float,
+    parse_int,
+    scpi_control,
+    scpi_measurement,
+    scpi_setting,
+)
+
+MAX_SWEEP_POINTS = 2500  # the 2450's source-list capacity
+POWER_LINE_HZ_MAX = 60.0  # shortest NPLC time: used for the worst-case sweep step rate
+BUFFER = '"defbuffer1"'
+
+
+@register_model("keithley2450", role="smu")
+class Keithley2450(ScpiInstrument, SourceMeter):
+    """Keithley 2450 SMU over SCPI: voltage source, current measure."""
+
+    IDENTITY_PATTERN = r"KEITHLEY INSTRUMENTS,MODEL 2450,"
+
+    source_voltage_v = scpi_control(
+        ":SOUR:VOLT?", ":SOUR:VOLT {}", parse_float, unit="V",
+        validator=in_range(-210.0, 210.0), envelope_key="voltage_v",
+        doc="Control the source voltage.",
+    )  # fmt: skip
+    source_range_v = scpi_setting(
+        ":SOUR:VOLT:RANG {}", unit="V", validator=in_range(0.0, 210.0),
+        doc="Set the source voltage range (the instrument picks the range holding it).",
+    )  # fmt: skip
+    current_limit_a = scpi_control(
+        ":SOUR:VOLT:ILIM?", ":SOUR:VOLT:ILIM {}", parse_float, unit="A",
+        validator=in_range(1e-9, 1.05), envelope_key="current_a",
+        doc="Control the current limit (compliance) while sourcing voltage.",
+    )  # fmt: skip
+    compliance_tripped = scpi_measurement(
+        ":SOUR:VOLT:ILIM:TRIP?", parse_bool, doc="Get whether the source is at its current limit."
+    )
+    current_range_a = scpi_setting(
+        ":SENS:CURR:RANG {}", unit="A", validator=in_range(1e-8, 1.05),
+        doc="Set a fixed current measurement range (turns autorange off).",
+    )  # fmt: skip
+    current_autorange_enabled = scpi_setting(
+        ":SENS:CURR:RANG:AUTO {}", formatter=format_on_off, validator=as_bool,
+        doc="Set whether the current measurement range follows the reading.",
+    )  # fmt: skip
+    nplc = scpi_setting(
+        ":SENS:CURR:NPLC {}", unit="power-line cycles", validator=in_range(0.01, 10.0),
+        doc="Set the current integration time in power-line cycles.",
+    )  # fmt: skip
+    output_enabled = scpi_control(
+        ":OUTP?", ":OUTP {}", parse_bool, formatter=format_on_off, validator=as_bool,
+        envelope_key="output", doc="Control whether the output is on.",
+    )  # fmt: skip
+
+    def __init__(self, resource: Any, **kwargs: Any) -> None:
+        self._forget()
+        super().__init__(resource, **kwargs)
+
+    def _forget(self) -> None:
+        self._source_voltage_v: float | None = None  # None: not known to this driver
+        self._current_limit_a: float | None = None
+        self._nplc = 1.0
+        self._output_on: bool | None = None
+
+    def _after_reset(self) -> None:
+        self._forget()
+        self._source_voltage_v, self._output_on = 0.0, False
+
+    def _after_set(self, name: str, value: Any) -> None:
+        if name == "source_voltage_v":
+            self._source_voltage_v = float(value)
+        elif name == "current_limit_a":
+            self._current_limit_a = float(value)
+        elif name == "nplc":
+            self._nplc = float(value)
+        elif name == "output_enabled":
+            self._output_on = bool(value)
+
+    def _check_envelope(self, prop: ScpiProperty, value: Any) -> None:
+        if prop.envelope_key != "output":
+            super()._check_envelope(prop, value)
+            return
+        if not value:
+            return  # switching off is always allowed
+        self.guard.check_compliance_set(self.name, self._current_limit_a)
+        level_v = self._source_voltage_v
+        if level_v is None:
+            level_v = self.query_parsed(":SOUR:VOLT?", parse_float)
+        self.guard.check_voltage(self.name, "source_voltage_v (at output on)", level_v)
+        self.guard.check_contact(self.name, "output_enabled")
+
+    def configure_voltage_source(
+        self, range_v: float, current_limit_a: float, nplc: float = 1.0
+    ) -> None:
+        """Source voltage on ``range_v`` (V) with the current limited to ``current_limit_a``
+        (A); measure current, autoranging, integrating ``nplc`` power-line cycles."""
+        self.configure_settings(
+            ":SOUR:FUNC VOLT",
+            ("source_range_v", range_v),
+            ("current_limit_a", current_limit_a),
+            ':SENS:FUNC "CURR"',
+            ("current_autorange_enabled", True),
+            ("nplc", nplc),
+        )
+
+    def measure_current_a(self, *, raise_on_compliance: bool = True) -> float:
+        """One reading of the current, A. With ``raise_on_compliance`` a reading taken at the
+        current limit raises ``ComplianceHit`` (it measures the limit, not the device)."""
+        current_a = self.query_parsed(":READ?", parse_float)
+        if raise_on_compliance and self.compliance_tripped:
+            raise ComplianceHit(
+                f"current at the limit {self._current_limit_a!r} A (read {current_a:.6g} A)",
+                instrument=self.name,
+                command=":READ?",
+            )
+        return current_a
+
+    def sweep_voltage_list(
+        self,
+        voltages_v: np.ndarray,
+        current_limit_a: float,
+        delay_s: float,
+        *,
+        raise_on_compliance: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run a list sweep on the instrument: each voltage (V) held ``delay_s`` then measured.
+
+        Returns ``(voltage_v, current_a)`` as read back from the buffer (source readback and
+        measured current). The output is on after the sweep (as the 2450 leaves it) at the
+        last voltage. Refused before anything is sent if a voltage, the limit, a step rate or
+        the contact state is beyond the envelope.
+        """
+        v = np.asarray(voltages_v, dtype=np.float64).ravel()
+        where = f"{self.name}: sweep_voltage_list"
+        if not 1 <= v.size <= MAX_SWEEP_POINTS:
+            raise SettingRangeError(f"{where}: {v.size} points, allowed 1..{MAX_SWEEP_POINTS}")
+        if not np.all(np.isfinite(v)) or np.max(np.abs(v)) > 210.0:
+            raise SettingRangeError(f"{where}: voltages must be finite within ±210 V")
+        delay_s = in_range(0.0, 10_000.0)(delay_s, f"{where}: delay_s")
+        current_limit_a = in_range(1e-9, 1.05)(current_limit_a, f"{where}: current_limit_a")
+        self.guard.check_current(self.name, "current_limit_a", current_limit_a)
+        dwell_s = delay_s + self._nplc / POWER_LINE_HZ_MAX
+        start_v = self._source_voltage_v if self._source_voltage_v is not None else 0.0
+        self.guard.check_sweep(self.name, v, dwell_s, start_v=start_v)
+        self.guard.check_contact(self.name, "sweep output")
+
+        self.configure_settings(
+            ":SOUR:FUNC VOLT",
+            ("current_limit_a", current_limit_a),
+            ":SOUR:LIST:VOLT " + ",".join(format_float(x) for x in v),
+            f":SOUR:SWE:VOLT:LIST 1,{format_float(delay_s)}",
+        )
+        expected_s = v.size * dwell_s
+        with self.timeout_extended(2.0 * expected_s):
+            self.write(":INIT")
+            self.write("*WAI")
+            n = self.query_parsed(f":TRAC:ACT? {BUFFER}", parse_int)
+        self._output_on = True
+        self._source_voltage_v = float(v[-1])
+        if n < v.size:
+            raise GarbledReply(
+                f"buffer holds {n} readings, the sweep has {v.size}",
+                instrument=self.name, command=f":TRAC:ACT? {BUFFER}",
+            )  # fmt: skip
+        first = n - v.size + 1
+        command = f":TRAC:DATA? {first},{n},{BUFFER},SOUR,READ"
+        values = self.query_parsed(command, _parse_csv_floats)
+        if values.size != 2 * v.size:
+            raise GarbledReply(
+                f"{values.size} values for {v.size} points", instrument=self.name, command=command
+            )
+        self.check_errors()
+        if raise_on_compliance and self.compliance_tripped:
+            raise ComplianceHit(
+                f"the sweep reached the current limit {current_limit_a:g} A",
+                instrument=self.name, command=":INIT",
+            )  # fmt: skip
+        return values[0::2].copy(), values[1::2].copy()
+
+    def shutdown(self) -> None:
+        """0 V, output off (always allowed; the envelope has nothing to refuse here)."""
+        self.write(":SOUR:VOLT 0")
+        self.write(":OUTP OFF")
+        self._source_voltage_v, self._output_on = 0.0, False
+        self.check_errors()
+
+    def ensure_safe(self) -> None:
+        """Shutdown unless this driver knows the output is already off at 0 V."""
+        if self._output_on is not False or self._source_voltage_v != 0.0:
+            self.shutdown()
+
+
+def _parse_csv_floats(reply: str) -> np.ndarray:
+    values = np.array([float(x) for x in reply.strip().split(",")], dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("non-finite value in buffer data")
+    return values

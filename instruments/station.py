@@ -1,0 +1,251 @@
+"""The bench: where instruments live (the station file), opened and wired for safety.
+
+``open_bench(station_path) -> Bench`` reads the station YAML (``sim serve --station-out`` writes
+one; a real bench has its own), opens every instrument by its ``model`` through the model
+registry, checks identities, and wires the safety envelope: one ``SafetyGuard`` shared by all
+drivers, told the device kind under the needles whenever the prober moves, asking the prober
+for contact before any output goes on, and making every source safe before the needles move.
+
+``Bench`` is a context manager: on exit, on an error or on Ctrl-C, ``safe_state()`` puts the
+SMU at 0 V with output off, the AWG output off, then separates the chuck, and the resources
+are closed.
+
+    with open_bench("station.yaml") as bench:
+        bench.prober.step_to(3, 4, site=1)
+        bench.prober.contact()
+        ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import pkgutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import instruments
+from bruno_lab.errors import PlanError
+from instruments.envelope import Envelope, SafetyGuard
+from instruments.roles import MODELS, ROLES, DiePosition
+from instruments.scpi import DEFAULT_TIMEOUT_S
+
+log = logging.getLogger(__name__)
+
+_NOT_DRIVERS = {"errors", "envelope", "roles", "scpi", "station", "testing", "sim"}
+
+
+def load_driver_modules() -> None:
+    """Import every module of ``instruments`` (not ``sim``): each registers its models."""
+    for module in pkgutil.iter_modules(instruments.__path__):
+        if module.name not in _NOT_DRIVERS and not module.name.startswith("_"):
+            importlib.import_module(f"instruments.{module.name}")
+
+
+class InstrumentEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    resource: str | None = None
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
+
+
+class StationFile(BaseModel):
+    """The station file: instruments by role, wiring, envelope and the wafer map summary."""
+
+    model_config = ConfigDict(extra="allow")
+
+    station: str = "bench"
+    instruments: dict[str, InstrumentEntry]
+    wiring: dict[str, Any] = Field(default_factory=dict)
+    envelope: dict[str, Any] | None = None
+    wafer: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_station(path: str | Path) -> StationFile:
+    """Read and validate a station file; errors name the file and field (``PlanError``)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PlanError(f"{path}: cannot read station file: {exc}") from exc
+    try:
+        station = StationFile.model_validate(data or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PlanError(f"{path}: {where}: {first['msg']}") from exc
+    load_driver_modules()
+    for role, entry in station.instruments.items():
+        if role not in ROLES:
+            raise PlanError(f"{path}: instruments.{role}: unknown role, allowed {list(ROLES)}")
+        known = MODELS.get(entry.model)
+        if known is None:
+            raise PlanError(
+                f"{path}: instruments.{role}.model: {entry.model!r} is not one of {sorted(MODELS)}"
+            )
+        if known.role != role:
+            raise PlanError(
+                f"{path}: instruments.{role}.model: {entry.model!r} is a {known.role}, not a {role}"
+            )
+        if known.cls.needs_resource and not entry.resource:
+            raise PlanError(f"{path}: instruments.{role}.resource: a VISA resource is required")
+    return station
+
+
+def site_kinds(wafer: Mapping[str, Any]) -> dict[int, str]:
+    """Site index -> device kind from the station file's ``wafer.sites``."""
+    kinds: dict[int, str] = {}
+    for index, entry in enumerate(wafer.get("sites") or []):
+        if isinstance(entry, str):
+            kinds[index] = entry
+        elif isinstance(entry, Mapping) and "kind" in entry:
+            kinds[int(entry.get("site", index))] = str(entry["kind"])
+    return kinds
+
+
+@dataclass
+class Bench:
+    """The opened instruments of one station (None for a role the station lacks)."""
+
+    smu: Any = None
+    awg: Any = None
+    scope: Any = None
+    prober: Any = None
+    clock: Any = None
+    guard: SafetyGuard = field(default_factory=SafetyGuard)
+    wiring: dict[str, Any] = field(default_factory=dict)
+    wafer: dict[str, Any] = field(default_factory=dict)
+    station: str = "bench"
+
+    def __post_init__(self) -> None:
+        self._kinds = site_kinds(self.wafer)
+        if self.prober is not None:
+            self.guard.contact_probe = lambda: bool(self.prober.in_contact)
+            self.prober.before_move.append(self.make_sources_safe)
+            self.prober.after_move.append(self._prober_moved)
+
+    def instruments(self) -> dict[str, Any]:
+        return {r: getattr(self, r) for r in ROLES if getattr(self, r) is not None}
+
+    def _prober_moved(self, die: DiePosition | None, in_contact: bool) -> None:
+        if die is not None:
+            self.guard.device_kind = self._kinds.get(die.site)
+            log.info("prober at %s: device kind %s", die, self.guard.device_kind)
+
+    def make_sources_safe(self) -> None:
+        """SMU to 0 V and output off, AWG output off (skipped where known to be off)."""
+        for source in (self.smu, self.awg):
+            if source is not None:
+                source.ensure_safe()
+
+    def safe_state(self) -> list[str]:
+        """Outputs off and 0 V, then the chuck separated. Every step is tried even if one
+        fails; the failures are logged and returned (empty: the bench is safe)."""
+        problems: list[str] = []
+        steps = [
+            ("smu", lambda: self.smu.shutdown()),
+            ("awg", lambda: self.awg.shutdown()),
+            ("prober", lambda: self.prober.command("MoveChuckSeparation")),
+        ]
+        for role, step in steps:
+            if getattr(self, role) is None:
+                continue
+            try:
+                step()
+            except Exception as exc:  # a safe state is attempted whatever went wrong before
+                problems.append(f"{role}: {exc}")
+                log.error("safe state: %s failed: %s", role, exc)
+        return problems
+
+    def close(self) -> None:
+        for instrument in self.instruments().values():
+            with contextlib.suppress(Exception):
+                instrument.close()
+
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            problems = self.safe_state()
+        finally:
+            self.close()
+        if problems and exc is None:
+            from instruments.errors import InstrumentError
+
+            raise InstrumentError("bench not left safe: " + "; ".join(problems))
+
+
+def open_instrument(
+    model: str,
+    resource: str | None,
+    *,
+    role: str,
+    guard: SafetyGuard,
+    resource_manager: Any = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Any:
+    """Open one instrument by its station ``model`` name (the registry's key)."""
+    load_driver_modules()
+    entry = MODELS.get(model)
+    if entry is None:
+        raise PlanError(f"model {model!r} is not one of {sorted(MODELS)}")
+    if not entry.cls.needs_resource:
+        return entry.cls(None, role=role, guard=guard)
+    if resource_manager is None:
+        import pyvisa
+
+        resource_manager = pyvisa.ResourceManager("@py")
+    handle = resource_manager.open_resource(
+        resource, read_termination="\n", write_termination="\n", timeout=timeout_s * 1000.0
+    )
+    try:
+        return entry.cls(handle, role=role, guard=guard, timeout_s=timeout_s)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            handle.close()
+        raise
+
+
+def open_bench(
+    station_path: str | Path,
+    *,
+    envelope: Envelope | None = None,
+    resource_manager: Any = None,
+    timeout_s: float | None = None,
+) -> Bench:
+    """Open every instrument of a station file; the envelope comes from ``envelope`` or the
+    station file's ``envelope:`` (else the defaults of ``instruments.envelope``)."""
+    station = load_station(station_path)
+    if envelope is None:
+        envelope = Envelope.from_mapping(station.envelope, where=f"{station_path}: envelope")
+    guard = SafetyGuard(envelope)
+    if resource_manager is None:
+        import pyvisa
+
+        resource_manager = pyvisa.ResourceManager("@py")
+    opened: dict[str, Any] = {}
+    try:
+        for role in ROLES:
+            entry = station.instruments.get(role)
+            if entry is None:
+                continue
+            opened[role] = open_instrument(
+                entry.model, entry.resource, role=role, guard=guard,
+                resource_manager=resource_manager,
+                timeout_s=timeout_s if timeout_s is not None else entry.timeout_s,
+            )  # fmt: skip
+    except BaseException:
+        Bench(**opened, guard=guard).close()
+        raise
+    return Bench(
+        **opened, guard=guard, wiring=dict(station.wiring), wafer=dict(station.wafer),
+        station=station.station,
+    )  # fmt: skip
