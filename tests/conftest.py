@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["postgres_fixture"]
+pytest_plugins = ["postgres_fixture", "simlab_fixture"]
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -14,6 +14,7 @@ import typer
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, in --help order
     "db",
+    "sim",
 )
 
 

@@ -104,6 +104,8 @@ class SimLab:
     def stop(self) -> None:
         """Close every server and connection; safe to call twice."""
         for server in self.servers.values():
+            server.request_stop()
+        for server in self.servers.values():
             server.stop()
         self._running = False
 

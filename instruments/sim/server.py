@@ -185,7 +185,7 @@ class LineServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         sock.listen(8)
-        sock.settimeout(0.2)
+        sock.settimeout(0.05)
         self._socket = sock
         self.port = sock.getsockname()[1]
         self._thread = threading.Thread(
@@ -195,12 +195,17 @@ class LineServer:
         log.debug("%s listening on 127.0.0.1:%d", self.role, self.port)
         return self.port
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Stop accepting and close every connection; does not wait (see :meth:`stop`)."""
         self._stopping.set()
         if self._socket is not None:
             self._socket.close()
         for conn in list(self._connections):
             _close_quietly(conn)
+
+    def stop(self) -> None:
+        """Stop and wait for the accept thread to end."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
 
