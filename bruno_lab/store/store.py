@@ -25,7 +25,7 @@ from bruno_lab.errors import BadInputError, DataError
 from bruno_lab.store import schema
 from bruno_lab.store.arrays import DEFAULT_CHUNK_BYTES, decode_array, encode_array
 from bruno_lab.store.cards_store import CardsMixin
-from bruno_lab.store.engine import finite_or_none
+from bruno_lab.store.engine import finite_or_none, json_dumps
 from bruno_lab.store.models import (
     ArrayChunk,
     Device,
@@ -55,6 +55,13 @@ def as_enum(enum_cls: Any, value: Any, *, field: str) -> Any:
     except ValueError:
         allowed = ", ".join(m.value for m in enum_cls)
         raise BadInputError(f"{field}: {value!r} is not one of {allowed}") from None
+
+
+def _check_json(value: Mapping[str, Any], field: str) -> None:
+    try:
+        json_dumps(dict(value))
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"measurement {field}: not storable as JSON ({exc})") from None
 
 
 class Store(CardsMixin):
@@ -219,6 +226,11 @@ class Store(CardsMixin):
                 raise BadInputError(f"array {name!r}: expected (values, unit)") from None
             enc = encode_array(values, name=name, chunk_bytes=self.chunk_bytes)
             encoded.append((name, str(unit), enc))
+        _check_json(parameters, "parameters")
+        _check_json(instruments, "instruments")
+        for field, stamp in (("started_at", started_at), ("finished_at", finished_at)):
+            if not isinstance(stamp, datetime) or stamp.tzinfo is None:
+                raise BadInputError(f"measurement {field}: need an aware datetime, got {stamp!r}")
         row = {
             "run_id": run_id,
             "device_id": device_id,

@@ -1,0 +1,108 @@
+"""Database URL resolution, schema refusal, password masking and the `bruno-lab db` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from store_helpers import measurement_kwargs, migrated_store
+from typer.testing import CliRunner
+
+from bruno_lab.cli import app
+from bruno_lab.config import ENV_VAR, default_db_path, mask_url, resolve_db_url
+from bruno_lab.errors import BadInputError, SchemaError
+from bruno_lab.store import open_store, open_store_for_cli
+from bruno_lab.store.pgtemp import free_port
+
+BRUNO = str(Path(sys.executable).with_name("bruno-lab"))
+
+
+def test_url_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert resolve_db_url(None) == f"sqlite:///{tmp_path}/xdg/bruno-lab/lab.db"
+    assert (tmp_path / "xdg" / "bruno-lab").is_dir()
+    monkeypatch.setenv(ENV_VAR, "postgresql+psycopg://u@h/db")
+    assert resolve_db_url(None) == "postgresql+psycopg://u@h/db"
+    assert resolve_db_url("sqlite:////x/y.db") == "sqlite:////x/y.db"
+    assert resolve_db_url(str(tmp_path / "a.db")) == f"sqlite:///{tmp_path}/a.db"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert default_db_path() == Path.home() / ".local/share/bruno-lab/lab.db"
+
+
+def test_mask_url_hides_passwords() -> None:
+    assert mask_url("postgresql+psycopg://bob:s3cret@db:5432/lab") == (
+        "postgresql+psycopg://bob:***@db:5432/lab"
+    )
+    assert "s3cret" not in mask_url("garbage://bob:s3cret@@@")
+
+
+def test_unmigrated_database_is_refused_with_the_command_to_run(db_url: str) -> None:
+    with pytest.raises(SchemaError, match="bruno-lab db upgrade --db"):
+        open_store(db_url)
+    with pytest.raises(SchemaError):
+        open_store_for_cli(db_url)
+    migrated_store(db_url).close()
+    open_store_for_cli(db_url).close()
+
+
+@pytest.mark.postgres
+def test_password_never_in_schema_error(postgres_url: str) -> None:
+    # the test server trusts every login, so any password connects and reaches the check
+    with_pw = postgres_url.replace("postgres@", "postgres:Sup3rSecret@")
+    with pytest.raises(SchemaError) as err:
+        open_store(with_pw)
+    assert "Sup3rSecret" not in str(err.value) and "***" in str(err.value)
+
+
+def test_unreachable_database_names_it_without_password() -> None:
+    url = f"postgresql+psycopg://bob:Sup3rSecret@127.0.0.1:{free_port()}/lab"
+    with pytest.raises(BadInputError, match="cannot open database") as err:
+        open_store(url)
+    assert "Sup3rSecret" not in str(err.value)
+
+
+def test_cli_upgrade_and_status_json(db_url: str) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["db", "upgrade", "--db", db_url, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["from"] is None and doc["to"] == doc["head"] and doc["at_head"]
+    res = runner.invoke(app, ["db", "status", "--db", db_url, "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["at_head"] is True
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([BRUNO, *args], capture_output=True, text=True, env=full_env, timeout=60)
+
+
+def test_cli_exit_codes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    res = _cli("db", "status", "--json", env={ENV_VAR: url})
+    assert res.returncode == 1 and json.loads(res.stdout)["at_head"] is False
+    res = _cli("db", "export", "1", "--out", str(tmp_path / "r.parquet"), "--db", url)
+    assert res.returncode == 2 and "bruno-lab db upgrade" in res.stderr
+    assert _cli("db", "upgrade", "--db", url).returncode == 0
+    res = _cli("db", "export", "1", "--out", str(tmp_path / "r.parquet"), "--db", url)
+    assert res.returncode == 2 and "run 1 does not exist" in res.stderr
+
+
+def test_cli_export_writes_parquet(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    store = migrated_store(url)
+    dev = store.ensure_device(store.ensure_die(store.ensure_wafer("W"), 0, 0, "D"), "s", "rram", {})
+    run = store.create_run({}, "ada", {}, "0.1.0")
+    store.add_measurement(**measurement_kwargs(run, dev, arrays={"g_siemens": (np.ones(3), "S")}))
+    store.close()
+    out = tmp_path / "run.parquet"
+    res = CliRunner().invoke(
+        app, ["db", "export", str(run), "--out", str(out), "--db", url, "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {"run_id": run, "path": str(out), "n_measurements": 1}
