@@ -273,7 +273,7 @@ class InfiniiVisionServer(ScpiServer):
         self.state.points_mode = word
 
     def _points(self, s, args, b) -> None:
-        value = parse_float(args, 100, MAX_RECORD_POINTS)
+        value = parse_float(args, 100, 8_000_000)
         self.state.points = int(value)
 
     def _stride(self) -> tuple[int, int]:
