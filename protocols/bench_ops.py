@@ -1,0 +1,198 @@
+"""Instrument sequences the protocols share: capture a waveform's response, read a
+conductance, run a DC sweep, apply one pulse. Each leaves the outputs it used off.
+
+Only role methods (``instruments.roles``) are called, so any model a station names works. The
+drivers check the envelope again on every command; these helpers never bypass them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from protocols.base import DeviceFailure
+
+log = logging.getLogger(__name__)
+
+SCOPE_DIVISIONS = 10
+SCREEN_DIVS_V = 8
+DEFAULT_TIA_GAIN_V_PER_A = 1.0e4
+DEFAULT_FELIF_TRANSCONDUCTANCE_A_PER_V = 1.0e-8
+
+
+def wiring_value(bench: Any, name: str, default: float) -> float:
+    """A number of the station's ``wiring`` section (e.g. ``tia_gain_v_per_a``)."""
+    wiring = getattr(bench, "wiring", None) or {}
+    value = wiring.get(name) if isinstance(wiring, dict) else getattr(wiring, name, None)
+    return float(default if value is None else value)
+
+
+def tia_gain_v_per_a(bench: Any) -> float:
+    """Volts at scope channel 2 per ampere through the device."""
+    return wiring_value(bench, "tia_gain_v_per_a", DEFAULT_TIA_GAIN_V_PER_A)
+
+
+def felif_transconductance_a_per_v(bench: Any) -> float:
+    """Input current into a FeLIF site per AWG volt."""
+    return wiring_value(
+        bench, "felif_input_transconductance_a_per_v", DEFAULT_FELIF_TRANSCONDUCTANCE_A_PER_V
+    )
+
+
+def piecewise_waveform(
+    points: list[tuple[float, float]], sample_rate_hz: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of a piecewise-linear waveform through ``(time_s, voltage_v)`` corners.
+
+    Returns ``(time_s, voltage_v)`` on a uniform grid from 0 to the last corner.
+    """
+    t_c = np.array([p[0] for p in points], dtype=np.float64)
+    v_c = np.array([p[1] for p in points], dtype=np.float64)
+    n = round(t_c[-1] * sample_rate_hz) + 1
+    time_s = np.arange(n, dtype=np.float64) / sample_rate_hz
+    return time_s, np.interp(time_s, t_c, v_c)
+
+
+def outputs_off(bench: Any) -> None:
+    """AWG and SMU outputs off (without the full safe state: the needles stay down)."""
+    if bench.awg.output_enabled:
+        bench.awg.output_enabled = False
+    if bench.smu.output_enabled:
+        bench.smu.shutdown()
+
+
+def capture_response(
+    bench: Any,
+    samples_v: np.ndarray,
+    sample_rate_hz: float,
+    *,
+    current_full_scale_a: float,
+    name: str = "BRUNO",
+    voltage_full_scale_v: float | None = None,
+    timeout_s: float = 10.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Play ``samples_v`` once on the AWG and capture device voltage and current on the scope.
+
+    The scope is triggered by the AWG (external trigger), reference left, so its time axis is
+    the waveform's; it shows the whole waveform over its 10 divisions. Returns
+    ``(time_s, voltage_v, current_a)``; channel 2 is divided by the TIA gain.
+    """
+    awg, scope = bench.awg, bench.scope
+    outputs_off(bench)
+    duration_s = len(samples_v) / sample_rate_hz
+    v_fs = voltage_full_scale_v or float(np.max(np.abs(samples_v))) * 1.1
+    gain = tia_gain_v_per_a(bench)
+    awg.upload_waveform(name, np.asarray(samples_v, dtype=np.float64), sample_rate_hz)
+    awg.configure_burst(1)
+    scope.configure(
+        duration_s / SCOPE_DIVISIONS,
+        {
+            1: (2.0 * v_fs / SCREEN_DIVS_V, 0.0),
+            2: (2.0 * current_full_scale_a * gain / SCREEN_DIVS_V, 0.0),
+        },
+    )
+    awg.output_enabled = True
+    try:
+        scope.arm_single()
+        awg.trigger()
+        scope.wait_acquired(timeout_s)
+    finally:
+        awg.output_enabled = False
+    time_s, voltage_v = scope.read_waveform(1)
+    _, current_v = scope.read_waveform(2)
+    return time_s, voltage_v, current_v / gain
+
+
+def apply_pulse(bench: Any, amplitude_v: float, width_s: float, *, edge_s: float) -> None:
+    """One trapezoidal pulse from the AWG (no capture): the RRAM SET/RESET stimulus."""
+    samples_v, rate = pulse_samples(amplitude_v, width_s, edge_s)
+    awg = bench.awg
+    outputs_off(bench)
+    awg.upload_waveform("PULSE", samples_v, rate)
+    awg.configure_burst(1)
+    awg.output_enabled = True
+    try:
+        awg.trigger()
+    finally:
+        awg.output_enabled = False
+
+
+def pulse_samples(amplitude_v: float, width_s: float, edge_s: float) -> tuple[np.ndarray, float]:
+    """One trapezoid (0 V margins) resolved by >= 10 samples per edge and width."""
+    rate = min(max(10.0 / min(edge_s, width_s), 1e3), 2.5e8)
+    corners = [
+        (0.0, 0.0),
+        (edge_s, 0.0),
+        (2 * edge_s, amplitude_v),
+        (2 * edge_s + width_s, amplitude_v),
+        (3 * edge_s + width_s, 0.0),
+        (4 * edge_s + width_s, 0.0),
+    ]
+    return piecewise_waveform(corners, rate)[1], rate
+
+
+def read_conductance_siemens(
+    bench: Any, read_v: float, current_limit_a: float, nplc: float = 1.0, *, configure: bool = True
+) -> float:
+    """Conductance I/V at the read voltage through the SMU (AWG off), S."""
+    smu = bench.smu
+    if bench.awg.output_enabled:
+        bench.awg.output_enabled = False
+    if configure:
+        smu.configure_voltage_source(abs(read_v) * 1.2, current_limit_a, nplc)
+    smu.source_voltage_v = read_v
+    smu.output_enabled = True
+    current_a = smu.measure_current_a(raise_on_compliance=False)
+    return float(current_a / read_v)
+
+
+def read_many_siemens(
+    bench: Any, read_v: float, current_limit_a: float, n_reads: int, nplc: float = 1.0
+) -> np.ndarray:
+    """``n_reads`` repeated conductance reads (output left on between them, off after)."""
+    values = np.empty(n_reads)
+    try:
+        for i in range(n_reads):
+            values[i] = read_conductance_siemens(
+                bench, read_v, current_limit_a, nplc, configure=(i == 0)
+            )
+    finally:
+        bench.smu.shutdown()
+    return values
+
+
+def dc_sweep(
+    bench: Any, voltages_v: np.ndarray, current_limit_a: float, delay_s: float, nplc: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A list sweep on the SMU (AWG off): ``(voltage_v, current_a)``; output off after."""
+    smu = bench.smu
+    if bench.awg.output_enabled:
+        bench.awg.output_enabled = False
+    smu.configure_voltage_source(float(np.max(np.abs(voltages_v))), current_limit_a, nplc)
+    try:
+        return smu.sweep_voltage_list(np.asarray(voltages_v), current_limit_a, delay_s)
+    finally:
+        smu.shutdown()
+
+
+def check_not_shorted(bench: Any, check_v: float, max_current_a: float) -> None:
+    """Raise ``DeviceFailure`` if the device conducts like a short at a small voltage."""
+    g = read_conductance_siemens(bench, check_v, max_current_a)
+    bench.smu.shutdown()
+    if abs(g * check_v) >= 0.9 * max_current_a:
+        raise DeviceFailure(
+            f"short: {abs(g * check_v):.3g} A at {check_v:g} V reaches the "
+            f"{max_current_a:.3g} A limit of the pre-check"
+        )
+
+
+def integrate_window(
+    time_s: np.ndarray, current_a: np.ndarray, start_s: float, stop_s: float
+) -> float:
+    """Charge (C) of ``current_a`` between ``start_s`` and ``stop_s`` (trapezoid rule)."""
+    inside = (time_s >= start_s) & (time_s <= stop_s)
+    if inside.sum() < 2:
+        raise DeviceFailure(f"capture holds no samples between {start_s:g} s and {stop_s:g} s")
+    return float(np.trapezoid(current_a[inside], time_s[inside]))

@@ -1,0 +1,441 @@
+"""The wafer-run orchestrator: step die by die, run the protocols, commit each measurement.
+
+Guarantees:
+- every planned measurement is committed at most once per run (idempotency key
+  ``die/site/protocol/index``; a resumed run skips keys already stored, the store refuses
+  duplicates), each with all its arrays in one transaction;
+- a device failure or an instrument fault is recorded on its measurement with the reason, the
+  bench is made safe, and the run goes on;
+- a lost connection is handled per :class:`protocols.retry.RetryPolicy`; if the bench cannot be
+  reopened the run stops cleanly with status ``failed``;
+- SIGINT/SIGTERM (``KeyboardInterrupt``): instruments safe, run status ``aborted``
+  (interrupted), never a half-written measurement (signals are held during a commit).
+Progress goes to a callback; this module draws nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from protocols.base import DeviceFailure, DeviceUnderTest, ProtocolResult
+from protocols.plan import Plan
+from protocols.registry import get_protocol
+from protocols.retry import DeferredSignals, RetryPolicy, connection_errors
+from protocols.schedule import Planned
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_STATUS = "aborted"  # the store's run status for an interrupted run
+
+
+@dataclass
+class RunProgress:
+    """A progress report, sent after each measurement (and once at the start)."""
+
+    dies_done: int
+    dies_total: int
+    devices_done: int
+    devices_total: int
+    measurements_done: int
+    measurements_total: int
+    failed: int
+    skipped: int
+    elapsed_s: float
+    eta_s: float | None
+    current: str
+
+
+@dataclass
+class RunSummary:
+    """The outcome of one invocation; counts are over the whole run (resumes included)."""
+
+    run_id: int
+    status: str  # "completed", "interrupted" or "failed"
+    planned: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    resumed: bool = False
+    reason: str | None = None
+    wall_s: float = 0.0
+    instrument_s: float = 0.0  # inside protocols and prober moves (instrument I/O + physics)
+    store_s: float = 0.0
+    measured_here: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "planned": self.planned,
+            "done": self.done,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "resumed": self.resumed,
+            "reason": self.reason,
+            "wall_s": self.wall_s,
+        }
+
+
+class RunStopped(Exception):
+    """The run must stop cleanly (lost bench, stop condition): ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _instrument_record(bench: Any) -> dict[str, Any]:
+    """Role -> identity of the instruments that took the measurement (provenance)."""
+    record: dict[str, Any] = {}
+    for role in ("smu", "awg", "scope", "prober", "clock"):
+        instrument = getattr(bench, role, None)
+        if instrument is None:
+            continue
+        record[role] = {"idn": str(getattr(instrument, "idn", type(instrument).__name__))}
+    return record
+
+
+class Orchestrator:
+    """Runs a schedule on a bench and commits into a store (one instance per invocation).
+
+    ``connect()`` opens the bench (and is called again to reconnect); ``on_progress`` gets a
+    :class:`RunProgress` after every measurement; ``sleep`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        schedule: list[Planned],
+        store: Any,
+        connect: Callable[[], Any],
+        *,
+        run_id: int,
+        wafer_name: str,
+        resumed: bool = False,
+        policy: RetryPolicy | None = None,
+        on_progress: Callable[[RunProgress], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.plan = plan
+        self.schedule = schedule
+        self.store = store
+        self.connect = connect
+        self.policy = policy or RetryPolicy()
+        self.on_progress = on_progress
+        self.sleep = sleep
+        self.wafer_name = wafer_name
+        self.summary = RunSummary(run_id=run_id, status="running", planned=len(schedule))
+        self.summary.resumed = resumed
+        self._device_ids: dict[tuple[str, int], int] = {}
+        self._die_ids: dict[str, int] = {}
+        self._wafer_id: int | None = None
+        self._consecutive_failed = 0
+        self._t0 = 0.0
+        self._est_done = 0.0
+        self._est_total = sum(p.estimate_s for p in schedule)
+        self._est_skipped = 0.0
+        self._die_last, self._dev_last = _last_indices(schedule)
+        self.bench: Any = None
+
+    # -- public ---------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        """Run every measurement not yet committed; return the summary (status set)."""
+        s = self.summary
+        self._t0 = time.perf_counter()
+        committed = self.store.completed_keys(s.run_id)
+        todo = [p for p in self.schedule if p.key not in committed]
+        s.skipped = len(self.schedule) - len(todo)
+        s.done = s.skipped
+        s.failed = self._count_failed(committed)
+        self._est_skipped = sum(p.estimate_s for p in self.schedule if p.key in committed)
+        self._report("start")
+        signals = DeferredSignals()
+        try:
+            with signals:
+                if todo:
+                    self.bench = self._open_bench()
+                    for device, items in _group_by_device(todo):
+                        self._run_device(device, items, signals)
+            s.status = "completed"
+            self.store.set_run_status(s.run_id, "completed")
+        except KeyboardInterrupt:
+            s.status, s.reason = "interrupted", "interrupted by signal"
+            self._make_safe()
+            self.store.set_run_status(s.run_id, INTERRUPTED_STATUS)
+        except RunStopped as stop:
+            s.status, s.reason = "failed", stop.reason
+            self._make_safe()
+            self.store.set_run_status(s.run_id, "failed")
+        finally:
+            self._close_bench()
+            s.wall_s = time.perf_counter() - self._t0
+        log.info("run %s %s: %s", s.run_id, s.status, s.as_dict())
+        return s
+
+    # -- per device -----------------------------------------------------------------------
+
+    def _run_device(self, device: DeviceUnderTest, items: list[Planned], signals: Any) -> None:
+        device_id = self._device_id(device)
+        self._step_to(device)
+        for item in items:
+            self._check_stop()
+            self._run_one(device, device_id, item, signals)
+        self._timed(lambda: self.bench.prober.separate())
+
+    def _run_one(
+        self, device: DeviceUnderTest, device_id: int, item: Planned, signals: Any
+    ) -> None:
+        spec = get_protocol(item.protocol)
+        from bruno_lab.errors import EnvelopeError, InstrumentError
+
+        started = _now()
+        result: ProtocolResult | None = None
+        error: str | None = None
+        arrays: dict[str, Any] = {}
+        for attempt in range(1, self.policy.max_attempts + 1):
+            try:
+                result = self._timed(lambda: spec.run(self.bench, device, item.params))
+                error = None
+                break
+            except DeviceFailure as failure:
+                error, arrays = f"device: {failure.reason}", failure.arrays
+                self._make_safe_and_recontact(device)
+                break
+            except connection_errors() as exc:
+                error = f"connection: {exc} (attempt {attempt} of {self.policy.max_attempts})"
+                log.warning("%s: %s", item.key, error)
+                self._reconnect(device)
+            except (InstrumentError, EnvelopeError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                self._make_safe_and_recontact(device)
+                break
+        ok = result is not None
+        record = dict(
+            run_id=self.summary.run_id,
+            device_id=device_id,
+            protocol=spec.name,
+            parameters=item.params.as_record(),
+            instruments=_instrument_record(self.bench),
+            started_at=started,
+            finished_at=_now(),
+            status="ok" if ok else "failed",
+            error=error,
+            scalars=result.scalars if ok else {},
+            arrays=result.arrays if ok else arrays,
+            key=item.key,
+        )
+        t = time.perf_counter()
+        with signals.protected():
+            self.store.add_measurement(**record)
+            self._count(item, ok, error)
+        self.summary.store_s += time.perf_counter() - t
+        self._report(item.key)
+
+    def _count(self, item: Planned, ok: bool, error: str | None) -> None:
+        s = self.summary
+        s.done += 1
+        s.measured_here += 1
+        self._est_done += item.estimate_s
+        if ok:
+            self._consecutive_failed = 0
+            return
+        s.failed += 1
+        self._consecutive_failed += 1
+        s.failures.append({"key": item.key, "error": error or ""})
+        log.warning("%s failed: %s", item.key, error)
+
+    def _check_stop(self) -> None:
+        stop = self.plan.raw.stop
+        s = self.summary
+        if stop.max_failed is not None and s.failed > stop.max_failed:
+            raise RunStopped(f"stop condition: {s.failed} failed measurements > max_failed")
+        if (
+            stop.max_consecutive_failed is not None
+            and self._consecutive_failed >= stop.max_consecutive_failed
+        ):
+            raise RunStopped(
+                f"stop condition: {self._consecutive_failed} consecutive failed measurements"
+            )
+        elapsed = time.perf_counter() - self._t0
+        if stop.max_duration_s is not None and elapsed > stop.max_duration_s:
+            raise RunStopped(f"stop condition: ran {elapsed:.0f} s > max_duration_s")
+
+    # -- bench ----------------------------------------------------------------------------
+
+    def _timed(self, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.summary.instrument_s += time.perf_counter() - t
+
+    def _open_bench(self) -> Any:
+        try:
+            return self._timed(self.connect)
+        except connection_errors() as exc:
+            log.warning("cannot open the bench: %s", exc)
+            return self._reopen(str(exc))
+
+    def _step_to(self, device: DeviceUnderTest) -> None:
+        def step() -> None:
+            prober = self.bench.prober
+            if prober.in_contact:
+                prober.separate()
+            prober.step_to(device.die_col, device.die_row, device.site)
+            prober.contact()
+
+        try:
+            self._timed(step)
+        except connection_errors() as exc:
+            log.warning("stepping to %s/%s: %s", device.die_label, device.site, exc)
+            self._reconnect(device)
+
+    def _make_safe(self) -> None:
+        if self.bench is None:
+            return
+        try:
+            self._timed(self.bench.safe_state)
+        except Exception as exc:  # the bench may be gone; nothing more can be done here
+            log.error("could not make the bench safe: %s", exc)
+
+    def _make_safe_and_recontact(self, device: DeviceUnderTest) -> None:
+        """After a fault: outputs off and probes up, then back on the same device."""
+        self._make_safe()
+        try:
+            self._step_to(device)
+        except Exception as exc:
+            from bruno_lab.errors import InstrumentError
+
+            if not isinstance(exc, InstrumentError):
+                raise
+            log.warning("re-contact after fault failed (%s); reconnecting", exc)
+            self._reconnect(device)
+
+    def _reconnect(self, device: DeviceUnderTest | None) -> None:
+        self._close_bench()
+        self.bench = self._reopen("connection lost")
+        if device is not None:
+            self._step_to(device)
+
+    def _reopen(self, why: str) -> Any:
+        last = why
+        for i, delay in enumerate(self.policy.delays_s(), start=1):
+            self.sleep(delay)
+            try:
+                bench = self._timed(self.connect)
+                log.info("reconnected to the bench (attempt %d)", i)
+                return bench
+            except Exception as exc:
+                from bruno_lab.errors import InstrumentError
+
+                if not isinstance(exc, InstrumentError | OSError):
+                    raise
+                last = str(exc)
+                log.warning("reconnect attempt %d failed: %s", i, exc)
+        raise RunStopped(
+            f"lost the bench and {self.policy.max_reconnects} reconnects failed: {last}"
+        )
+
+    def _close_bench(self) -> None:
+        bench, self.bench = self.bench, None
+        if bench is None:
+            return
+        try:
+            bench.close()
+        except Exception as exc:
+            log.warning("closing the bench: %s", exc)
+
+    # -- store ----------------------------------------------------------------------------
+
+    def _device_id(self, device: DeviceUnderTest) -> int:
+        key = (device.die_label, device.site)
+        if key not in self._device_ids:
+            t = time.perf_counter()
+            if self._wafer_id is None:
+                self._wafer_id = self.store.ensure_wafer(self.wafer_name)
+            if device.die_label not in self._die_ids:
+                self._die_ids[device.die_label] = self.store.ensure_die(
+                    self._wafer_id, device.die_col, device.die_row, device.die_label
+                )
+            self._device_ids[key] = self.store.ensure_device(
+                self._die_ids[device.die_label], str(device.site), device.kind, device.geometry
+            )
+            self.summary.store_s += time.perf_counter() - t
+        return self._device_ids[key]
+
+    def _count_failed(self, committed: set[str]) -> int:
+        if not committed:
+            return 0
+        from sqlalchemy import func, select
+
+        from bruno_lab.store.models import Measurement
+
+        with self.store.session() as session:
+            stmt = select(func.count()).where(
+                Measurement.run_id == self.summary.run_id, Measurement.status == "failed"
+            )
+            return int(session.execute(stmt).scalar() or 0)
+
+    # -- progress -------------------------------------------------------------------------
+
+    def _report(self, current: str) -> None:
+        if self.on_progress is None:
+            return
+        s = self.summary
+        done_keys = s.done
+        elapsed = time.perf_counter() - self._t0
+        eta = None
+        if self._est_done > 0 and elapsed > 0:
+            remaining_est = max(self._est_total - self._est_done - self._est_skipped, 0.0)
+            eta = remaining_est * elapsed / self._est_done
+        # Dies/devices done, counting the first `done` measurements of the schedule as done:
+        # exact for a fresh run, close for a resumed one (committed keys are nearly a prefix).
+        dies_done = bisect.bisect_left(self._die_last, done_keys)
+        devs_done = bisect.bisect_left(self._dev_last, done_keys)
+        self.on_progress(
+            RunProgress(
+                dies_done=dies_done,
+                dies_total=len(self._die_last),
+                devices_done=devs_done,
+                devices_total=len(self._dev_last),
+                measurements_done=s.done,
+                measurements_total=s.planned,
+                failed=s.failed,
+                skipped=s.skipped,
+                elapsed_s=elapsed,
+                eta_s=eta,
+                current=current,
+            )
+        )
+
+
+def _last_indices(schedule: list[Planned]) -> tuple[list[int], list[int]]:
+    """Sorted index of the last measurement of each die and of each device."""
+    die_last: dict[str, int] = {}
+    dev_last: dict[tuple[str, int], int] = {}
+    for i, p in enumerate(schedule):
+        die_last[p.device.die_label] = i
+        dev_last[(p.device.die_label, p.device.site)] = i
+    return sorted(die_last.values()), sorted(dev_last.values())
+
+
+def _group_by_device(items: list[Planned]) -> list[tuple[DeviceUnderTest, list[Planned]]]:
+    groups: list[tuple[DeviceUnderTest, list[Planned]]] = []
+    for item in items:
+        if groups and groups[-1][0] == item.device:
+            groups[-1][1].append(item)
+        else:
+            groups.append((item.device, [item]))
+    return groups

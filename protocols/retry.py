@@ -1,0 +1,85 @@
+"""What a run does when it loses an instrument connection, and how signals are held off.
+
+Policy (documented in ``docs/plans.md``): a connection-level failure (``ConnectionLost``,
+``InstrumentTimeout``, ``GarbledReply``: the link may be out of step, so it is reopened) closes
+the bench and reopens it up to ``max_reconnects`` times, sleeping ``backoff_s``,
+``backoff_s * factor``, ... between attempts. After a good reconnect the measurement that failed
+is retried, up to ``max_attempts`` attempts in all; if it still fails it is recorded as failed
+with the reason and the run goes on. If the bench cannot be reopened the run stops cleanly
+(instruments safe as far as they answer, run status ``failed``, exit code 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Reconnect and retry limits for lost connections (seconds for delays)."""
+
+    max_reconnects: int = 3
+    backoff_s: float = 0.5
+    backoff_factor: float = 2.0
+    max_attempts: int = 2
+
+    def delays_s(self) -> list[float]:
+        """Sleep before each reconnect attempt: 0.5, 1, 2 s by default."""
+        return [self.backoff_s * self.backoff_factor**i for i in range(self.max_reconnects)]
+
+
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """The instrument errors after which the link is reopened (see module doc)."""
+    from instruments.errors import ConnectionLost, GarbledReply, InstrumentTimeout
+
+    return (ConnectionLost, InstrumentTimeout, GarbledReply)
+
+
+class DeferredSignals:
+    """Hold SIGINT/SIGTERM while a measurement commits; deliver them right after.
+
+    Outside ``protected()`` a SIGTERM is turned into ``KeyboardInterrupt`` (SIGINT already is),
+    so a long instrument wait is interrupted at once; inside, the signal is remembered and
+    raised as ``KeyboardInterrupt`` when the block ends, so a commit is never cut in half
+    (the store's transaction would roll back anyway; this also keeps the run's counts exact).
+    Only installs handlers in the main thread.
+    """
+
+    def __init__(self) -> None:
+        self._pending: int | None = None
+        self._inside = False
+        self._previous: dict[int, Any] = {}
+        self._active = threading.current_thread() is threading.main_thread()
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self._inside:
+            self._pending = signum
+            return
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __enter__(self) -> DeferredSignals:
+        if self._active:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._active:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+
+    @contextlib.contextmanager
+    def protected(self) -> Iterator[None]:
+        self._inside = True
+        try:
+            yield
+        finally:
+            self._inside = False
+        if self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise KeyboardInterrupt(f"signal {signum}")
