@@ -6,8 +6,9 @@ worker. The physics is called, never restated.
 
 ``fecap-pv``: the multi-domain FeCap (``fecap_simulate``) driven by the measured P-V loop
 waveforms of each device (every frequency it was measured at), predicting the loop-centred
-polarization (charge/area minus its mean over the trace), C/m². The first period of each trace
-is masked by the caller (the device's history before the measurement is unknown).
+polarization over the last period of each trace (charge/area minus its mean over that period),
+C/m², as the protocol centres the measured loop. Earlier periods are simulated (they set the
+device's state) but not compared: the device's history before the measurement is unknown.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def _build_fecap_pv(inputs: Mapping[str, np.ndarray]) -> BatchedModel:
         fields["area_m2"] = area[idx]
         params = base.replace(**fields)
         preds = []
-        for time_s, voltage_v in segments:
+        for k, (time_s, voltage_v) in enumerate(segments):
+            start = int(np.asarray(inputs[f"last_start_{k}"]).reshape(-1)[0])
             trace = fecap_simulate(time_s, voltage_v[idx], params, n_domains=n_domains)
-            pol = trace.charge_c / params.area_m2.unsqueeze(1)
+            pol = trace.charge_c[:, start:] / params.area_m2.unsqueeze(1)
             preds.append(pol - pol.mean(dim=1, keepdim=True))
         return torch.cat(preds, dim=1)
 

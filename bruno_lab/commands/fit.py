@@ -1,0 +1,95 @@
+"""``bruno-lab fit``: refit the compact models of a wafer's devices into a new model card."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+KINDS = ("fecap", "felif", "rram")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fit")(fit)
+
+
+def fit(
+    wafer: Annotated[str, typer.Option("--wafer", help="Wafer name as stored by `run`.")],
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--kind", help="Device kind: fecap, felif or rram (repeat; default all)."),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file.", show_default=False)
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786) for the fits."),
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Devices per fit task (per Dask task).")
+    ] = 256,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Fit every device of each kind on WAFER, store the fits and a new model-card version.
+
+    A refit adds a version and never overwrites. Bad input (no measurements, a corrupt array,
+    an unknown kind) exits 2 and writes no card.
+    """
+    from bruno_lab.errors import BadInputError, DataError
+
+    kinds = list(kind or [])
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise BadInputError(f"--kind: unknown {unknown}; choose from {', '.join(KINDS)}")
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn
+
+    from bruno_lab.cli import emit_json
+    from bruno_lab.store import open_store_for_cli
+    from calibration.data import load_devices
+    from calibration.pipeline import calibrate
+
+    store = open_store_for_cli(db)
+    results = []
+    try:
+        if not kinds:  # every kind that has measurements on the wafer
+            for k in KINDS:
+                try:
+                    load_devices(store, wafer, k)
+                    kinds.append(k)
+                except DataError as exc:
+                    if "no wafer named" in str(exc):
+                        raise
+            if not kinds:
+                raise DataError(f"no measurements on wafer {wafer!r}: nothing to fit")
+        console = Console(stderr=True)
+        with Progress(
+            SpinnerColumn(),
+            *Progress.get_default_columns(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=as_json,
+        ) as bar:
+            for k in kinds:
+                task = bar.add_task(f"fit {k}", total=None)
+                outcome = calibrate(
+                    store,
+                    wafer,
+                    k,
+                    scheduler=scheduler,
+                    chunk_size=chunk_size,
+                    on_progress=lambda n, t=task: bar.advance(t, n),
+                )
+                bar.update(task, completed=1, total=1)
+                results.append(outcome.summary())
+                if not as_json:
+                    s = results[-1]
+                    console.print(
+                        f"{k}: card v{s['card_version']} (id {s['card_id']}) from "
+                        f"{s['n_devices']} devices, {s['n_defective']} left out"
+                    )
+    finally:
+        store.close()
+    if as_json:
+        emit_json({"wafer": wafer, "cards": results})

@@ -1,0 +1,143 @@
+"""Reading a wafer's measurements of one device kind out of the store, for the fits.
+
+One ``measurements_frame`` query for the rows (device, die, scalars, status), one select for the
+protocol parameters and device geometry those rows need, and arrays loaded in bulk per protocol
+(checksums verified by the store: a corrupt array raises ``DataError`` naming the measurement).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bruno_lab.errors import BadInputError, DataError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("fecap", "felif", "rram")
+
+
+@dataclass
+class DeviceRecords:
+    """The measurements of one device: protocol -> list of rows (dicts), oldest first."""
+
+    device_id: int
+    die_label: str
+    die_x: int
+    die_y: int
+    site: int
+    geometry: dict[str, Any]
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def ok_rows(self, protocol: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows.get(protocol, []) if r["status"] == "ok"]
+
+    def failures(self) -> list[str]:
+        return [
+            f"{p}: {r['error'] or r['status']}"
+            for p, rows in self.rows.items()
+            for r in rows
+            if r["status"] != "ok"
+        ]
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise BadInputError(f"unknown device kind {kind!r}; choose one of {', '.join(KINDS)}")
+    return kind
+
+
+def load_devices(store: Any, wafer: str, kind: str) -> list[DeviceRecords]:
+    """Every device of ``kind`` on ``wafer`` with its measurement rows (arrays not loaded).
+
+    No measurements for the wafer and kind raise ``DataError``.
+    """
+    from sqlalchemy import select
+
+    from bruno_lab.store.models import Device, Measurement
+    from bruno_lab.store.queries import measurements_frame
+
+    check_kind(kind)
+    frame = measurements_frame(store, wafer, kind=kind)
+    if frame.empty:
+        raise DataError(f"no {kind} measurements on wafer {wafer!r}: nothing to fit")
+    ids = [int(x) for x in frame["measurement_id"]]
+    with store.engine.connect() as conn:
+        extra = {
+            int(r.id): (r.parameters or {}, r.geometry or {})
+            for r in conn.execute(
+                select(Measurement.id, Measurement.parameters, Device.geometry)
+                .join(Device, Device.id == Measurement.device_id)
+                .where(Measurement.id.in_(ids))
+            )
+        }
+    scalar_cols = [c for c in frame.columns if c not in _FIXED]
+    devices: dict[int, DeviceRecords] = {}
+    for row in frame.itertuples(index=False):
+        mid = int(row.measurement_id)
+        params, geometry = extra[mid]
+        dev = devices.get(int(row.device_id))
+        if dev is None:
+            dev = DeviceRecords(
+                device_id=int(row.device_id),
+                die_label=str(row.die_label),
+                die_x=int(row.die_x),
+                die_y=int(row.die_y),
+                site=int(row.site),
+                geometry=dict(geometry),
+            )
+            devices[dev.device_id] = dev
+        scalars = {
+            c: float(getattr(row, c)) for c in scalar_cols if np.isfinite(getattr(row, c, np.nan))
+        }
+        dev.rows.setdefault(str(row.protocol), []).append(
+            {
+                "measurement_id": mid,
+                "status": str(row.status),
+                "error": row.error,
+                "parameters": dict(params),
+                "scalars": scalars,
+            }
+        )
+    log.info("wafer %s: %d %s devices, %d measurements", wafer, len(devices), kind, len(ids))
+    return list(devices.values())
+
+
+_FIXED = {
+    "measurement_id",
+    "run_id",
+    "key",
+    "protocol",
+    "status",
+    "started_at",
+    "finished_at",
+    "error",
+    "device_id",
+    "site",
+    "kind",
+    "die_id",
+    "die_x",
+    "die_y",
+    "die_label",
+    "wafer",
+    "lot",
+}
+
+
+def load_arrays(
+    store: Any, measurement_ids: Sequence[int], names: Sequence[str]
+) -> dict[int, dict[str, np.ndarray]]:
+    """``id -> name -> values`` for the named arrays; a missing one raises ``DataError``."""
+    got = store.load_arrays_many([int(m) for m in measurement_ids], list(names))
+    out: dict[int, dict[str, np.ndarray]] = {}
+    for mid in measurement_ids:
+        arrays = got.get(int(mid), {})
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise DataError(f"measurement {mid} lacks array(s) {missing}")
+        out[int(mid)] = {n: np.asarray(arrays[n][0]) for n in names}
+    return out
