@@ -15,6 +15,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, in --help order
     "db",
     "sim",
+    "fit",
+    "cards",
 )
 
 
