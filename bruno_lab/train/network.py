@@ -1,0 +1,184 @@
+"""The networks of the tasks, built from a JSON-able config and optional model cards.
+
+``classify`` (Braille, patterns; after the BRUNO paper's Braille network):
+    input [-> fixed encoder] -> Synapse(in, H) -> hidden LIF (recurrent LIF for ``rlif``)
+    -> Synapse(H, out) -> output neurons (FeLIF for ``felif``, LIF otherwise);
+    logits = output spike counts over the sequence.
+``sequence`` (chorales; after the paper's chorale network):
+    input -> Synapse(in, H) -> hidden FeLIF (``felif``, no recurrent weights) / LIF / recurrent LIF
+    -> Synapse(H, out, with bias) -> per-step logits.
+
+Every dense and recurrent matrix is a :class:`Synapse` in the chosen mode; biases stay float.
+FeLIF device parameters come from a FeLIF card (means and device-to-device spread) or the
+design's defaults; they are buffers, never trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bruno_lab.cards import ModelCardBody
+from bruno_lab.errors import BadInputError
+from bruno_lab.train.felif_layer import FeLIFLayer, felif_params_from_cards
+from bruno_lab.train.lif import LIFLayer, RecurrentLIFLayer
+from bruno_lab.train.synapse import Synapse
+
+NEURONS: tuple[str, ...] = ("felif", "lif", "rlif")
+KINDS: tuple[str, ...] = ("classify", "sequence")
+
+
+@dataclass
+class NetworkConfig:
+    """Everything needed to rebuild a network (saved with its weights)."""
+
+    kind: str
+    n_in: int
+    n_hidden: int
+    n_out: int
+    neuron: str = "felif"
+    method: str = "bruno"
+    synapse: str = "fp32"
+    seed: int = 0
+    step_s: float = 1e-3
+    n_micro: int = 1000
+    input_scale_a: float = 1e-8
+    init_scale_in: float = 1.0
+    init_scale_out: float = 1.0
+    relaxation_time_s: float = 0.0
+    encoder_tiles: int = 0  # >0: the Braille encoder (tile channels, fixed gain and offset)
+
+    def validate(self) -> None:
+        if self.kind not in KINDS:
+            raise BadInputError(f"network kind {self.kind!r}: allowed {', '.join(KINDS)}")
+        if self.neuron not in NEURONS:
+            raise BadInputError(f"--neuron {self.neuron!r}: allowed {', '.join(NEURONS)}")
+        for name in ("n_in", "n_hidden", "n_out", "n_micro"):
+            if getattr(self, name) < 1:
+                raise BadInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
+        return cls(**data)
+
+
+class BrailleEncoder(nn.Module):
+    """The paper's encoding: tile channels ``tiles`` times, output ``g*(x + b)`` (fixed, random)."""
+
+    def __init__(self, n_channels: int, tiles: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.tiles = tiles
+        n = n_channels * tiles
+        self.register_buffer("gain", 0.184 * torch.randn(n, generator=generator))
+        self.register_buffer("offset", torch.randn(n, generator=generator))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.gain * (x.repeat(1, 1, self.tiles) + self.offset)
+
+
+class SpikingNetwork(nn.Module):
+    """See the module docstring. ``forward(x (T, B, in))`` -> logits (B, out) or (T, B, out)."""
+
+    def __init__(
+        self,
+        config: NetworkConfig,
+        *,
+        rram_card: ModelCardBody | None = None,
+        felif_card: ModelCardBody | None = None,
+    ) -> None:
+        super().__init__()
+        config.validate()
+        if rram_card is not None and rram_card.rram is None:
+            raise BadInputError("the RRAM card given has no `rram` ladder")
+        if felif_card is not None and felif_card.device_kind != "felif":
+            raise BadInputError(f"expected a felif card, got a {felif_card.device_kind} card")
+        self.config, self.rram_card, self.felif_card = config, rram_card, felif_card
+        gen = torch.Generator().manual_seed(config.seed)
+        ladder = rram_card.rram if rram_card is not None else None
+        seed = config.seed * 1000
+
+        def syn(n_in: int, n_out: int, name: str, scale: float, bias: bool = False) -> Synapse:
+            nonlocal seed
+            seed += 1
+            return Synapse(
+                n_in,
+                n_out,
+                mode=config.synapse,
+                init_generator=gen,
+                noise_seed=seed,
+                init_scale=scale,
+                bias=bias,
+                ladder=ladder,
+                relaxation_time_s=config.relaxation_time_s,
+                name=name,
+            )
+
+        n_in = config.n_in
+        self.encoder: BrailleEncoder | None = None
+        if config.encoder_tiles > 0:
+            self.encoder = BrailleEncoder(config.n_in, config.encoder_tiles, gen)
+            n_in = config.n_in * config.encoder_tiles
+        h, o = config.n_hidden, config.n_out
+        self.syn_in = syn(n_in, h, "input", config.init_scale_in)
+        self.syn_rec: Synapse | None = None
+        if config.neuron == "rlif":
+            self.syn_rec = syn(h, h, "recurrent", 0.5)
+        sequence = config.kind == "sequence"
+        self.syn_out = syn(h, o, "output", config.init_scale_out, bias=sequence)
+        felif_n = h if sequence else o
+        if config.neuron == "felif":
+            card = felif_card
+            params = felif_params_from_cards(
+                felif_n,
+                card.means() if card else None,
+                card.sigma_rel() if card else None,
+                gen,
+            )
+            felif = FeLIFLayer(
+                params,
+                method=config.method,
+                step_s=config.step_s,
+                n_micro=config.n_micro,
+                input_scale_a=config.input_scale_a,
+            )
+        if sequence:
+            self.hidden = felif if config.neuron == "felif" else self._lif(h, gen)
+            self.output = None
+        else:
+            self.hidden = self._lif(h, gen)
+            self.output = felif if config.neuron == "felif" else LIFLayer(o, generator=gen)
+
+    def _lif(self, n: int, gen: torch.Generator) -> nn.Module:
+        if self.syn_rec is not None:
+            return RecurrentLIFLayer(n, self.syn_rec, generator=gen)
+        return LIFLayer(n, generator=gen)
+
+    def synapses(self) -> list[Synapse]:
+        """The dense/recurrent matrices in programming-map order: input, recurrent, output."""
+        return [s for s in (self.syn_in, self.syn_rec, self.syn_out) if s is not None]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for s in self.synapses():
+            s.prepare()
+        if self.encoder is not None:
+            x = self.encoder(x)
+        hidden = self.hidden(self.syn_in(x))
+        y = self.syn_out(hidden)
+        if self.output is None:
+            return y
+        return self.output(y).sum(0)
+
+    def hidden_spikes(self, x: Tensor) -> Tensor:
+        """Hidden-layer spikes (T, B, H), for diagnostics."""
+        for s in self.synapses():
+            s.prepare()
+        if self.encoder is not None:
+            x = self.encoder(x)
+        return self.hidden(self.syn_in(x))
