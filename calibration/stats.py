@@ -199,14 +199,20 @@ def _fit_relaxation(data: LadderData, stuck: np.ndarray) -> RramRelaxation:
     return RramRelaxation(t0_s=t0, drift_rel_per_decade=drift, sigma_siemens_per_decade=s2**0.5)
 
 
-def rram_ladder(data: LadderData) -> RramLadder:
+def rram_ladder(
+    data: LadderData, *, known_stuck: Sequence[int] = (), n_cells: int | None = None
+) -> RramLadder:
     """Level ladder after verify (successful, non-stuck cells), read noise, relaxation, stuck rate.
+
+    ``known_stuck`` adds cells the protocols already reported stuck (possibly without arrays);
+    ``n_cells`` is the number of cells tried (default: the cells in the verify data).
 
     Levels are grouped by the protocol's target level and ordered by target conductance,
     index 0 the lowest.
     """
-    stuck = stuck_cells(data)
-    n_cells = np.unique(data.verify_cell).size
+    stuck = np.union1d(stuck_cells(data), np.asarray(list(known_stuck), dtype=np.int64))
+    if n_cells is None:
+        n_cells = np.union1d(np.unique(data.verify_cell), stuck).size
     keep = ~np.isin(data.verify_cell, stuck) & (data.verify_success > 0)
     level_ids = np.unique(data.verify_level)
     mean_target = [np.mean(data.verify_target_siemens[data.verify_level == k]) for k in level_ids]
@@ -225,8 +231,9 @@ def rram_ladder(data: LadderData) -> RramLadder:
             )
         )
     stuck_g = 0.0
-    if stuck.size:
-        stuck_g = float(np.mean(data.verify_reached_siemens[np.isin(data.verify_cell, stuck)]))
+    stuck_rows = np.isin(data.verify_cell, stuck)
+    if stuck_rows.any():
+        stuck_g = float(np.mean(data.verify_reached_siemens[stuck_rows]))
     return RramLadder(
         read_voltage_v=data.read_voltage_v,
         levels=levels,
