@@ -91,8 +91,16 @@ class Step:
 class Plan:
     """A loaded, validated plan. ``sha256`` identifies it for resuming an interrupted run."""
 
-    def __init__(self, raw: PlanFile, steps: list[Step], source: str, document: dict) -> None:
+    def __init__(
+        self,
+        raw: PlanFile,
+        steps: list[Step],
+        source: str,
+        document: dict,
+        lines: dict[tuple[Any, ...], int] | None = None,
+    ) -> None:
         self.raw = raw
+        self.lines = lines or {}
         self.steps = steps
         self.source = source
         self.document = document
@@ -102,6 +110,10 @@ class Plan:
     @property
     def name(self) -> str:
         return self.raw.name
+
+    def where(self, *path: Any) -> str:
+        """``file:line: field`` of a plan field, for error messages."""
+        return _where(self.source, self.lines, tuple(path))
 
     def select_dies(self, wafer: WaferMap) -> list[DieRef]:
         """The dies of ``wafer`` this plan visits, in wafer-map order."""
@@ -113,7 +125,7 @@ class Plan:
             if not chosen:
                 labels = ", ".join(d.label for d in wafer.dies[:8])
                 raise PlanError(
-                    f"{self.source}: dies.pattern {dies.pattern!r} matches no die "
+                    f"{self.where('dies', 'pattern')}: {dies.pattern!r} matches no die "
                     f"(labels look like: {labels}, ...)"
                 )
             return chosen
@@ -122,7 +134,7 @@ class Plan:
             die = wafer.find_die(item)
             if die is None:
                 raise PlanError(
-                    f"{self.source}: dies[{i}] = {item!r}: no such die on wafer {wafer.name!r} "
+                    f"{self.where('dies', i)}: {item!r}: no such die on wafer {wafer.name!r} "
                     f"({len(wafer.dies)} dies; give [col, row] or a label such as "
                     f"{wafer.dies[0].label!r})"
                 )
@@ -139,7 +151,7 @@ class Plan:
         for site in chosen:
             if site not in of_kind:
                 raise PlanError(
-                    f"{self.source}: sites.{kind}: site {site} is not a {kind} site on wafer "
+                    f"{self.where('sites', kind)}: site {site} is not a {kind} site on wafer "
                     f"{wafer.name!r}; {kind} sites are {of_kind}"
                 )
         return list(chosen)
@@ -148,7 +160,7 @@ class Plan:
         """Raise ``PlanError`` if the plan names a die, site or wafer the map does not hold."""
         if self.raw.wafer is not None and wafer.name and self.raw.wafer != wafer.name:
             raise PlanError(
-                f"{self.source}: wafer: plan is for {self.raw.wafer!r} but the station holds "
+                f"{self.where('wafer')}: plan is for {self.raw.wafer!r} but the station holds "
                 f"wafer {wafer.name!r}"
             )
         self.select_dies(wafer)
@@ -257,7 +269,7 @@ def parse_plan(text: str, source: str = "<plan>", wafer: WaferMap | None = None)
                 f"cannot run on {wrong}; allowed values: {list(spec.params_cls.kinds)}"
             )
         steps.append(Step(spec.name, params, kinds))
-    plan = Plan(raw, steps, source, document)
+    plan = Plan(raw, steps, source, document, index)
     if wafer is not None:
         plan.check_wafer(wafer)
     return plan

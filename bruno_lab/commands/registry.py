@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, in --help order
     "db",
     "sim",
+    "run",
     "fit",
     "cards",
 )

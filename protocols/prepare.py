@@ -1,0 +1,144 @@
+"""From files to a run: load station and plan, check the envelope, build the schedule, execute.
+
+``prepare_run`` touches no instrument and writes nothing: it is all ``--dry-run`` does, and it
+is what makes a bad plan exit 2 before anything is written. ``execute_run`` opens the run in
+the store and hands over to the orchestrator.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bruno_lab.errors import EnvelopeError, PlanError
+from protocols.orchestrator import Orchestrator, RunProgress, RunSummary
+from protocols.plan import Plan, load_plan
+from protocols.retry import RetryPolicy
+from protocols.runs import open_run
+from protocols.schedule import Planned, build_schedule, summarize
+from protocols.wafer import WaferMap, wafer_map_from_dict
+
+
+@dataclass
+class PreparedRun:
+    """A validated plan on a station's wafer, with its schedule; nothing opened yet."""
+
+    plan: Plan
+    station_path: Path
+    station: Any  # instruments.station.StationFile
+    wafer: WaferMap
+    schedule: list[Planned]
+
+    def summary(self) -> dict[str, Any]:
+        return {"plan": self.plan.name, "wafer": self.wafer.name, **summarize(self.schedule)}
+
+
+def _wafer_for(plan_path: Path, station: Any, station_path: Path) -> WaferMap:
+    """The plan's own ``wafer_map`` if it has one, else the station file's ``wafer``."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(plan_path.read_text())
+    except (OSError, yaml.YAMLError):
+        raw = None  # load_plan reports it with the line
+    if isinstance(raw, dict) and isinstance(raw.get("wafer_map"), dict):
+        return wafer_map_from_dict(raw["wafer_map"], where=f"{plan_path}: wafer_map")
+    if not station.wafer:
+        raise PlanError(
+            f"{station_path}: no wafer section, and {plan_path} has no wafer_map: the run "
+            "does not know the dies and sites (add wafer_map to the plan)"
+        )
+    return wafer_map_from_dict(station.wafer, where=f"{station_path}: wafer")
+
+
+def check_plan_envelope(plan: Plan, envelope: Any, wiring: dict[str, Any]) -> None:
+    """Check every step's stimuli against the envelope for each device kind it runs on.
+
+    Raises ``EnvelopeError`` naming the plan file, the step and the limit (exit 2).
+    """
+    from instruments.envelope import SafetyGuard
+
+    for i, step in enumerate(plan.steps):
+        for kind in step.kinds:
+            guard = SafetyGuard(envelope, device_kind=kind, contact_probe=lambda: True)
+            for params in step.rows():
+                where = f"{plan.where('protocols', i, 'params')} ({step.name} on {kind})"
+                try:
+                    params.check_envelope(guard, wiring)
+                except EnvelopeError as exc:
+                    raise EnvelopeError(f"{where}: {exc}") from None
+                except ValueError as exc:
+                    raise PlanError(f"{where}: {exc}") from None
+
+
+def prepare_run(plan_path: str | Path, station_path: str | Path) -> PreparedRun:
+    """Validate station and plan (syntax, units, protocols, dies, envelope); build the schedule."""
+    from instruments.envelope import Envelope
+    from instruments.station import load_station
+
+    plan_path, station_path = Path(plan_path), Path(station_path)
+    station = load_station(station_path)
+    wafer = _wafer_for(plan_path, station, station_path)
+    plan = load_plan(plan_path, wafer)
+    envelope = Envelope.from_mapping(station.envelope, where=f"{station_path}: envelope")
+    check_plan_envelope(plan, envelope, dict(station.wiring))
+    schedule = build_schedule(plan, wafer)
+    if not schedule:
+        raise PlanError(
+            f"{plan_path}: the plan selects no measurement on wafer {wafer.name!r} "
+            "(check dies, sites and the protocols' kinds)"
+        )
+    return PreparedRun(plan, station_path, station, wafer, schedule)
+
+
+def execute_run(
+    prepared: PreparedRun,
+    store: Any,
+    *,
+    resume: int | None = None,
+    operator: str | None = None,
+    on_progress: Callable[[RunProgress], None] | None = None,
+    policy: RetryPolicy | None = None,
+    connect: Callable[[], Any] | None = None,
+) -> RunSummary:
+    """Open (or resume) the run in ``store`` and execute the schedule on the station's bench."""
+    from instruments.station import open_bench
+
+    station_record = {
+        "path": str(prepared.station_path),
+        "station": prepared.station.station,
+        "instruments": {
+            role: entry.model_dump() for role, entry in prepared.station.instruments.items()
+        },
+        "wiring": dict(prepared.station.wiring),
+        "envelope": prepared.station.envelope,
+    }
+    run_id, resumed = open_run(
+        store,
+        prepared.plan,
+        station_record,
+        resume=resume,
+        operator=operator or _operator(),
+    )
+    orchestrator = Orchestrator(
+        prepared.plan,
+        prepared.schedule,
+        store,
+        connect or (lambda: open_bench(prepared.station_path)),
+        run_id=run_id,
+        wafer_name=prepared.wafer.name or prepared.plan.raw.wafer or "wafer",
+        resumed=resumed,
+        policy=policy,
+        on_progress=on_progress,
+    )
+    return orchestrator.run()
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
