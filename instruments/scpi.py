@@ -189,8 +189,12 @@ class Instrument:
                 instrument=self.name,
                 command=self.IDENTITY_QUERY,
             )
-        self.idn = reply.strip()
+        self.idn = self._identity_text(reply.strip())
         log.info("%s connected", self.name)
+
+    def _identity_text(self, reply: str) -> str:
+        """The identity as error messages show it (the reply, by default)."""
+        return reply
 
     # the one place pyvisa / socket / decode failures become typed errors
     @contextlib.contextmanager
@@ -410,6 +414,7 @@ class ScpiInstrument(Instrument):
         super()._connect()
         if self.CLEAR_AT_CONNECT:
             self.write("*CLS")  # errors from before we came are not ours
+            self._since_check = []
 
     def write(self, command: str) -> None:
         if not command.endswith("?"):
