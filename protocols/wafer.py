@@ -98,6 +98,14 @@ def wafer_map_from_dict(section: Mapping[str, Any], where: str = "wafer") -> Waf
                 sites.append(SiteRef(i, item))
                 continue
             geometry = {str(k): float(v) for k, v in (item.get("geometry") or {}).items()}
+            # The sim writes geometry keys at the top level of each site (``area_m2``).
+            geometry.update(
+                {
+                    k: float(v)
+                    for k, v in item.items()
+                    if k.endswith(("_m2", "_m")) and v is not None
+                }
+            )
             sites.append(
                 SiteRef(int(item.get("site", item.get("index", i))), str(item["kind"]), geometry)
             )
