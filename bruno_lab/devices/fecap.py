@@ -18,6 +18,8 @@ capacitor under any voltage waveform (``fecap_simulate``) and the P-V loop featu
 ``fecap_sim.py`` and are re-exported here.
 """
 
+# param_field() builds dataclasses.field(metadata=...) for the frozen parameter sets:
+# ruff: noqa: RUF009
 from __future__ import annotations
 
 import dataclasses

@@ -22,6 +22,8 @@ Shapes: state and input are ``(..., n_neurons)``; each parameter is ``(n_neurons
 broadcastable), so a batch dim in front needs nothing special.
 """
 
+# param_field() builds dataclasses.field(metadata=...) for the frozen parameter sets:
+# ruff: noqa: RUF009
 from __future__ import annotations
 
 import dataclasses
