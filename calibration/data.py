@@ -29,7 +29,7 @@ class DeviceRecords:
     die_label: str
     die_x: int
     die_y: int
-    site: int
+    site: str
     geometry: dict[str, Any]
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -87,7 +87,7 @@ def load_devices(store: Any, wafer: str, kind: str) -> list[DeviceRecords]:
                 die_label=str(row.die_label),
                 die_x=int(row.die_x),
                 die_y=int(row.die_y),
-                site=int(row.site),
+                site=str(row.site),
                 geometry=dict(geometry),
             )
             devices[dev.device_id] = dev

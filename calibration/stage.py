@@ -25,7 +25,7 @@ class DeviceFit:
     die_label: str
     die_x: int
     die_y: int
-    site: int
+    site: str
     measurement_ids: list[int]
     parameters: dict[str, float] = field(default_factory=dict)
     uncertainties: dict[str, float] = field(default_factory=dict)
