@@ -21,12 +21,13 @@ def test_simulated_clock_reads_and_advances_virtual_time():
 
 
 def test_simulated_clock_refuses_negative_waits_and_non_clocks():
-    with expected_protocol(SimulatedClock, CONNECT) as clock:
-        with pytest.raises(SettingRangeError):
-            clock.wait_s(-1.0)
-    with pytest.raises(WrongInstrument):
-        with expected_protocol(SimulatedClock, [(":SYST:TIME?", "-113,\"Undefined header\"")]):
-            pass
+    with expected_protocol(SimulatedClock, CONNECT) as clock, pytest.raises(SettingRangeError):
+        clock.wait_s(-1.0)
+    with (
+        pytest.raises(WrongInstrument),
+        expected_protocol(SimulatedClock, [(":SYST:TIME?", '-113,"Undefined header"')]),
+    ):
+        pass
 
 
 def test_wall_clock_waits_in_wall_time():

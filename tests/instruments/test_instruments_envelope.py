@@ -57,7 +57,9 @@ def test_envelope_from_a_station_file(tmp_path):
 
 
 def test_refusal_names_limit_value_instrument_and_device_kind():
-    guard = SafetyGuard(Envelope(kinds={"rram": LimitsPatch(max_current_a=1e-3)}), device_kind="rram")
+    guard = SafetyGuard(
+        Envelope(kinds={"rram": LimitsPatch(max_current_a=1e-3)}), device_kind="rram"
+    )
     with pytest.raises(EnvelopeError) as info:
         guard.check_current("smu [K2450]", "current_limit_a", 2e-3)
     text = str(info.value)

@@ -24,9 +24,11 @@ WAVE_SETUP = [
 def test_connect_identity():
     with expected_protocol(InfiniiVision, CONNECT) as scope:
         assert "DSOX3024T" in scope.name
-    with pytest.raises(WrongInstrument):
-        with expected_protocol(InfiniiVision, [("*IDN?", "TEKTRONIX,MSO44,C0,1")]):
-            pass
+    with (
+        pytest.raises(WrongInstrument),
+        expected_protocol(InfiniiVision, [("*IDN?", "TEKTRONIX,MSO44,C0,1")]),
+    ):
+        pass
 
 
 def test_configure_sends_timebase_channels_and_trigger():
@@ -72,15 +74,23 @@ def test_wait_acquired_polls_until_done():
 
 def test_wait_acquired_times_out_with_a_typed_error():
     script = [*CONNECT, (":TER?", "+0")]
-    with expected_protocol(InfiniiVision, script) as scope:
-        with pytest.raises(InstrumentTimeout, match="acquisition"):
-            scope.wait_acquired(0.0)
+    with (
+        expected_protocol(InfiniiVision, script) as scope,
+        pytest.raises(InstrumentTimeout, match="acquisition"),
+    ):
+        scope.wait_acquired(0.0)
 
 
 def test_read_waveform_scales_word_codes_with_the_preamble():
     codes = np.array([-32768, -100, 0, 100, 32767], dtype=np.int16)
     preamble = "+1,+0,+5,+1,+2.0E-09,-1.0E-08,+0,+1.0E-05,+5.0E-02,+0"
-    script = [*CONNECT, *WAVE_SETUP, OK, (":WAV:PRE?", preamble), (":WAV:DATA?", ieee_block(codes, "h"))]
+    script = [
+        *CONNECT,
+        *WAVE_SETUP,
+        OK,
+        (":WAV:PRE?", preamble),
+        (":WAV:DATA?", ieee_block(codes, "h")),
+    ]
     with expected_protocol(InfiniiVision, script) as scope:
         t_s, volts = scope.read_waveform(2)
     np.testing.assert_allclose(t_s, -1e-8 + 2e-9 * np.arange(5))
@@ -111,6 +121,8 @@ def test_garbled_waveform_replies_are_typed(preamble, block, match):
     script = [*CONNECT, *WAVE_SETUP, OK, (":WAV:PRE?", preamble)]
     if "format" not in match and "fields" not in match:
         script.append((":WAV:DATA?", block if block is not None else ieee_block(codes, "h")))
-    with expected_protocol(InfiniiVision, script) as scope:
-        with pytest.raises(GarbledReply, match=match):
-            scope.read_waveform(2)
+    with (
+        expected_protocol(InfiniiVision, script) as scope,
+        pytest.raises(GarbledReply, match=match),
+    ):
+        scope.read_waveform(2)

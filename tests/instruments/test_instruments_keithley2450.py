@@ -44,9 +44,11 @@ def test_connect_reads_identity_and_clears_the_queue():
 
 
 def test_connect_refuses_the_2400_emulation_mode():
-    with pytest.raises(WrongInstrument, match="MODEL 2400"):
-        with expected_protocol(Keithley2450, [("*IDN?", "KEITHLEY INSTRUMENTS INC.,MODEL 2400,1,C32")]):
-            pass
+    with (
+        pytest.raises(WrongInstrument, match="MODEL 2400"),
+        expected_protocol(Keithley2450, [("*IDN?", "KEITHLEY INSTRUMENTS INC.,MODEL 2400,1,C32")]),
+    ):
+        pass
 
 
 def test_source_voltage_get_and_set():
@@ -106,25 +108,31 @@ def test_configure_voltage_source_sends_the_manual_sequence_then_checks_errors()
 
 
 def test_configure_refuses_everything_when_one_value_is_out_of_range():
-    with expected_protocol(Keithley2450, CONNECT) as smu:
-        with pytest.raises(SettingRangeError, match="nplc"):
-            smu.configure_voltage_source(range_v=20, current_limit_a=1e-4, nplc=50)
+    with (
+        expected_protocol(Keithley2450, CONNECT) as smu,
+        pytest.raises(SettingRangeError, match="nplc"),
+    ):
+        smu.configure_voltage_source(range_v=20, current_limit_a=1e-4, nplc=50)
 
 
 def test_instrument_errors_after_configuration_are_raised_with_the_queue():
     script = [*CONNECT, *CONFIGURE[:-1]]
     script += [(":SYST:ERR?", '-222,"Data out of range"'), (":SYST:ERR?", '0,"No error"')]
-    with expected_protocol(Keithley2450, script) as smu:
-        with pytest.raises(InstrumentErrorQueue, match="Data out of range") as info:
-            smu.configure_voltage_source(range_v=20, current_limit_a=1e-4, nplc=1)
+    with (
+        expected_protocol(Keithley2450, script) as smu,
+        pytest.raises(InstrumentErrorQueue, match="Data out of range") as info,
+    ):
+        smu.configure_voltage_source(range_v=20, current_limit_a=1e-4, nplc=1)
     assert info.value.entries == [(-222, "Data out of range")]
     assert ":SENS:CURR:NPLC 1" in str(info.value)
 
 
 def test_output_on_needs_compliance_first():
-    with expected_protocol(Keithley2450, CONNECT, guard=guard()) as smu:
-        with pytest.raises(EnvelopeError, match="require_compliance_before_output"):
-            smu.output_enabled = True
+    with (
+        expected_protocol(Keithley2450, CONNECT, guard=guard()) as smu,
+        pytest.raises(EnvelopeError, match="require_compliance_before_output"),
+    ):
+        smu.output_enabled = True
 
 
 def test_output_on_after_configure_and_off():
@@ -156,15 +164,19 @@ def test_output_on_refused_while_separated():
 
 
 def test_voltage_beyond_envelope_is_never_sent():
-    with expected_protocol(Keithley2450, CONNECT, guard=guard(max_voltage_v=3.0)) as smu:
-        with pytest.raises(EnvelopeError, match=r"source_voltage_v=3\.5.*max_voltage_v=3\.0"):
-            smu.source_voltage_v = 3.5
+    with (
+        expected_protocol(Keithley2450, CONNECT, guard=guard(max_voltage_v=3.0)) as smu,
+        pytest.raises(EnvelopeError, match=r"source_voltage_v=3\.5.*max_voltage_v=3\.0"),
+    ):
+        smu.source_voltage_v = 3.5
 
 
 def test_limit_beyond_envelope_is_never_sent():
-    with expected_protocol(Keithley2450, CONNECT, guard=guard(max_current_a=1e-3)) as smu:
-        with pytest.raises(EnvelopeError, match="current_limit_a"):
-            smu.current_limit_a = 1e-2
+    with (
+        expected_protocol(Keithley2450, CONNECT, guard=guard(max_current_a=1e-3)) as smu,
+        pytest.raises(EnvelopeError, match="current_limit_a"),
+    ):
+        smu.current_limit_a = 1e-2
 
 
 def test_measure_current_checks_compliance():
@@ -179,9 +191,11 @@ def test_measure_current_checks_compliance():
 
 
 def test_garbled_reading_is_a_typed_error():
-    with expected_protocol(Keithley2450, [*CONNECT, (":READ?", "1.2#&E-0")]) as smu:
-        with pytest.raises(GarbledReply, match=r":READ\?"):
-            smu.measure_current_a(raise_on_compliance=False)
+    with (
+        expected_protocol(Keithley2450, [*CONNECT, (":READ?", "1.2#&E-0")]) as smu,
+        pytest.raises(GarbledReply, match=r":READ\?"),
+    ):
+        smu.measure_current_a(raise_on_compliance=False)
 
 
 def sweep_script(first: int, n_buffer: int, data: str) -> list:
@@ -201,7 +215,9 @@ def sweep_script(first: int, n_buffer: int, data: str) -> list:
 
 def test_sweep_voltage_list():
     data = "0,1E-9,0.5,2E-6,1,5E-6"
-    with expected_protocol(Keithley2450, [*CONNECT, *sweep_script(1, 3, data)], guard=guard()) as smu:
+    with expected_protocol(
+        Keithley2450, [*CONNECT, *sweep_script(1, 3, data)], guard=guard()
+    ) as smu:
         v, i = smu.sweep_voltage_list(np.array([0.0, 0.5, 1.0]), 1e-4, 1e-3)
     np.testing.assert_allclose(v, [0, 0.5, 1])
     np.testing.assert_allclose(i, [1e-9, 2e-6, 5e-6])
@@ -218,16 +234,20 @@ def test_sweep_reads_the_last_readings_of_a_fuller_buffer():
 def test_sweep_with_compliance_raise():
     data = "0,1E-9,0.5,2E-6,1,1E-4"
     script = [*CONNECT, *sweep_script(1, 3, data), (":SOUR:VOLT:ILIM:TRIP?", "1")]
-    with expected_protocol(Keithley2450, script, guard=guard()) as smu:
-        with pytest.raises(ComplianceHit):
-            smu.sweep_voltage_list([0.0, 0.5, 1.0], 1e-4, 1e-3, raise_on_compliance=True)
+    with (
+        expected_protocol(Keithley2450, script, guard=guard()) as smu,
+        pytest.raises(ComplianceHit),
+    ):
+        smu.sweep_voltage_list([0.0, 0.5, 1.0], 1e-4, 1e-3, raise_on_compliance=True)
 
 
 def test_sweep_short_data_is_garbled():
     script = [*CONNECT, *sweep_script(1, 3, "0,1E-9,0.5")[:-1]]
-    with expected_protocol(Keithley2450, script, guard=guard()) as smu:
-        with pytest.raises(GarbledReply, match="values for 3 points"):
-            smu.sweep_voltage_list([0.0, 0.5, 1.0], 1e-4, 1e-3)
+    with (
+        expected_protocol(Keithley2450, script, guard=guard()) as smu,
+        pytest.raises(GarbledReply, match="values for 3 points"),
+    ):
+        smu.sweep_voltage_list([0.0, 0.5, 1.0], 1e-4, 1e-3)
 
 
 @pytest.mark.parametrize(
@@ -240,9 +260,11 @@ def test_sweep_short_data_is_garbled():
 )
 def test_sweep_beyond_envelope_is_never_sent(voltages, limit_a, delay_s, match):
     g = guard(max_voltage_v=5.0, max_current_a=1e-3, max_ramp_rate_v_per_s=100.0)
-    with expected_protocol(Keithley2450, CONNECT, guard=g) as smu:
-        with pytest.raises(EnvelopeError, match=match):
-            smu.sweep_voltage_list(voltages, limit_a, delay_s)
+    with (
+        expected_protocol(Keithley2450, CONNECT, guard=g) as smu,
+        pytest.raises(EnvelopeError, match=match),
+    ):
+        smu.sweep_voltage_list(voltages, limit_a, delay_s)
 
 
 def test_shutdown_goes_to_zero_volts_then_off():
@@ -253,9 +275,15 @@ def test_shutdown_goes_to_zero_volts_then_off():
 
 
 def test_script_mismatch_is_reported():
-    with pytest.raises(ProtocolMismatch, match="script expects"):
-        with expected_protocol(Keithley2450, [*CONNECT, (":SOUR:VOLT 1", None), OK], guard=guard()) as smu:
-            smu.source_voltage_v = 2
-    with pytest.raises(ProtocolMismatch, match="not used up"):
-        with expected_protocol(Keithley2450, [*CONNECT, (":OUTP OFF", None)]):
-            pass
+    with (
+        pytest.raises(ProtocolMismatch, match="script expects"),
+        expected_protocol(
+            Keithley2450, [*CONNECT, (":SOUR:VOLT 1", None), OK], guard=guard()
+        ) as smu,
+    ):
+        smu.source_voltage_v = 2
+    with (
+        pytest.raises(ProtocolMismatch, match="not used up"),
+        expected_protocol(Keithley2450, [*CONNECT, (":OUTP OFF", None)]),
+    ):
+        pass

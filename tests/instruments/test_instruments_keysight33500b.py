@@ -53,9 +53,11 @@ def upload_script(samples_v: np.ndarray, rate: str = "100000000", binary: bool =
 def test_connect_accepts_keysight_and_refuses_other_models():
     with expected_protocol(Keysight33500B, CONNECT) as awg:
         assert "33522B" in awg.name
-    with pytest.raises(WrongInstrument):
-        with expected_protocol(Keysight33500B, [("*IDN?", "Agilent Technologies,33220A,MY1,2.0")]):
-            pass
+    with (
+        pytest.raises(WrongInstrument),
+        expected_protocol(Keysight33500B, [("*IDN?", "Agilent Technologies,33220A,MY1,2.0")]),
+    ):
+        pass
 
 
 def test_upload_binary_block_of_normalised_float32_little_endian():
@@ -94,16 +96,20 @@ def test_upload_refuses_bad_names_and_lengths():
     ],
 )
 def test_upload_beyond_envelope_is_never_sent(samples, rate, limits, match):
-    with expected_protocol(Keysight33500B, CONNECT, guard=guard(**limits)) as awg:
-        with pytest.raises(EnvelopeError, match=match):
-            awg.upload_waveform("pund", samples, rate)
+    with (
+        expected_protocol(Keysight33500B, CONNECT, guard=guard(**limits)) as awg,
+        pytest.raises(EnvelopeError, match=match),
+    ):
+        awg.upload_waveform("pund", samples, rate)
 
 
 def test_output_on_needs_an_uploaded_waveform_and_contact():
     v = pulse_v()
-    with expected_protocol(Keysight33500B, CONNECT, guard=guard()) as awg:
-        with pytest.raises(EnvelopeError, match="known_waveform_required"):
-            awg.output_enabled = True
+    with (
+        expected_protocol(Keysight33500B, CONNECT, guard=guard()) as awg,
+        pytest.raises(EnvelopeError, match="known_waveform_required"),
+    ):
+        awg.output_enabled = True
     script = [*CONNECT, *upload_script(v)]
     with expected_protocol(Keysight33500B, script, guard=guard(contact=False)) as awg:
         awg.upload_waveform("pund", v, 100e6)
@@ -150,6 +156,5 @@ def test_configure_burst_and_trigger():
     with expected_protocol(Keysight33500B, script) as awg:
         awg.configure_burst(3)
         awg.trigger()
-    with expected_protocol(Keysight33500B, CONNECT) as awg:
-        with pytest.raises(SettingRangeError):
-            awg.configure_burst(0)
+    with expected_protocol(Keysight33500B, CONNECT) as awg, pytest.raises(SettingRangeError):
+        awg.configure_burst(0)

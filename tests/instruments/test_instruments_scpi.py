@@ -70,9 +70,11 @@ def test_check_errors_reads_the_whole_queue():
         (":SYST:ERR?", '-222,"Data out of range"'),
         (":SYST:ERR?", '0,"No error"'),
     ]
-    with expected_protocol(Keithley2450, script) as smu:
-        with pytest.raises(InstrumentErrorQueue) as info:
-            smu.source_range_v = 2
+    with (
+        expected_protocol(Keithley2450, script) as smu,
+        pytest.raises(InstrumentErrorQueue) as info,
+    ):
+        smu.source_range_v = 2
     assert info.value.entries == [(-113, "Undefined header"), (-222, "Data out of range")]
     assert info.value.command == ":SOUR:VOLT:RANG 2"
     assert "smu [KEITHLEY" in str(info.value)
@@ -81,10 +83,9 @@ def test_check_errors_reads_the_whole_queue():
 def test_batch_checks_once_at_the_end():
     script = [*CONNECT, (":SOUR:VOLT:RANG 2", None), (":SENS:CURR:NPLC 1", None)]
     script += [(":SYST:ERR?", '0,"No error"')]
-    with expected_protocol(Keithley2450, script) as smu:
-        with smu.batch():
-            smu.source_range_v = 2
-            smu.nplc = 1
+    with expected_protocol(Keithley2450, script) as smu, smu.batch():
+        smu.source_range_v = 2
+        smu.nplc = 1
 
 
 def test_reset_and_opc():
@@ -97,9 +98,11 @@ def test_reset_and_opc():
 
 
 def test_scripted_timeout_is_typed_and_names_instrument_and_command():
-    with expected_protocol(Keithley2450, [*CONNECT, (":READ?", visa_timeout())]) as smu:
-        with pytest.raises(InstrumentTimeout, match=r"smu \[KEITHLEY.*':READ\?'.*no reply"):
-            smu.measure_current_a()
+    with (
+        expected_protocol(Keithley2450, [*CONNECT, (":READ?", visa_timeout())]) as smu,
+        pytest.raises(InstrumentTimeout, match=r"smu \[KEITHLEY.*':READ\?'.*no reply"),
+    ):
+        smu.measure_current_a()
 
 
 # -- through a real socket ------------------------------------------------------------------

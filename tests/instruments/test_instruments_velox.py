@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from instruments.errors import GarbledReply, InstrumentErrorQueue, SettingRangeError, WrongInstrument
+from instruments.errors import (
+    GarbledReply,
+    InstrumentErrorQueue,
+    SettingRangeError,
+    WrongInstrument,
+)
 from instruments.roles import DiePosition, MapPosition
 from instruments.testing import expected_protocol
 from instruments.velox import VeloxError, VeloxProber
@@ -17,9 +22,11 @@ CONTACT = ("ReadChuckStatus", "0: C 1 0")
 def test_connect_reads_kernel_version():
     with expected_protocol(VeloxProber, CONNECT) as prober:
         assert prober.idn == "Velox 3.3.0.10"
-    with pytest.raises(WrongInstrument):
-        with expected_protocol(VeloxProber, [("ReportKernelVersion", "0: SENTIO 24.0")]):
-            pass
+    with (
+        pytest.raises(WrongInstrument),
+        expected_protocol(VeloxProber, [("ReportKernelVersion", "0: SENTIO 24.0")]),
+    ):
+        pass
 
 
 def test_step_first_and_next_die_and_end_of_wafer():
@@ -42,16 +49,20 @@ def test_step_to_a_die_and_site_separates_first_if_in_contact():
 
 
 def test_step_to_validates_indices():
-    with expected_protocol(VeloxProber, CONNECT) as prober:
-        with pytest.raises(SettingRangeError, match="site"):
-            prober.step_to(1, 1, -1)
+    with (
+        expected_protocol(VeloxProber, CONNECT) as prober,
+        pytest.raises(SettingRangeError, match="site"),
+    ):
+        prober.step_to(1, 1, -1)
 
 
 def test_refusal_is_raised_with_code_and_message():
     script = [*CONNECT, SEPARATED, ("StepNextDie 9 9 0", "704: Die 9 9 site 0 not on map")]
-    with expected_protocol(VeloxProber, script) as prober:
-        with pytest.raises(VeloxError, match="704: Die 9 9") as info:
-            prober.step_to(9, 9, 0)
+    with (
+        expected_protocol(VeloxProber, script) as prober,
+        pytest.raises(VeloxError, match="704: Die 9 9") as info,
+    ):
+        prober.step_to(9, 9, 0)
     assert isinstance(info.value, InstrumentErrorQueue)
     assert info.value.code == 704
 
@@ -65,7 +76,13 @@ def test_position_in_metres():
 
 def test_contact_separate_and_status():
     calls: list[str] = []
-    script = [*CONNECT, ("MoveChuckContact", "0:"), CONTACT, ("MoveChuckSeparation", "0:"), SEPARATED]
+    script = [
+        *CONNECT,
+        ("MoveChuckContact", "0:"),
+        CONTACT,
+        ("MoveChuckSeparation", "0:"),
+        SEPARATED,
+    ]
     with expected_protocol(VeloxProber, script) as prober:
         prober.before_move.append(lambda: calls.append("safe"))
         prober.contact()
@@ -77,6 +94,8 @@ def test_contact_separate_and_status():
 
 @pytest.mark.parametrize("reply", ["OK 3 4", "0: 3 four 1", "0: 3"])
 def test_garbled_replies(reply):
-    with expected_protocol(VeloxProber, [*CONNECT, SEPARATED, ("StepFirstDie", reply)]) as prober:
-        with pytest.raises(GarbledReply):
-            prober.step_first_die()
+    with (
+        expected_protocol(VeloxProber, [*CONNECT, SEPARATED, ("StepFirstDie", reply)]) as prober,
+        pytest.raises(GarbledReply),
+    ):
+        prober.step_first_die()

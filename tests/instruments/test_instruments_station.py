@@ -1,0 +1,174 @@
+"""Station file, model registry and Bench: opening by model name, safety wiring, safe state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bruno_lab.errors import PlanError
+from instruments import station as station_mod
+from instruments.errors import EnvelopeError, InstrumentError, InstrumentTimeout
+from instruments.roles import MODELS, SourceMeter, register_model
+from instruments.scpi import ScpiInstrument
+from instruments.station import load_station, open_bench, site_kinds
+from instruments.testing import FakeResource, visa_timeout
+
+OK_SMU = (":SYST:ERR?", '0,"No error"')
+OK_AWG = ("SYST:ERR?", '+0,"No error"')
+SCRIPTS_CONNECT = {
+    "SMU": [("*IDN?", "KEITHLEY INSTRUMENTS,MODEL 2450,1,1"), ("*CLS", None)],
+    "AWG": [("*IDN?", "Agilent Technologies,33522B,MY1,1"), ("*CLS", None)],
+    "PROBER": [("ReportKernelVersion", "0: Velox 3.3.0.10")],
+}
+
+
+class FakeResourceManager:
+    """Hands out scripted resources by address; remembers them for inspection."""
+
+    def __init__(self, scripts: dict[str, list]) -> None:
+        self.scripts = scripts
+        self.opened: dict[str, FakeResource] = {}
+
+    def open_resource(self, address: str, **_: object) -> FakeResource:
+        resource = FakeResource(self.scripts[address])
+        self.opened[address] = resource
+        return resource
+
+
+def write_station(tmp_path: Path, instruments: dict, **extra: object) -> Path:
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump({"station": "test", "instruments": instruments, **extra}))
+    return path
+
+
+STATION = {
+    "smu": {"model": "keithley2450", "resource": "SMU"},
+    "awg": {"model": "keysight33500b", "resource": "AWG"},
+    "prober": {"model": "velox", "resource": "PROBER"},
+    "clock": {"model": "wall"},
+}
+WAFER = {"sites": [{"site": 0, "kind": "fecap"}, {"site": 1, "kind": "rram"}]}
+
+
+def test_every_driver_module_registers_itself():
+    station_mod.load_driver_modules()
+    assert {"keithley2450", "keysight33500b", "infiniivision", "velox", "sim-clock", "wall"} <= set(
+        MODELS
+    )
+    assert MODELS["keithley2450"].role == "smu" and MODELS["velox"].role == "prober"
+
+
+def test_a_new_model_is_one_class_with_the_decorator(tmp_path):
+    """A model defined anywhere (here: in this test) opens from a station file by its name."""
+
+    @register_model("test-smu-x", role="smu")
+    class TestSmuX(ScpiInstrument, SourceMeter):
+        IDENTITY_PATTERN = r"ACME,X1,"
+
+        def configure_voltage_source(self, range_v, current_limit_a, nplc=1.0): ...
+        def measure_current_a(self, *, raise_on_compliance=True):
+            return 0.0
+
+        def sweep_voltage_list(self, voltages_v, current_limit_a, delay_s, **kw): ...
+
+        compliance_tripped = False
+
+        def shutdown(self):
+            self.write("OFF")
+
+        def ensure_safe(self):
+            self.shutdown()
+
+    try:
+        path = write_station(tmp_path, {"smu": {"model": "test-smu-x", "resource": "X"}})
+        rm = FakeResourceManager({"X": [("*IDN?", "ACME,X1,7,1"), ("*CLS", None), ("OFF", None)]})
+        with open_bench(path, resource_manager=rm) as bench:
+            assert isinstance(bench.smu, TestSmuX)
+        assert rm.opened["X"].index == 3  # the bench left it safe on exit
+    finally:
+        del MODELS["test-smu-x"]
+
+
+def test_station_file_errors_name_the_field(tmp_path):
+    with pytest.raises(PlanError, match=r"instruments.smu.model: 'keithley9999'"):
+        load_station(write_station(tmp_path, {"smu": {"model": "keithley9999", "resource": "A"}}))
+    with pytest.raises(PlanError, match="is a prober, not a smu"):
+        load_station(write_station(tmp_path, {"smu": {"model": "velox", "resource": "A"}}))
+    with pytest.raises(PlanError, match="resource"):
+        load_station(write_station(tmp_path, {"smu": {"model": "keithley2450"}}))
+    with pytest.raises(PlanError, match="unknown role"):
+        load_station(write_station(tmp_path, {"laser": {"model": "wall"}}))
+    with pytest.raises(PlanError, match="envelope"):
+        open_bench(write_station(tmp_path, {}, envelope={"default": {"max_voltage_v": -1}}))
+
+
+def test_site_kinds_from_the_wafer_section():
+    assert site_kinds(WAFER) == {0: "fecap", 1: "rram"}
+    assert site_kinds({"sites": ["fecap", "felif"]}) == {0: "fecap", 1: "felif"}
+
+
+def test_bench_wires_kind_contact_and_sources_safe_before_moves(tmp_path):
+    envelope = {"kinds": {"fecap": {"max_current_a": 1e-2}, "rram": {"max_current_a": 1e-3}}}
+    path = write_station(tmp_path, STATION, wafer=WAFER, envelope=envelope)
+    scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
+    scripts["PROBER"] += [
+        # step_to: sources made safe (unknown state -> shutdown), chuck status, step
+        ("ReadChuckStatus", "0: S 1 0"),
+        ("StepNextDie 1 0 1", "0: 1 0 1"),
+        ("MoveChuckContact", "0:"),
+        ("ReadChuckStatus", "0: C 1 0"),  # asked by the envelope before output on
+        ("MoveChuckSeparation", "0:"),
+    ]
+    scripts["SMU"] += [
+        (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU,        # before the step
+        (":SOUR:FUNC VOLT", None), (":SOUR:VOLT:RANG 2", None), (":SOUR:VOLT:ILIM 0.0005", None),
+        (':SENS:FUNC "CURR"', None), (":SENS:CURR:RANG:AUTO ON", None),
+        (":SENS:CURR:NPLC 1", None), OK_SMU,
+        (":OUTP ON", None), OK_SMU,
+        (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU,        # before separation
+        (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU,        # safe_state on exit
+    ]  # fmt: skip
+    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1 OFF", None), OK_AWG]
+    scripts["PROBER"] += [("MoveChuckSeparation", "0:")]  # safe_state on exit
+    rm = FakeResourceManager(scripts)
+    with open_bench(path, resource_manager=rm) as bench:
+        bench.prober.step_to(1, 0, 1)
+        assert bench.guard.device_kind == "rram"
+        with pytest.raises(EnvelopeError, match=r"max_current_a=0.001.*rram"):
+            bench.smu.configure_voltage_source(2.0, 5e-3)
+        bench.prober.contact()
+        bench.smu.configure_voltage_source(2.0, 5e-4)
+        bench.smu.output_enabled = True
+        bench.prober.separate()
+    for name, resource in rm.opened.items():
+        assert resource.index == len(resource.pairs), name
+        assert resource.closed
+
+
+def test_bench_ends_safe_after_an_error_and_reraises_it(tmp_path):
+    path = write_station(tmp_path, STATION)
+    scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
+    scripts["SMU"] += [(":READ?", visa_timeout()), (":SOUR:VOLT 0", None), (":OUTP OFF", None)]
+    scripts["SMU"] += [OK_SMU]
+    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG]
+    scripts["PROBER"] += [("MoveChuckSeparation", "0:")]
+    rm = FakeResourceManager(scripts)
+    with pytest.raises(InstrumentTimeout), open_bench(path, resource_manager=rm) as bench:
+        bench.smu.measure_current_a()
+    for name, resource in rm.opened.items():
+        assert resource.index == len(resource.pairs), name
+
+
+def test_safe_state_tries_every_instrument_and_reports_failures(tmp_path):
+    path = write_station(tmp_path, STATION)
+    scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
+    scripts["SMU"] += [(":SOUR:VOLT 0", None), (":OUTP OFF", None), (":SYST:ERR?", visa_timeout())]
+    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG]
+    scripts["PROBER"] += [("MoveChuckSeparation", "0:")]
+    rm = FakeResourceManager(scripts)
+    bench = open_bench(path, resource_manager=rm)
+    with pytest.raises(InstrumentError, match="bench not left safe: smu"), bench:
+        pass
+    assert rm.opened["PROBER"].index == len(rm.opened["PROBER"].pairs)
