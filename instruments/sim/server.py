@@ -235,6 +235,7 @@ class LineServer:
                     continue
                 if not data:
                     return
+                _quick_ack(conn)
                 for text, block in parser.feed(data):
                     if not self._dispatch(conn, text, block):
                         return
@@ -316,6 +317,15 @@ def _garble(payload: bytes) -> bytes:
     return b"\x15?" + bytes(b ^ 0x5A for b in payload[: max(1, len(payload) // 2)]).replace(
         b"\n", b"~"
     )
+
+
+def _quick_ack(conn: socket.socket) -> None:
+    """ACK at once (Linux): a client with Nagle on would otherwise wait for our delayed ACK
+    (~40 ms) between two consecutive writes, which an instrument's TCP stack does not do."""
+    quick_ack = getattr(socket, "TCP_QUICKACK", None)
+    if quick_ack is not None:
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, quick_ack, 1)
 
 
 def _close_quietly(conn: socket.socket) -> None:
