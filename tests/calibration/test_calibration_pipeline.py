@@ -244,3 +244,18 @@ def test_cli_fit_cards_and_exit_codes(db, tmp_path: Path, monkeypatch, capsys) -
     code, _, err = _main(monkeypatch, capsys, "cards", "show", "999", "--db", url)
     assert code == 2 and "999" in err
     assert _n(url, ModelCard) == 1
+
+
+def test_report_writes_level_histograms_and_wafer_maps(db, tmp_path: Path) -> None:
+    from bruno_lab.cli import app
+
+    url, _ = db
+    runner = CliRunner()
+    assert runner.invoke(app, ["fit", "--wafer", "W7", "--db", url]).exit_code == 0
+    out = tmp_path / "report"
+    res = runner.invoke(app, ["report", "--wafer", "W7", "--out", str(out), "--db", url, "--json"])
+    assert res.exit_code == 0, res.output
+    plots = {Path(p).name for p in json.loads(res.stdout)["plots"]}
+    assert plots == {"rram_level_histograms.png", "rram_wafer_maps.png"}
+    for name in plots:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
