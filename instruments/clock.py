@@ -28,9 +28,8 @@ class SimulatedClock(Instrument, Clock):
     IDENTITY_QUERY = ":SYST:TIME?"
     IDENTITY_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
-    def _connect(self) -> None:
-        super()._connect()
-        self.idn = "simulated clock"
+    def _identity_text(self, reply: str) -> str:
+        return "simulated clock"
 
     def now_s(self) -> float:
         """Virtual seconds since the sim started."""

@@ -22,6 +22,7 @@ import re
 import select
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -407,17 +408,17 @@ class ScpiInstrument(Instrument):
 
     def __init__(self, resource: Any, **kwargs: Any) -> None:
         self._batch_depth = 0
-        self._since_check: list[str] = []
+        self._since_check: deque[str] = deque(maxlen=8)  # context for error messages
         super().__init__(resource, **kwargs)
 
     def _connect(self) -> None:
         super()._connect()
         if self.CLEAR_AT_CONNECT:
             self.write("*CLS")  # errors from before we came are not ours
-            self._since_check = []
+            self._since_check.clear()
 
     def write(self, command: str) -> None:
-        if not command.endswith("?"):
+        if command != self.ERROR_QUERY:
             self._since_check.append(command)
         super().write(command)
 
@@ -435,7 +436,8 @@ class ScpiInstrument(Instrument):
             if code == 0:
                 break
             entries.append((code, text))
-        sent, self._since_check = self._since_check, []
+        sent = list(self._since_check)
+        self._since_check.clear()
         if entries:
             command = "; ".join(sent[-4:]) if sent else None
             raise InstrumentErrorQueue(entries, instrument=self.name, command=command)

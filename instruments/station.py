@@ -146,22 +146,41 @@ class Bench:
                 source.ensure_safe()
 
     def safe_state(self) -> list[str]:
-        """Outputs off and 0 V, then the chuck separated. Every step is tried even if one
-        fails; the failures are logged and returned (empty: the bench is safe)."""
+        """Outputs off and 0 V, then the chuck separated, each verified by reading it back.
+
+        Every step is tried even if one fails; an instrument whose read-back shows it safe
+        counts as safe even if its shutdown reported an error (e.g. an older entry in its
+        error queue). The failures are logged and returned (empty: the bench is safe).
+        """
         problems: list[str] = []
         steps = [
-            ("smu", lambda: self.smu.shutdown()),
-            ("awg", lambda: self.awg.shutdown()),
-            ("prober", lambda: self.prober.command("MoveChuckSeparation")),
+            ("smu", lambda: self.smu.shutdown(), lambda: not self.smu.output_enabled),
+            ("awg", lambda: self.awg.shutdown(), lambda: not self.awg.output_enabled),
+            (
+                "prober",
+                lambda: self.prober.command("MoveChuckSeparation"),
+                lambda: not self.prober.in_contact,
+            ),
         ]
-        for role, step in steps:
+        for role, action, verify in steps:
             if getattr(self, role) is None:
                 continue
+            first: Exception | None = None
             try:
-                step()
+                action()
             except Exception as exc:  # a safe state is attempted whatever went wrong before
-                problems.append(f"{role}: {exc}")
-                log.error("safe state: %s failed: %s", role, exc)
+                first = exc
+            try:
+                safe = verify()
+            except Exception as exc:
+                problems.append(f"{role}: {first or exc}")
+                log.error("safe state: %s not confirmed safe: %s", role, first or exc)
+                continue
+            if not safe:
+                problems.append(f"{role}: still active after shutdown ({first})")
+                log.error("safe state: %s still active after shutdown", role)
+            elif first is not None:
+                log.warning("safe state: %s is safe, but its shutdown reported: %s", role, first)
         return problems
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from instruments.errors import GarbledReply, InstrumentErrorQueue
+from instruments.errors import GarbledReply, InstrumentErrorQueue, _Named
 from instruments.roles import DiePosition, MapPosition, ProbeStation, register_model
 from instruments.scpi import Instrument, integer_in_range
 
@@ -64,7 +64,10 @@ class VeloxError(InstrumentErrorQueue):
     def __init__(self, code: int, message: str, *, instrument: str, command: str) -> None:
         self.code = code
         self.message = message
-        super().__init__([(code, message)], instrument=instrument, command=command)
+        self.entries = [(code, message)]
+        _Named.__init__(
+            self, f"prober refused: {code}: {message}", instrument=instrument, command=command
+        )
 
 
 @register_model("velox", role="prober")
@@ -79,9 +82,8 @@ class VeloxProber(Instrument, ProbeStation):
         self.after_move: list[Callable[[DiePosition | None, bool], None]] = []
         super().__init__(resource, **kwargs)
 
-    def _connect(self) -> None:
-        super()._connect()
-        self.idn = self.idn.split(":", 1)[1].strip()
+    def _identity_text(self, reply: str) -> str:
+        return reply.split(":", 1)[1].strip()
 
     def command(self, line: str, parser: Callable[[str], Any] | None = None) -> Any:
         """Send one Velox command; raise ``VeloxError`` on a non-zero code; parse the data."""

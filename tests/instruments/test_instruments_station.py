@@ -74,6 +74,7 @@ def test_a_new_model_is_one_class_with_the_decorator(tmp_path):
         def sweep_voltage_list(self, voltages_v, current_limit_a, delay_s, **kw): ...
 
         compliance_tripped = False
+        output_enabled = False
 
         def shutdown(self):
             self.write("OFF")
@@ -129,9 +130,10 @@ def test_bench_wires_kind_contact_and_sources_safe_before_moves(tmp_path):
         (":OUTP ON", None), OK_SMU,
         (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU,        # before separation
         (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU,        # safe_state on exit
+        (":OUTP?", "0"),                                            # ... verified
     ]  # fmt: skip
-    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1 OFF", None), OK_AWG]
-    scripts["PROBER"] += [("MoveChuckSeparation", "0:")]  # safe_state on exit
+    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
+    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
     rm = FakeResourceManager(scripts)
     with open_bench(path, resource_manager=rm) as bench:
         bench.prober.step_to(1, 0, 1)
@@ -151,9 +153,9 @@ def test_bench_ends_safe_after_an_error_and_reraises_it(tmp_path):
     path = write_station(tmp_path, STATION)
     scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
     scripts["SMU"] += [(":READ?", visa_timeout()), (":SOUR:VOLT 0", None), (":OUTP OFF", None)]
-    scripts["SMU"] += [OK_SMU]
-    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG]
-    scripts["PROBER"] += [("MoveChuckSeparation", "0:")]
+    scripts["SMU"] += [OK_SMU, (":OUTP?", "0")]
+    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
+    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
     rm = FakeResourceManager(scripts)
     with pytest.raises(InstrumentTimeout), open_bench(path, resource_manager=rm) as bench:
         bench.smu.measure_current_a()
@@ -165,10 +167,14 @@ def test_safe_state_tries_every_instrument_and_reports_failures(tmp_path):
     path = write_station(tmp_path, STATION)
     scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
     scripts["SMU"] += [(":SOUR:VOLT 0", None), (":OUTP OFF", None), (":SYST:ERR?", visa_timeout())]
-    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG]
-    scripts["PROBER"] += [("MoveChuckSeparation", "0:")]
+    scripts["SMU"] += [(":OUTP?", visa_timeout())]  # cannot confirm: reported
+    scripts["AWG"] += [("OUTP1 OFF", None), (*OK_AWG[:1], '-221,"Settings conflict"')]
+    scripts["AWG"] += [("SYST:ERR?", '+0,"No error"'), ("OUTP1?", "0")]  # off: safe, warned
+    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
     rm = FakeResourceManager(scripts)
     bench = open_bench(path, resource_manager=rm)
-    with pytest.raises(InstrumentError, match="bench not left safe: smu"), bench:
+    with pytest.raises(InstrumentError, match="bench not left safe: smu") as info, bench:
         pass
-    assert rm.opened["PROBER"].index == len(rm.opened["PROBER"].pairs)
+    assert "awg" not in str(info.value)  # its shutdown reported an error, but it reads back off
+    for name in ("AWG", "PROBER"):
+        assert rm.opened[name].index == len(rm.opened[name].pairs)
