@@ -65,6 +65,7 @@ class ScopeState:
     trigger_source: str = "CHAN1"
     acquire_type: str = "NORM"
     armed: bool = False
+    arm_reported: bool = False
     triggered: bool = False
     capture: Capture | None = None
     waveform_source: int = 1
@@ -123,6 +124,7 @@ class InfiniiVisionServer(ScpiServer):
         ("STOP", "_stop"),
         ("RUN", "_nothing"),
         ("TER?", "_ter"),
+        ("AER?", "_aer"),
         ("WAVeform:SOURce", "_waveform_source"),
         ("WAVeform:FORMat", "_waveform_format"),
         ("WAVeform:BYTeorder", "_byteorder"),
@@ -212,6 +214,7 @@ class InfiniiVisionServer(ScpiServer):
 
     def _single(self, s, a, b) -> None:
         self.state.armed = True
+        self.state.arm_reported = False
         self.state.triggered = False
 
     def _stop(self, s, a, b) -> None:
@@ -221,6 +224,12 @@ class InfiniiVisionServer(ScpiServer):
         done = self.state.triggered
         self.state.triggered = False
         return "+1" if done else "+0"
+
+    def _aer(self, s, a, b) -> str:
+        """Arm event register: +1 once armed (read clears it)."""
+        armed = self.state.armed and not self.state.arm_reported
+        self.state.arm_reported = self.state.armed
+        return "+1" if armed else "+0"
 
     def wants_trigger(self) -> bool:
         return self.state.armed and self.state.trigger_source in ("EXT", "CHAN1")

@@ -59,6 +59,7 @@ def test_scope_reads_back_the_awg_pulse_with_its_timing(sim_lab, bench) -> None:
     bench.scope.configure(100e-9, {1: (0.5, 1.0), 2: (0.01, 0.0)}, time_position_s=100e-9)
     sim_lab.servers["awg"].state.output_on = True  # the envelope wants contact for output on
     bench.scope.arm_single()
+    bench.scope.wait_complete()  # :SING and *TRG go to two sockets: sync before triggering
     bench.awg.trigger()
     bench.scope.wait_acquired(2.0)
     time_s, volts = bench.scope.read_waveform(1, points=5000)
