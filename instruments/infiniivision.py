@@ -95,6 +95,9 @@ class InfiniiVision(ScpiInstrument, Oscilloscope):
             ]
         commands += [("trigger_source", trigger_source), ":ACQ:TYPE NORM"]
         self.configure_settings(*commands)
+        self._sent_settings["channels_v_per_div_offset_v"] = {
+            int(ch): (float(v[0]), float(v[1])) for ch, v in channels.items()
+        }
 
     def arm_single(self) -> None:
         """Clear the trigger flag (``:TER?``) and arm one acquisition (``:SING``)."""

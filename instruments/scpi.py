@@ -323,6 +323,14 @@ class Instrument:
         finally:
             self.resource.timeout = saved_ms
 
+    def snapshot(self) -> dict[str, Any]:
+        """Role, model, identity and the settings this driver sent (no I/O): provenance to
+        store with a measurement."""
+        return {"role": self.role, "model": self.MODEL_NAME, "idn": self.idn, **self._settings()}
+
+    def _settings(self) -> dict[str, Any]:
+        return {}
+
     def close(self) -> None:
         """Close the VISA resource (the instrument keeps its state)."""
         with contextlib.suppress(Exception):
@@ -408,6 +416,7 @@ class ScpiInstrument(Instrument):
 
     def __init__(self, resource: Any, **kwargs: Any) -> None:
         self._batch_depth = 0
+        self._sent_settings: dict[str, Any] = {}
         self._since_check: deque[str] = deque(maxlen=8)  # context for error messages
         super().__init__(resource, **kwargs)
 
@@ -453,11 +462,15 @@ class ScpiInstrument(Instrument):
         self.write("*RST")
         self.write("*CLS")
         self.wait_complete()
+        self._sent_settings.clear()
         self._after_reset()
         self.check_errors()
 
     def _after_reset(self) -> None:
         """Drivers forget cached settings here."""
+
+    def _settings(self) -> dict[str, Any]:
+        return dict(self._sent_settings)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -492,6 +505,7 @@ class ScpiInstrument(Instrument):
         for command, name, value in plan:
             self.write(command)
             if name is not None:
+                self._sent_settings[name] = value
                 self._after_set(name, value)
         self.check_errors()
 
@@ -501,6 +515,7 @@ class ScpiInstrument(Instrument):
             value = prop.validator(value, where)
         self._check_envelope(prop, value)
         self.write(prop.command_for(value))
+        self._sent_settings[prop.name] = value
         self._after_set(prop.name, value)
         if self._batch_depth == 0:
             self.check_errors()

@@ -287,3 +287,11 @@ def test_script_mismatch_is_reported():
         expected_protocol(Keithley2450, [*CONNECT, (":OUTP OFF", None)]),
     ):
         pass
+
+
+def test_snapshot_holds_what_was_sent_without_io():
+    with expected_protocol(Keithley2450, [*CONNECT, *CONFIGURE]) as smu:
+        smu.configure_voltage_source(range_v=20, current_limit_a=1e-4, nplc=1)
+        snap = smu.snapshot()
+    assert snap["model"] == "keithley2450" and snap["idn"] == IDN and snap["role"] == "smu"
+    assert snap["current_limit_a"] == 1e-4 and snap["nplc"] == 1.0 and snap["source_range_v"] == 20
