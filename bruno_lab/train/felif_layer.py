@@ -43,18 +43,50 @@ from bruno_lab.train.surrogate import superspike
 
 Method = Literal["bruno", "bptt", "bptt-ckpt"]
 METHODS: tuple[str, ...] = ("bruno", "bptt", "bptt-ckpt")
+COARSE_GRADIENTS: tuple[str, ...] = ("hold-switching", "full")
+HOLD_TAU0_S = 1e30
+"""tau0 in the coarse step's gradient path for ``hold-switching``: switching rate ~ 0 there."""
+GRAD_BOUND = 1e6
+"""Bound on the gradient carried between network steps (per unit of V or P)."""
+
+
+def coarse_params(params: FeLIFParams, coarse_gradient: str) -> FeLIFParams:
+    """Parameters for the coarse step: as given (``full``: the whole Jacobian of the 1 ms Euler
+    step, which explodes through the stiff switching rate) or with the switching held
+    (``hold-switching``: tau0 -> 1e30 s, so the coarse gradient is that of the membrane with its
+    leakage and input, P carried straight through; the paper's variant (a) taken one step
+    further). Only the gradient depends on this: the value is always the fine window's."""
+    if coarse_gradient == "full":
+        return params
+    if coarse_gradient == "hold-switching":
+        return params.replace(tau0_s=HOLD_TAU0_S)
+    raise BadInputError(f"coarse gradient {coarse_gradient!r}: allowed {COARSE_GRADIENTS}")
+
+
+def _bounded(t: Tensor) -> Tensor:
+    """Identity whose gradient is made finite and bounded (a stiff step can overflow float32)."""
+    if t.requires_grad:
+        t.register_hook(lambda g: torch.nan_to_num(g).clamp(-GRAD_BOUND, GRAD_BOUND))
+    return t
 
 
 def bruno_step(
-    current_a: Tensor, state: FeLIFState, params: FeLIFParams, step_s: float, n_micro: int
+    current_a: Tensor,
+    state: FeLIFState,
+    params: FeLIFParams,
+    step_s: float,
+    n_micro: int,
+    grad_params: FeLIFParams | None = None,
 ) -> tuple[Tensor, FeLIFState]:
-    """One BRUNO network step: (spikes, state) with fine values and coarse-step gradients."""
+    """One BRUNO network step: (spikes, state) with fine values and coarse-step gradients.
+    ``grad_params`` (default ``params``) are those of the coarse step (see ``coarse_params``)."""
     with torch.no_grad():
         detached = FeLIFState(state.voltage_v.detach(), state.polarization_c_m2.detach())
         fine, _ = felif_fine_window(current_a.detach(), detached, params, n_micro, step_s / n_micro)
-    coarse = felif_coarse_step(current_a, state, params, step_s)
-    v = coarse.voltage_v + (fine.voltage_v - coarse.voltage_v).detach()
+    coarse = felif_coarse_step(current_a, state, grad_params or params, step_s)
+    v = _bounded(coarse.voltage_v + (fine.voltage_v - coarse.voltage_v).detach())
     pol = coarse.polarization_c_m2 + (fine.polarization_c_m2 - coarse.polarization_c_m2).detach()
+    pol = _bounded(pol)
     return superspike(v - params.v_thr_v), FeLIFState(v, pol)
 
 
@@ -66,14 +98,17 @@ def fine_window_autograd(
     n_micro: int,
     dt_s: float,
 ) -> tuple[Tensor, Tensor]:
-    """``n_micro`` differentiable Euler micro-steps, frozen from V >= V_thr on: (V, P)."""
+    """``n_micro`` differentiable Euler micro-steps, frozen from V >= V_thr on: (V, P).
+
+    The gradient carried between micro-steps is bounded (``_bounded``): through the stiff
+    switching it can grow by orders of magnitude per micro-step and overflow float32 (NaN)."""
     thr = params.v_thr_v
     v, pol = voltage_v, polarization_c_m2
     frozen = (v >= thr).detach()
     for _ in range(n_micro):
         v_new, pol_new = felif_euler_step(current_a, FeLIFState(v, pol), params, dt_s)
-        v = torch.where(frozen, v, v_new)
-        pol = torch.where(frozen, pol, pol_new)
+        v = _bounded(torch.where(frozen, v, v_new))
+        pol = _bounded(torch.where(frozen, pol, pol_new))
         frozen = frozen | (v >= thr).detach()
     return v, pol
 
@@ -124,14 +159,17 @@ class FeLIFLayer(nn.Module):
         step_s: float = 1e-3,
         n_micro: int = 1000,
         input_scale_a: float = 1e-8,
+        coarse_gradient: str = "hold-switching",
     ) -> None:
         super().__init__()
+        coarse_params(params, coarse_gradient)  # validates the name
         if method not in METHODS:
             raise BadInputError(f"method {method!r}: allowed {', '.join(METHODS)}")
         if n_micro < 1:
             raise BadInputError(f"n_micro must be >= 1, got {n_micro}")
         self.method, self.step_s, self.n_micro = method, step_s, n_micro
         self.input_scale_a = input_scale_a
+        self.coarse_gradient = coarse_gradient
         self.n = params.n_devices
         self._names = list(FeLIFParams.specs())
         for name in self._names:  # device parameters: state, never trained
@@ -143,6 +181,7 @@ class FeLIFLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Spikes (T, B, n) for input (T, B, n) in network units (times ``input_scale_a`` A)."""
         p = self.params()
+        p_coarse = coarse_params(p, self.coarse_gradient)
         state = felif_initial_state(p, x.shape[1:], dtype=x.dtype)
         spike = torch.zeros_like(state.voltage_v)
         out = []
@@ -151,7 +190,7 @@ class FeLIFLayer(nn.Module):
             current_a = x[t] * self.input_scale_a
             if self.method == "bruno" or not torch.is_grad_enabled():
                 # without a graph every method has the same values: use the fast path
-                spike, state = bruno_step(current_a, state, p, self.step_s, self.n_micro)
+                spike, state = bruno_step(current_a, state, p, self.step_s, self.n_micro, p_coarse)
             else:
                 spike, state = bptt_step(
                     current_a, state, p, self.step_s, self.n_micro, self.method == "bptt-ckpt"

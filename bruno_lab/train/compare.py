@@ -1,0 +1,40 @@
+"""BRUNO against full BPTT on the same network: gradient agreement, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from bruno_lab.train.loop import batch_loss
+from bruno_lab.train.network import NetworkConfig, SpikingNetwork
+
+
+def layer_gradients(
+    config: NetworkConfig, x: Tensor, y: Tensor, method: str, *, coarse_gradient: str | None = None
+) -> dict[str, Tensor]:
+    """Gradients of every trainable tensor (name -> grad) for one batch with ``method``.
+
+    The network is rebuilt from ``config`` (same seed: identical weights and devices)."""
+    net = SpikingNetwork(dataclasses.replace(config, method=method))
+    if coarse_gradient is not None:
+        for m in net.modules():
+            if hasattr(m, "coarse_gradient"):
+                m.coarse_gradient = coarse_gradient
+    loss, _, _ = batch_loss(net, x, y, config.kind, skip_steps=0)
+    loss.backward()
+    return {
+        name: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+        for name, p in net.named_parameters()
+    }
+
+
+def cosine_by_layer(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, float]:
+    """Cosine similarity of two gradient sets, per parameter tensor (nan if one is all zero)."""
+    out = {}
+    for name, ga in a.items():
+        gb = b[name]
+        denom = float(ga.norm() * gb.norm())
+        out[name] = float((ga * gb).sum()) / denom if denom > 0 else float("nan")
+    return out
