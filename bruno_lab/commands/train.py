@@ -1,0 +1,237 @@
+"""``bruno-lab train``: train a spiking network (FeLIF/LIF, BRUNO/BPTT, RRAM synapses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+
+
+def _load_cards(specs: list[str], db: str | None) -> dict[str, Any]:
+    """Cards by device kind from ``--card`` values: a .json/.yaml file or a database id."""
+    from bruno_lab.cards import load_card_file
+    from bruno_lab.errors import BadInputError
+
+    cards: dict[str, Any] = {}
+    for spec in specs:
+        path = Path(spec)
+        if path.suffix.lower() in {".json", ".yaml", ".yml"}:
+            card = load_card_file(path)
+        else:
+            try:
+                card_id = int(spec)
+            except ValueError:
+                raise BadInputError(
+                    f"--card {spec!r}: give a card id (integer) or a .json/.yaml file"
+                ) from None
+            from bruno_lab.store import open_store_for_cli
+
+            store = open_store_for_cli(db)
+            try:
+                card = store.get_model_card(card_id).card()
+            finally:
+                store.close()
+        if card.device_kind in cards:
+            raise BadInputError(f"--card: two {card.device_kind} cards given")
+        cards[card.device_kind] = card
+    if "fecap" in cards:
+        raise BadInputError("--card: a fecap card is not used by the trainer (felif or rram)")
+    return cards
+
+
+def train(
+    task: Annotated[
+        str, typer.Option("--task", help="chorales, braille or patterns.")
+    ] = "patterns",
+    neuron: Annotated[str, typer.Option("--neuron", help="felif, lif or rlif.")] = "felif",
+    method: Annotated[
+        str, typer.Option("--method", help="bruno, bptt or bptt-ckpt (FeLIF layers).")
+    ] = "bruno",
+    synapse: Annotated[
+        str, typer.Option("--synapse", help="fp32, paper3, paper4, paper8 or device.")
+    ] = "fp32",
+    card: Annotated[
+        list[str] | None,
+        typer.Option("--card", help="Model card id or .json/.yaml file; repeat for rram+felif."),
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Braille pickle.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=0)] = 10,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    hidden: Annotated[int | None, typer.Option("--hidden", min=1, help="Hidden units.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Adamax learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    max_batches: Annotated[int | None, typer.Option("--max-batches", min=1)] = None,
+    n_micro: Annotated[
+        int, typer.Option("--n-micro", min=1, help="Micro-steps per 1 ms network step.")
+    ] = 1000,
+    input_scale_a: Annotated[
+        float, typer.Option("--input-scale-a", help="Amperes per network unit into FeLIF.")
+    ] = 1e-8,
+    relax_time_s: Annotated[
+        float, typer.Option("--relax-time-s", help="Device mode: read this long after programming.")
+    ] = 0.0,
+    max_sequences: Annotated[
+        int | None, typer.Option("--max-sequences", min=3, help="Chorales: use only this many.")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=2, help="Chorales: crop sequences.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Chorale cache (default XDG cache).")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Write a resumable checkpoint per epoch.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from --checkpoint.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Save the trained network.")] = None,
+    nir_out: Annotated[
+        Path | None, typer.Option("--nir", help="Export the network to NIR.")
+    ] = None,
+    map_out: Annotated[
+        Path | None, typer.Option("--programming-map", help="Write the programming map (device).")
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch threads.")] = 1,
+    db: Annotated[str | None, typer.Option("--db", help="Database for --card ID.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Train a network; progress per epoch on stderr, final metrics with --json."""
+    import time
+
+    import torch
+    from rich.console import Console
+
+    from bruno_lab.errors import BadInputError
+    from bruno_lab.train.felif_layer import METHODS
+    from bruno_lab.train.loop import TrainConfig
+    from bruno_lab.train.loop import train as run_training
+    from bruno_lab.train.memory import peak_rss_bytes
+    from bruno_lab.train.network import NEURONS, NetworkConfig, SpikingNetwork
+    from bruno_lab.train.synapse import SYNAPSE_MODES
+    from bruno_lab.train.tasks import DEFAULTS, TASKS, load_task
+
+    for name, value, allowed in (
+        ("--task", task, TASKS),
+        ("--neuron", neuron, NEURONS),
+        ("--method", method, METHODS),
+        ("--synapse", synapse, SYNAPSE_MODES),
+    ):
+        if value not in allowed:
+            raise BadInputError(f"{name} {value!r}: allowed {', '.join(allowed)}")
+    if resume and checkpoint is None:
+        raise BadInputError("--resume needs --checkpoint PATH")
+    torch.set_num_threads(threads)
+    console = Console(stderr=True)
+    cards = _load_cards(card or [], db)
+    if synapse == "device" and "rram" not in cards:
+        raise BadInputError("--synapse device needs an RRAM model card (--card)")
+    t_start = time.perf_counter()
+    task_data = load_task(
+        task,
+        data_path=data,
+        seed=seed,
+        max_sequences=max_sequences,
+        max_steps=max_steps,
+        cache=cache_dir,
+    )
+    d = DEFAULTS[task]
+    net_cfg = NetworkConfig(
+        kind=d.kind,
+        n_in=task_data.n_in,
+        n_hidden=hidden or d.n_hidden,
+        n_out=task_data.n_out,
+        neuron=neuron,
+        method=method,
+        synapse=synapse,
+        seed=seed,
+        n_micro=n_micro,
+        input_scale_a=input_scale_a,
+        init_scale_in=d.init_in[neuron],
+        init_scale_out=d.init_out[neuron],
+        relaxation_time_s=relax_time_s,
+        encoder_tiles=d.encoder_tiles,
+    )
+    network = SpikingNetwork(net_cfg, rram_card=cards.get("rram"), felif_card=cards.get("felif"))
+    train_cfg = TrainConfig(
+        epochs=epochs,
+        lr=lr or d.lr,
+        batch_size=batch_size or d.batch_size,
+        seed=seed,
+        max_batches=max_batches,
+    )
+    baseline_rss = peak_rss_bytes()
+
+    def on_epoch(m: Any) -> None:
+        console.print(
+            f"epoch {m.epoch}/{epochs}  train loss {m.train_loss:.4f} acc {m.train_accuracy:.3f}"
+            f"  test loss {m.test_loss:.4f} acc {m.test_accuracy:.3f}  {m.time_s:.1f} s"
+        )
+
+    result = run_training(
+        network,
+        task_data,
+        train_cfg,
+        checkpoint_path=checkpoint,
+        resume=resume,
+        on_epoch=on_epoch,
+    )
+    peak_rss = peak_rss_bytes()
+    final = result.final
+    metrics = {
+        "task": task,
+        "neuron": neuron,
+        "method": method,
+        "synapse": synapse,
+        "seed": seed,
+        "epochs": len(result.history),
+        "final": None if final is None else final.__dict__,
+        "peak_rss_bytes": peak_rss,
+        "peak_rss_above_baseline_bytes": max(0, peak_rss - baseline_rss),
+        "autograd_saved_bytes": max((m.saved_tensor_bytes for m in result.history), default=0),
+        "time_s": time.perf_counter() - t_start,
+        "time_per_epoch_s": (
+            sum(m.time_s for m in result.history) / len(result.history) if result.history else 0.0
+        ),
+        "n_train": task_data.n_train,
+        "n_test": task_data.n_test,
+        "cards": {
+            k: {
+                "scope_id": c.scope_id,
+                "model_name": c.model_name,
+                "model_version": c.model_version,
+            }
+            for k, c in cards.items()
+        },
+        "history": result.to_json()["history"],
+    }
+    outputs: dict[str, str] = {}
+    if out is not None:
+        from bruno_lab.train.io import save_network
+
+        save_network(out, network, metrics)
+        outputs["network"] = str(out)
+    if nir_out is not None:
+        from bruno_lab.train.nir_export import write_nir
+
+        write_nir(network, nir_out)
+        outputs["nir"] = str(nir_out)
+    if map_out is not None:
+        from bruno_lab.train.io import write_programming_map
+
+        write_programming_map(network, map_out)
+        outputs["programming_map"] = str(map_out)
+    metrics["outputs"] = outputs
+    if as_json:
+        from bruno_lab.cli import emit_json
+
+        emit_json(metrics)
+    elif final is not None:
+        console.print(
+            f"done: test acc {final.test_accuracy:.3f}, test loss {final.test_loss:.4f}, "
+            f"peak RSS +{metrics['peak_rss_above_baseline_bytes'] / 2**20:.1f} MiB, "
+            f"{metrics['time_s']:.1f} s"
+        )
