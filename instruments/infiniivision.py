@@ -34,9 +34,10 @@ from instruments.scpi import (
 )
 
 N_CHANNELS = 4
+LEFT_REFERENCE_DIVISIONS = 1.0  # :TIM:REF LEFT is one division in from the left edge
 FORMAT_WORD = 1  # preamble format field: 0 BYTE, 1 WORD, 4 ASCii
-_VOLTS_PER_DIV = in_range(1e-3, 10.0)
-_OFFSET_V = in_range(-100.0, 100.0)
+_VOLTS_PER_DIV = in_range(1e-3, 5.0)  # 1 MOhm input: 1 mV/div to 5 V/div
+_OFFSET_V = in_range(-40.0, 40.0)
 
 
 @register_model("infiniivision", role="scope")
@@ -71,11 +72,23 @@ class InfiniiVision(ScpiInstrument, Oscilloscope):
         channels: Mapping[int, tuple[float, float]],
         *,
         time_position_s: float = 0.0,
+        left_edge_s: float | None = None,
         trigger_source: str = "EXT",
     ) -> None:
-        """Horizontal scale (s/div, 10 divisions from the trigger at the left edge plus
-        ``time_position_s``), and per channel ``(volts_per_div, offset_v)``; channels are
-        displayed (acquired). Normal acquisition, edge trigger on ``trigger_source``."""
+        """Horizontal scale (s/div, 10 divisions) and per channel ``(volts_per_div, offset_v)``;
+        the channels are displayed (acquired). Normal acquisition, edge trigger on
+        ``trigger_source``.
+
+        With ``:TIM:REF LEFT`` the reference point is one division from the left edge and
+        ``:TIM:POS`` (``time_position_s``) is its delay after the trigger, so the screen spans
+        ``[time_position_s - 1 div, time_position_s + 9 div]`` around the trigger. Pass
+        ``left_edge_s`` instead to say where the screen starts (``left_edge_s=0.0``: the
+        screen starts at the trigger and shows 10 divisions after it).
+        """
+        if left_edge_s is not None:
+            time_position_s = float(left_edge_s) + LEFT_REFERENCE_DIVISIONS * float(
+                time_scale_s_per_div
+            )
         commands: list[str | tuple[str, Any]] = [
             ":TIM:REF LEFT",
             ("time_scale_s_per_div", time_scale_s_per_div),

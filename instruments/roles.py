@@ -91,8 +91,10 @@ class Oscilloscope(abc.ABC):
         channels: Mapping[int, tuple[float, float]],
         *,
         time_position_s: float = 0.0,
+        left_edge_s: float | None = None,
     ) -> None:
-        """Horizontal scale (s/div) and, per channel, ``(volts_per_div, offset_v)``."""
+        """Horizontal scale (s/div) and, per channel, ``(volts_per_div, offset_v)``;
+        ``left_edge_s``: where the screen starts relative to the trigger, s."""
 
     @abc.abstractmethod
     def arm_single(self) -> None:

@@ -127,3 +127,44 @@ def test_random_requests_beyond_the_envelope_never_reach_the_socket(
     with pytest.raises(EnvelopeError):
         bench.awg.upload_waveform("bad", samples_v, 1e6)
     assert sim_lab.commands("smu") == [] and sim_lab.commands("awg") == []
+
+
+def test_scope_captures_the_awg_waveform_at_the_device(bench):
+    rate_hz, n = 100e6, 1000
+    samples_v = np.zeros(n)
+    samples_v[100:300] = 1.0
+    samples_v[500:700] = -1.0
+    bench.prober.step_first_die()
+    bench.prober.contact()
+    bench.awg.upload_waveform("sq", samples_v, rate_hz)
+    bench.awg.configure_burst(1)
+    duration_s = n / rate_hz
+    bench.scope.configure(duration_s / 10, {1: (0.3, 0.0)}, left_edge_s=0.0)
+    bench.awg.output_enabled = True
+    bench.scope.arm_single()
+    bench.awg.trigger()
+    bench.scope.wait_acquired(5.0)
+    bench.awg.output_enabled = False
+    time_s, volts = bench.scope.read_waveform(1)
+    assert time_s[0] == pytest.approx(0.0, abs=duration_s / time_s.size)
+    assert time_s[-1] == pytest.approx(duration_s, rel=0.02)
+    expected_v = np.interp(time_s, np.arange(n) / rate_hz, samples_v)
+    inside = np.abs(np.diff(expected_v, prepend=0.0)) == 0  # away from the edges
+    lsb_v = 8 * 0.3 / 65536
+    noise_v = np.std(volts[inside] - expected_v[inside])
+    assert noise_v < 0.05 and abs(np.mean(volts[inside] - expected_v[inside])) < 10 * lsb_v + 0.01
+
+
+def test_smu_list_sweep_returns_the_programmed_voltages_and_a_current_per_point(bench, sim_lab):
+    bench.prober.step_first_die()
+    bench.prober.contact()
+    voltages_v = np.linspace(0.0, 1.0, 21)
+    bench.smu.configure_voltage_source(2.0, 1e-4, 1.0)
+    v, i = bench.smu.sweep_voltage_list(voltages_v, 1e-4, 1e-3)
+    np.testing.assert_allclose(v, voltages_v, atol=1e-3)
+    assert i.shape == voltages_v.shape and np.all(np.isfinite(i)) and np.all(np.abs(i) < 1e-4)
+    assert bench.smu.output_enabled  # as the 2450 leaves it after a sweep
+    cmds = sim_lab.commands("smu")
+    assert cmds.index(":SOUR:VOLT:ILIM 0.0001") < cmds.index(":INIT")
+    bench.smu.shutdown()
+    assert not bench.smu.output_enabled

@@ -126,3 +126,16 @@ def test_garbled_waveform_replies_are_typed(preamble, block, match):
         pytest.raises(GarbledReply, match=match),
     ):
         scope.read_waveform(2)
+
+
+def test_configure_left_edge_at_the_trigger_sets_the_position_one_division_later():
+    script = [
+        *CONNECT,
+        (":TIM:REF LEFT", None),
+        (":TIM:SCAL 2e-06", None),
+        (":TIM:POS 2e-06", None),
+    ]
+    script += [(":CHAN1:DISP ON", None), (":CHAN1:SCAL 0.1", None), (":CHAN1:OFFS 0", None)]
+    script += [(":TRIG:SOUR EXT", None), (":ACQ:TYPE NORM", None), OK]
+    with expected_protocol(InfiniiVision, script) as scope:
+        scope.configure(2e-6, {1: (0.1, 0.0)}, left_edge_s=0.0)
