@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 
 SCOPE_DIVISIONS = 10
 SCREEN_DIVS_V = 8
+SCOPE_MIN_V_PER_DIV = 1e-3
+SCOPE_MAX_V_PER_DIV = 10.0
 DEFAULT_TIA_GAIN_V_PER_A = 1.0e4
+TRIGGER_TIMEOUT_S = 30.0
 DEFAULT_FELIF_TRANSCONDUCTANCE_A_PER_V = 1.0e-8
 
 
@@ -63,6 +66,11 @@ def outputs_off(bench: Any) -> None:
         bench.smu.shutdown()
 
 
+def _volts_per_div(wanted: float) -> float:
+    """The scope's vertical scale: ``wanted`` within the instrument's 1 mV..10 V per division."""
+    return float(min(max(wanted, SCOPE_MIN_V_PER_DIV), SCOPE_MAX_V_PER_DIV))
+
+
 def capture_response(
     bench: Any,
     samples_v: np.ndarray,
@@ -89,14 +97,15 @@ def capture_response(
     scope.configure(
         duration_s / SCOPE_DIVISIONS,
         {
-            1: (2.0 * v_fs / SCREEN_DIVS_V, 0.0),
-            2: (2.0 * current_full_scale_a * gain / SCREEN_DIVS_V, 0.0),
+            1: (_volts_per_div(2.0 * v_fs / SCREEN_DIVS_V), 0.0),
+            2: (_volts_per_div(2.0 * current_full_scale_a * gain / SCREEN_DIVS_V), 0.0),
         },
     )
     awg.output_enabled = True
     try:
         scope.arm_single()
-        awg.trigger()
+        scope.wait_complete()  # :SING and *TRG go to two instruments: armed before triggering
+        trigger_and_wait(awg, timeout_s)
         scope.wait_acquired(timeout_s)
     finally:
         awg.output_enabled = False
@@ -114,9 +123,23 @@ def apply_pulse(bench: Any, amplitude_v: float, width_s: float, *, edge_s: float
     awg.configure_burst(1)
     awg.output_enabled = True
     try:
-        awg.trigger()
+        trigger_and_wait(awg, TRIGGER_TIMEOUT_S)
     finally:
         awg.output_enabled = False
+
+
+def trigger_and_wait(awg: Any, timeout_s: float) -> None:
+    """Play the burst and wait up to ``timeout_s`` for the AWG to confirm it was played.
+
+    A long burst (an endurance block, a FeLIF trial) keeps the instrument busy for its whole
+    duration before ``*OPC?`` answers; the reply timeout is extended for that one wait.
+    """
+    extend = getattr(awg, "timeout_extended", None)
+    if extend is None:
+        awg.trigger()
+        return
+    with extend(timeout_s):
+        awg.trigger()
 
 
 def pulse_samples(amplitude_v: float, width_s: float, edge_s: float) -> tuple[np.ndarray, float]:

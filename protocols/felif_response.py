@@ -40,6 +40,7 @@ class FelifResponseParams(ProtocolParams):
     reset_drop_v: Volts = Field(2.0, gt=0)
     reset_samples: int = Field(3, ge=1, le=100)
     membrane_full_scale_v: Volts = Field(5.0, gt=0)
+    timeout_s: Seconds = Field(60.0, gt=0, description="wait for one trial's capture")
 
     @model_validator(mode="after")
     def _duty(self) -> FelifResponseParams:
@@ -104,7 +105,7 @@ def run(bench: Any, device: DeviceUnderTest, params: FelifResponseParams) -> Pro
             current_full_scale_a=max(abs(current), 1e-9) * 4,
             voltage_full_scale_v=params.membrane_full_scale_v,
             name="FELIF",
-            timeout_s=10.0 + 2 * params.trial_s,
+            timeout_s=params.timeout_s,
         )
         spikes = detect_spikes(time_s, voltage_v, params.reset_drop_v, params.reset_samples)
         spike_times.append(spikes - time_s[0])

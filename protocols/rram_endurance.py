@@ -57,7 +57,7 @@ def _cycle(bench: Any, params: RramEnduranceParams, n_cycles: int) -> None:
     awg.configure_burst(n_cycles)
     awg.output_enabled = True
     try:
-        awg.trigger()
+        bench_ops.trigger_and_wait(awg, bench_ops.TRIGGER_TIMEOUT_S + 1e-3 * n_cycles)
     finally:
         awg.output_enabled = False
 
