@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 LINE_FREQUENCY_HZ = 50.0
 SMU_NOISE_FLOOR_A = 2e-12
 SMU_NOISE_REL = 2e-5
-MAX_SIM_POINTS = 400_000
+SIM_POINTS = 4000
+MAX_SIM_POINTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class BurstRecord:
     """The truth of one burst: what the device saw and did (for tests, never sent to drivers).
 
     ``time_s`` is relative to the trigger; ``polarization_c_m2`` is the device's mean
-    polarization over domains (fecap and felif) or None.
+    polarization over domains (fecap and felif) or None; ``charge_c`` the charge delivered to
+    the device since the first instant (the physics' own where it gives one).
     """
 
     device: tuple[int, int, int] | None
@@ -60,6 +62,7 @@ class BurstRecord:
     voltage_v: np.ndarray
     current_a: np.ndarray
     polarization_c_m2: np.ndarray | None = None
+    charge_c: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -184,15 +187,31 @@ class VirtualBench:
             device.last_touched_s = self.clock.now_s()
         self.bursts.append(record)
         del self.bursts[:-8]
+        if record.charge_c is None:
+            record.charge_c = _cumulative_charge_c(record.time_s, record.current_a)
         if grid_s is not None:
             signals = {
                 1: np.interp(grid_s, record.time_s, record.voltage_v),
-                2: np.interp(grid_s, record.time_s, record.current_a)
+                2: _sampled_current_a(grid_s, record.time_s, record.charge_c)
                 * self.wiring.tia_gain_v_per_a,
             }
             if record.kind == "felif" and "membrane_v" in record.extra:
                 signals[1] = np.interp(grid_s, record.time_s, record.extra["membrane_v"])
             self.scope.acquire(signals, self.rng)
+
+
+def _cumulative_charge_c(time_s: np.ndarray, current_a: np.ndarray) -> np.ndarray:
+    """Charge delivered since the first instant (trapezoid), C."""
+    steps = 0.5 * (current_a[1:] + current_a[:-1]) * np.diff(time_s)
+    return np.concatenate([[0.0], np.cumsum(steps)])
+
+
+def _sampled_current_a(grid_s: np.ndarray, time_s: np.ndarray, charge_c: np.ndarray) -> np.ndarray:
+    """The current each scope sample sees: the mean over its sample interval (the charge moved
+    in it over its length), so the scope's record conserves the device's charge."""
+    dt_s = float(grid_s[1] - grid_s[0]) if grid_s.size > 1 else 1.0
+    edges_s = np.concatenate([grid_s - dt_s / 2.0, [grid_s[-1] + dt_s / 2.0]])
+    return np.diff(np.interp(edges_s, time_s, charge_c)) / dt_s
 
 
 def _sim_grid(
@@ -203,21 +222,20 @@ def _sim_grid(
     t_end_s: float,
     scope_grid_s: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Time grid and device voltage for the physics: fine where the waveform changes.
+    """Time grid and device voltage for the physics (linear between grid points).
 
     Each AWG sample is held for ``dt_s`` with a linear edge of ``min(dt_s/10, 8 ns)`` (the
-    33500B's edge time); steps are at most ``dt_s/4`` and at most the scope's sample interval,
-    capped in number at ``MAX_SIM_POINTS``.
+    33500B's edge time). The grid holds every corner of that waveform plus a uniform grid of
+    ``SIM_POINTS`` over the span (finer where the AWG's or the scope's sampling is coarser).
+    The scope then samples the physics' current by linear interpolation: the charge is kept.
     """
     duration_s = samples_v.size * dt_s
-    step_s = dt_s / 4.0
-    if scope_grid_s is not None and scope_grid_s.size > 1:
-        step_s = min(step_s, float(scope_grid_s[1] - scope_grid_s[0]))
     span_s = t_end_s - t_start_s
-    step_s = max(step_s, span_s / MAX_SIM_POINTS)
+    step_s = max(span_s / SIM_POINTS, min(dt_s / 4.0, span_s / 64.0))
+    if scope_grid_s is not None and scope_grid_s.size > 1:
+        step_s = max(step_s, float(scope_grid_s[1] - scope_grid_s[0]))
     time_s = np.arange(t_start_s, t_end_s + step_s / 2, step_s)
     edge_s = min(dt_s / 10.0, 8e-9)
-    # Corner points of a held waveform with linear edges, then interpolate onto the grid.
     starts = np.arange(samples_v.size) * dt_s
     corner_t = np.concatenate(
         [[t_start_s - dt_s, 0.0], np.ravel(np.column_stack([starts + edge_s, starts + dt_s]))]
@@ -225,9 +243,11 @@ def _sim_grid(
     corner_v = np.concatenate([[idle_v, idle_v], np.repeat(samples_v, 2)])
     corner_t = np.concatenate([corner_t, [duration_s + edge_s, max(t_end_s, duration_s) + dt_s]])
     corner_v = np.concatenate([corner_v, [idle_v, idle_v]])
-    # Sample the corners themselves too, so that no edge falls between two grid points.
-    inside = (corner_t > t_start_s) & (corner_t < t_end_s)
-    if np.count_nonzero(inside) + time_s.size <= 2 * MAX_SIM_POINTS:
+    # Keep only corners where the level changes (a held level needs no extra points).
+    changes = np.abs(np.diff(corner_v, prepend=np.nan, append=np.nan))
+    keep = (changes[:-1] > 0) | (changes[1:] > 0)
+    inside = keep & (corner_t > t_start_s) & (corner_t < t_end_s)
+    if np.count_nonzero(inside) <= MAX_SIM_POINTS:
         time_s = np.union1d(time_s, corner_t[inside])
     voltage_v = np.interp(time_s, corner_t, corner_v)
     return time_s, voltage_v

@@ -119,19 +119,21 @@ def transient(device: SimDevice, record: Any, wiring: Any, seed: int, now_s: flo
 def _fecap_run(
     device: SimDevice, time_s: np.ndarray, voltage_v: np.ndarray, record: Any = None
 ) -> np.ndarray:
+    """Current (A) of the FeCap at ``time_s`` under ``voltage_v`` (linear between samples),
+    starting from, and then storing, its mean polarization."""
     from bruno_lab.devices.fecap import fecap_simulate
 
-    params = params_for(device)
     trace = fecap_simulate(
         torch.as_tensor(time_s, dtype=DTYPE),
         torch.as_tensor(voltage_v, dtype=DTYPE).reshape(1, -1),
-        params,
+        params_for(device),
         device.truth.n_domains,
         initial_polarization_c_m2=device.state,
     )
-    device.state = trace.final_polarization_c_m2
+    device.state = trace.polarization_c_m2[:, -1].clone()
     if record is not None:
         record.polarization_c_m2 = trace.polarization_c_m2.reshape(-1).numpy()
+        record.charge_c = trace.charge_c.reshape(-1).numpy()
     return trace.current_a.reshape(-1).numpy()
 
 
