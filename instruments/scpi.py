@@ -220,9 +220,13 @@ class Instrument:
         except (OSError, EOFError) as exc:  # ConnectionError, BrokenPipe, reset, closed
             raise ConnectionLost(f"{exc}", instrument=self.name, command=command) from exc
         except (UnicodeDecodeError, struct.error) as exc:
+            self._stale = True
             raise GarbledReply(
                 f"undecodable reply: {exc}", instrument=self.name, command=command
             ) from exc
+        except BaseException:  # Ctrl-C mid-read: a reply may be half-read or still coming
+            self._stale = True
+            raise
 
     def _peer_closed(self) -> bool:
         """Whether the socket under a pyvisa-py TCPIP SOCKET resource was closed by the peer.
@@ -272,6 +276,7 @@ class Instrument:
         try:
             return parser(reply)
         except (ValueError, TypeError, IndexError) as exc:
+            self._stale = True  # a garbled line may have split a reply: resynchronise
             raise GarbledReply(
                 f"cannot parse reply {reply!r}: {exc}", instrument=self.name, command=command
             ) from exc

@@ -178,3 +178,17 @@ def test_safe_state_tries_every_instrument_and_reports_failures(tmp_path):
     assert "awg" not in str(info.value)  # its shutdown reported an error, but it reads back off
     for name in ("AWG", "PROBER"):
         assert rm.opened[name].index == len(rm.opened[name].pairs)
+
+
+def test_ctrl_c_mid_read_leaves_the_bench_safe_and_propagates(tmp_path):
+    path = write_station(tmp_path, STATION)
+    scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
+    scripts["SMU"] += [(":READ?", KeyboardInterrupt()), (":SOUR:VOLT 0", None)]
+    scripts["SMU"] += [(":OUTP OFF", None), OK_SMU, (":OUTP?", "0")]
+    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
+    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
+    rm = FakeResourceManager(scripts)
+    with pytest.raises(KeyboardInterrupt), open_bench(path, resource_manager=rm) as bench:
+        bench.smu.measure_current_a()
+    for name, resource in rm.opened.items():
+        assert resource.index == len(resource.pairs), name
