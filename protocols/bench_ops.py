@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 SCOPE_DIVISIONS = 10
 SCREEN_DIVS_V = 8
 SCOPE_MIN_V_PER_DIV = 1e-3
-SCOPE_MAX_V_PER_DIV = 10.0
+SCOPE_MAX_V_PER_DIV = 5.0
 DEFAULT_TIA_GAIN_V_PER_A = 1.0e4
 TRIGGER_TIMEOUT_S = 30.0
 DEFAULT_FELIF_TRANSCONDUCTANCE_A_PER_V = 1.0e-8
@@ -66,8 +66,17 @@ def outputs_off(bench: Any) -> None:
         bench.smu.shutdown()
 
 
+def _accepts(fn: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _volts_per_div(wanted: float) -> float:
-    """The scope's vertical scale: ``wanted`` within the instrument's 1 mV..10 V per division."""
+    """The scope's vertical scale: ``wanted`` within the instrument's 1 mV..5 V per division."""
     return float(min(max(wanted, SCOPE_MIN_V_PER_DIV), SCOPE_MAX_V_PER_DIV))
 
 
@@ -94,12 +103,15 @@ def capture_response(
     gain = tia_gain_v_per_a(bench)
     awg.upload_waveform(name, np.asarray(samples_v, dtype=np.float64), sample_rate_hz)
     awg.configure_burst(1)
+    # The screen starts at the trigger (the waveform's t = 0) and spans the whole waveform.
+    where = {"left_edge_s": 0.0} if _accepts(scope.configure, "left_edge_s") else {}
     scope.configure(
         duration_s / SCOPE_DIVISIONS,
         {
             1: (_volts_per_div(2.0 * v_fs / SCREEN_DIVS_V), 0.0),
             2: (_volts_per_div(2.0 * current_full_scale_a * gain / SCREEN_DIVS_V), 0.0),
         },
+        **where,
     )
     awg.output_enabled = True
     try:
