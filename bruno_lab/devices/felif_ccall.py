@@ -180,14 +180,22 @@ def _cpu_flags() -> str:
 def _build(kind: str) -> ctypes.CDLL:
     source = _SOURCE if kind == "f32" else _SOURCE_F64
     flags = _FLAGS[kind]
-    key = hashlib.sha256((source + " ".join(flags) + _cpu_flags()).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        (source + " ".join(flags) + "split-link" + _cpu_flags()).encode()
+    ).hexdigest()[:16]
     so_path = _cache_dir() / f"felif_{kind}_{key}.so"
     if not so_path.exists():
         with tempfile.TemporaryDirectory(dir=_cache_dir()) as tmp:
             c_path = Path(tmp) / "k.c"
             c_path.write_text(source)
             tmp_so = Path(tmp) / "k.so"
-            cmd = ["gcc", *flags, str(c_path), "-o", str(tmp_so), "-lm"]
+            o_path = Path(tmp) / "k.o"
+            # Compile and link apart: gcc 12 links crtfastmath.o into a -ffast-math shared
+            # library, and loading it would set flush-to-zero for the whole process.
+            compile_flags = [f for f in flags if f != "-shared"]
+            cmd = ["gcc", *compile_flags, "-c", str(c_path), "-o", str(o_path)]
+            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+            cmd = ["gcc", "-shared", str(o_path), "-o", str(tmp_so), "-lm"]
             subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
             os.replace(tmp_so, so_path)  # atomic: concurrent builders never see half a file
         log.info("built FeLIF %s kernel %s", kind, so_path)
