@@ -221,3 +221,12 @@ def test_simulate_gives_regular_spikes_under_constant_input():
     t = torch.nonzero(spikes[:, 0]).flatten()
     assert len(t) >= 10 and len(set(torch.diff(t[1:]).tolist())) == 1  # periodic after the first
     assert spikes[:, 1].sum() == 0  # 10 pA is below the leakage: never fires
+
+
+def test_loading_the_fast_kernel_keeps_denormals():
+    """A -ffast-math shared library must not switch the process to flush-to-zero."""
+    params = FeLIFParams.default(1, dtype=torch.float32)
+    felif_fine_window(torch.tensor([1e-9]), felif_initial_state(params, (1,)), params, 10)
+    assert felif_ccall.kernel("f32") is not None
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    assert float(tiny * 1.0) > 0.0 and float(torch.tensor(1e-310, dtype=torch.float64) * 1.0) > 0
