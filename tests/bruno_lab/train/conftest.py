@@ -40,8 +40,12 @@ def rram_card_dict(
         "rram": {
             "read_voltage_v": 0.2,
             "levels": [
-                {"index": i, "mean_siemens": (6 + 22 * i) * 1e-6, "sigma_siemens": sig[i],
-                 "n_cells": 100}
+                {
+                    "index": i,
+                    "mean_siemens": (6 + 22 * i) * 1e-6,
+                    "sigma_siemens": sig[i],
+                    "n_cells": 100,
+                }
                 for i in range(n_levels)
             ],
             "read_noise": {"floor_siemens": read_floor_siemens, "slope_rel": read_slope_rel},
@@ -62,12 +66,23 @@ def rram_card(**kw) -> ModelCardBody:
 
 def felif_card(means: dict[str, float], sigma_rel: dict[str, float]) -> ModelCardBody:
     params = {
-        name: {"unit": "", "mean": mean, "std": abs(mean) * sigma_rel.get(name, 0.0),
-               "n_devices": 500}
+        name: {
+            "unit": "",
+            "mean": mean,
+            "std": abs(mean) * sigma_rel.get(name, 0.0),
+            "n_devices": 500,
+        }
         for name, mean in means.items()
     }
     return parse_card(
-        {"device_kind": "felif", "scope": "wafer", "scope_id": "W-test",
-         "model_name": "felif-lumped", "model_version": "1", "n_devices": 500,
-         "n_defective": 0, "parameters": params}
+        {
+            "device_kind": "felif",
+            "scope": "wafer",
+            "scope_id": "W-test",
+            "model_name": "felif-lumped",
+            "model_version": "1",
+            "n_devices": 500,
+            "n_defective": 0,
+            "parameters": params,
+        }
     )

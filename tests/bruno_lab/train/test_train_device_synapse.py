@@ -34,7 +34,9 @@ def test_programmed_levels_match_card_mean_and_sigma():
     draws = rram.draw_cells(levels.shape[1:], stats, torch.Generator().manual_seed(3))
     g = rram.programmed_conductance(levels, draws, stats)
     for lv in card.rram.levels:
-        _check_mean_std(g[:, lv.index].reshape(-1), lv.mean_siemens, lv.sigma_siemens, 2 * N_PER_LEVEL)
+        _check_mean_std(
+            g[:, lv.index].reshape(-1), lv.mean_siemens, lv.sigma_siemens, 2 * N_PER_LEVEL
+        )
 
 
 def test_stuck_cells_at_card_rate_read_stuck_conductance():
@@ -93,10 +95,18 @@ def test_device_synapse_weights_carry_card_spread_and_are_seeded():
     n_out, n_in = 40, 200
 
     def make(seed: int) -> Synapse:
-        syn = Synapse(n_in, n_out, mode="device", init_generator=torch.Generator().manual_seed(0),
-                      noise_seed=seed, ladder=card.rram)
+        syn = Synapse(
+            n_in,
+            n_out,
+            mode="device",
+            init_generator=torch.Generator().manual_seed(0),
+            noise_seed=seed,
+            ladder=card.rram,
+        )
         with torch.no_grad():  # half +1 (pair 7,0), half -1 (pair 0,7)
-            syn.weight.copy_(torch.where(torch.arange(n_in) % 2 == 0, 1.0, -1.0).expand(n_out, n_in))
+            syn.weight.copy_(
+                torch.where(torch.arange(n_in) % 2 == 0, 1.0, -1.0).expand(n_out, n_in)
+            )
         return syn
 
     syn = make(11)
@@ -114,8 +124,14 @@ def test_device_synapse_weights_carry_card_spread_and_are_seeded():
 
 def test_device_gradient_is_straight_through():
     card = rram_card(read_floor_siemens=1e-7, read_slope_rel=0.01)
-    syn = Synapse(5, 3, mode="device", init_generator=torch.Generator().manual_seed(0),
-                  noise_seed=1, ladder=card.rram)
+    syn = Synapse(
+        5,
+        3,
+        mode="device",
+        init_generator=torch.Generator().manual_seed(0),
+        noise_seed=1,
+        ladder=card.rram,
+    )
     syn.prepare()
     x = torch.randn(7, 2, 5)
     syn(x).sum().backward()
