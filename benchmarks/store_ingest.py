@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             from bruno_lab.store.pgtemp import create_database, find_pg_bin, temporary_postgres
 
             if find_pg_bin() is not None:
-                admin = stack.enter_context(temporary_postgres())
+                # on disk, like the SQLite cases (tests default to /dev/shm)
+                admin = stack.enter_context(temporary_postgres(base_dir=str(tmp)))
                 backends["postgres"] = lambda tag: create_database(admin, tag)
             else:
                 print("PostgreSQL not installed: postgres cases skipped", file=sys.stderr)

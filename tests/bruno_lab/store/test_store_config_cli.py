@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,20 +76,42 @@ def test_cli_upgrade_and_status_json(db_url: str) -> None:
     assert res.exit_code == 0 and json.loads(res.stdout)["at_head"] is True
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([BRUNO, *args], capture_output=True, text=True, env=full_env, timeout=60)
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
+    """Run the console entry point in-process; return (exit code, stdout, stderr)."""
+    from bruno_lab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["bruno-lab", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exited.value.code, out.out, out.err
 
 
-def test_cli_exit_codes(tmp_path: Path) -> None:
+def test_cli_exit_codes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path / 'lab.db'}"
-    res = _cli("db", "status", "--json", env={ENV_VAR: url})
-    assert res.returncode == 1 and json.loads(res.stdout)["at_head"] is False
-    res = _cli("db", "export", "1", "--out", str(tmp_path / "r.parquet"), "--db", url)
-    assert res.returncode == 2 and "bruno-lab db upgrade" in res.stderr
-    assert _cli("db", "upgrade", "--db", url).returncode == 0
-    res = _cli("db", "export", "1", "--out", str(tmp_path / "r.parquet"), "--db", url)
-    assert res.returncode == 2 and "run 1 does not exist" in res.stderr
+    monkeypatch.setenv(ENV_VAR, url)
+    code, out, _ = _main(monkeypatch, capsys, "db", "status", "--json")
+    assert code == 1 and json.loads(out)["at_head"] is False
+    parquet = str(tmp_path / "r.parquet")
+    code, _, err = _main(monkeypatch, capsys, "db", "export", "1", "--out", parquet)
+    assert code == 2 and "bruno-lab db upgrade" in err
+    assert _main(monkeypatch, capsys, "db", "upgrade")[0] == 0
+    code, _, err = _main(monkeypatch, capsys, "db", "export", "1", "--out", parquet, "--db", url)
+    assert code == 2 and "run 1 does not exist" in err
+    code, _, err = _main(monkeypatch, capsys, "db", "status", "--db", "nonsense://x:Zq9secret@@")
+    assert code == 2 and "Zq9secret" not in err
+
+
+def test_console_script_status(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    res = subprocess.run(
+        [BRUNO, "db", "status", "--json", "--db", url], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 1, res.stderr
+    assert json.loads(res.stdout)["current"] is None
 
 
 def test_cli_export_writes_parquet(tmp_path: Path) -> None:
