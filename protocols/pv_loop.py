@@ -85,7 +85,12 @@ def run(bench: Any, device: DeviceUnderTest, params: PvLoopParams) -> ProtocolRe
         ([0.0], np.cumsum(0.5 * (current_a[1:] + current_a[:-1]) * np.diff(time_s)))
     )
     polarization = charge_c / device.area_m2
-    last = time_s >= time_s[-1] - 1.0 / f
+    # The last full loop: from the +A peak of the next-to-last period to the last +A peak, so
+    # that both V = 0 crossings (Pr+ coming down, Pr- going up) lie inside it.
+    period = 1.0 / f
+    last = (time_s >= (params.n_cycles - 2) * period + 0.25 * period) & (
+        time_s <= (params.n_cycles - 1) * period + 0.25 * period
+    )
     centre = 0.5 * (polarization[last].max() + polarization[last].min())
     polarization = polarization - centre
     features = pv_loop_features(voltage_v[last], polarization[last])
