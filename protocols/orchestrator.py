@@ -16,6 +16,7 @@ Progress goes to a callback; this module draws nothing.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -96,13 +97,19 @@ def _now() -> datetime:
 
 
 def _instrument_record(bench: Any) -> dict[str, Any]:
-    """Role -> identity of the instruments that took the measurement (provenance)."""
+    """Role -> identity and the settings the driver sent (``snapshot()``, no I/O): provenance."""
     record: dict[str, Any] = {}
     for role in ("smu", "awg", "scope", "prober", "clock"):
         instrument = getattr(bench, role, None)
         if instrument is None:
             continue
-        record[role] = {"idn": str(getattr(instrument, "idn", type(instrument).__name__))}
+        snapshot = getattr(instrument, "snapshot", None)
+        try:
+            entry = dict(snapshot()) if callable(snapshot) else {}
+        except Exception:  # provenance must never fail a measurement
+            entry = {}
+        entry.setdefault("idn", str(getattr(instrument, "idn", type(instrument).__name__)))
+        record[role] = json.loads(json.dumps(entry, default=str))
     return record
 
 
@@ -187,8 +194,20 @@ class Orchestrator:
     # -- per device -----------------------------------------------------------------------
 
     def _run_device(self, device: DeviceUnderTest, items: list[Planned], signals: Any) -> None:
+        from bruno_lab.errors import InstrumentError
+
         device_id = self._device_id(device)
-        self._step_to(device)
+        try:
+            self._step_to(device)
+        except InstrumentError as exc:
+            # The prober cannot reach this device: each of its measurements fails with why.
+            reason = f"prober: {type(exc).__name__}: {exc}"
+            log.warning("%s/%s unreachable: %s", device.die_label, device.site, reason)
+            self._make_safe()
+            for item in items:
+                self._check_stop()
+                self._commit(item, device_id, None, reason, {}, _now(), signals)
+            return
         for item in items:
             self._check_stop()
             self._run_one(device, device_id, item, signals)
@@ -221,19 +240,38 @@ class Orchestrator:
                 error = f"{type(exc).__name__}: {exc}"
                 self._make_safe_and_recontact(device)
                 break
+            except (ArithmeticError, ValueError, IndexError) as exc:
+                # A protocol could not analyse what it measured: keep the run going, say why.
+                log.exception("%s: analysis failed", item.key)
+                error = f"analysis: {type(exc).__name__}: {exc}"
+                self._make_safe_and_recontact(device)
+                break
+        self._commit(item, device_id, result, error, arrays, started, signals)
+
+    def _commit(
+        self,
+        item: Planned,
+        device_id: int,
+        result: ProtocolResult | None,
+        error: str | None,
+        arrays: dict[str, Any],
+        started: datetime,
+        signals: Any,
+    ) -> None:
+        """Store one measurement (one transaction, signals held) and report progress."""
         ok = result is not None
         record = dict(
             run_id=self.summary.run_id,
             device_id=device_id,
-            protocol=spec.name,
+            protocol=item.protocol,
             parameters=item.params.as_record(),
             instruments=_instrument_record(self.bench),
             started_at=started,
             finished_at=_now(),
             status="ok" if ok else "failed",
             error=error,
-            scalars=result.scalars if ok else {},
-            arrays=result.arrays if ok else arrays,
+            scalars=result.scalars if result is not None else {},
+            arrays=result.arrays if result is not None else arrays,
             key=item.key,
         )
         t = time.perf_counter()
