@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from bruno_lab.errors import DataError, ModelCardError
-from bruno_lab.store.engine import finite_or_none
+from bruno_lab.store.engine import begin_write, finite_or_none
 from bruno_lab.store.models import (
     CardScope,
     DeviceKind,
@@ -124,32 +124,37 @@ class CardsMixin:
         scope = CardScope(card.scope)
         fids = sorted({int(f) for f in fit_ids})
         doc = card.model_dump(mode="json")
+        table, links = ModelCard.__table__, ModelCardFit.__table__
         for attempt in range(_MAX_VERSION_RETRIES):
+            version = None
             try:
-                with self.session() as sess:
-                    latest = sess.scalar(
-                        select(func.max(ModelCard.version)).where(
-                            ModelCard.device_kind == kind,
-                            ModelCard.scope == scope,
-                            ModelCard.scope_id == card.scope_id,
+                with begin_write(self.engine) as conn:  # holds the SQLite write lock throughout
+                    latest = conn.scalar(
+                        select(func.max(table.c.version)).where(
+                            table.c.device_kind == kind,
+                            table.c.scope == scope,
+                            table.c.scope_id == card.scope_id,
                         )
                     )
-                    row = ModelCard(
-                        device_kind=kind,
-                        scope=scope,
-                        scope_id=card.scope_id,
-                        version=(latest or 0) + 1,
-                        body=doc,
-                        code_version=code_version,
-                        created_at=utcnow(),
-                        fit_links=[ModelCardFit(fit_id=f) for f in fids],
-                    )
-                    sess.add(row)
-                    sess.flush()
-                log.info("model card %s v%s stored (id %s)", card.scope_id, row.version, row.id)
-                return row
+                    version = (latest or 0) + 1
+                    row = {
+                        "device_kind": kind,
+                        "scope": scope,
+                        "scope_id": card.scope_id,
+                        "version": version,
+                        "body": doc,
+                        "code_version": code_version,
+                        "created_at": utcnow(),
+                    }
+                    card_id = int(conn.execute(insert(table), row).inserted_primary_key[0])
+                    if fids:
+                        conn.execute(
+                            insert(links), [{"card_id": card_id, "fit_id": f} for f in fids]
+                        )
+                log.info("model card %s v%s stored (id %s)", card.scope_id, version, card_id)
+                return self.get_model_card(card_id)
             except IntegrityError as exc:
-                if not self._version_taken(kind, scope, card.scope_id, (latest or 0) + 1):
+                if version is None or not self._version_taken(kind, scope, card.scope_id, version):
                     raise DataError(f"model card references unknown fits {fids}") from exc
                 log.info("model card version race, retry %d", attempt + 1)
         raise DataError(f"model card {card.scope_id}: could not allocate a version")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
@@ -17,12 +19,13 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from bruno_lab.config import mask_url
 from bruno_lab.errors import BadInputError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+_BEGIN_OPTION = "bruno_lab_sqlite_begin"
 WAL_AUTOCHECKPOINT_PAGES = 16384
 
 
@@ -105,4 +108,19 @@ def _tune_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "")
+        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction for read-then-write work (next version number, get-or-create).
+
+    On SQLite it starts with ``BEGIN IMMEDIATE``, taking the write lock up front: a second
+    writer then waits out the busy timeout instead of failing with "database is locked" when
+    its read snapshot turns out stale. Elsewhere it is a plain transaction.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        with conn.begin():
+            yield conn

@@ -25,7 +25,7 @@ from bruno_lab.errors import BadInputError, DataError
 from bruno_lab.store import schema
 from bruno_lab.store.arrays import DEFAULT_CHUNK_BYTES, decode_array, encode_array
 from bruno_lab.store.cards_store import CardsMixin
-from bruno_lab.store.engine import finite_or_none, json_dumps
+from bruno_lab.store.engine import begin_write, finite_or_none, json_dumps
 from bruno_lab.store.models import (
     ArrayChunk,
     Device,
@@ -114,7 +114,7 @@ class Store(CardsMixin):
         table = model.__table__
         where = [table.c[k] == v for k, v in match.items()]
         for _attempt in range(2):
-            with self.engine.begin() as conn:
+            with begin_write(self.engine) as conn:
                 found = conn.execute(select(table.c.id).where(*where)).scalar()
                 if found is not None:
                     return int(found)

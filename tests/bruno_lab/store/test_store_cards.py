@@ -90,3 +90,30 @@ def test_invalid_or_missing_cards_raise_model_card_error(store: Store, device_id
     with pytest.raises(DataError, match="unknown fits"):
         store.add_model_card(BODY, [4242], code_version="x")
     assert store.list_model_cards() == []
+
+
+def test_concurrent_card_writers_get_distinct_versions(db_url: str) -> None:
+    import threading
+
+    from store_helpers import migrated_store
+
+    stores = [migrated_store(db_url), migrated_store(db_url)]
+    errors: list[BaseException] = []
+
+    def write(store: Store) -> None:
+        try:
+            for _ in range(6):
+                store.add_model_card(BODY, [], code_version="race")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    versions = [c.version for c in stores[0].list_model_cards(scope_id="W01")]
+    assert versions == list(range(1, 13))
+    for s in stores:
+        s.close()

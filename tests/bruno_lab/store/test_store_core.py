@@ -236,3 +236,39 @@ def test_timestamps_come_back_aware_utc(store: Store, run_id: int, device_id: in
     )
     got = store.get_measurement(mid).started_at
     assert got == start and got.utcoffset() == timedelta(0) and got.tzinfo == UTC
+
+
+def test_two_writers_on_one_sqlite_file(tmp_path) -> None:
+    """Two stores (as two stations would) writing the same SQLite file wait, never fail."""
+    import threading
+
+    from store_helpers import migrated_store
+
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    stores = [migrated_store(url), migrated_store(url)]
+    dev = stores[0].ensure_device(
+        stores[0].ensure_die(stores[0].ensure_wafer("W"), 0, 0, "D"), "s", "rram", {}
+    )
+    run = stores[0].create_run({}, "ada", {}, "0.1.0")
+    errors: list[BaseException] = []
+
+    def write(store: Store, who: int) -> None:
+        try:
+            for i in range(15):
+                store.add_measurement(
+                    **measurement_kwargs(
+                        run, dev, key=f"{who}/{i}", arrays={"g_siemens": (np.full(5000, i), "S")}
+                    )
+                )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, k)) for k, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(stores[1].completed_keys(run)) == 30
+    for s in stores:
+        s.close()
