@@ -72,7 +72,7 @@ def temporary_postgres(*, base_dir: str | None = None, timeout_s: float = 30.0) 
         shutil.chown(root, user="postgres", group="postgres")
     proc: subprocess.Popen[bytes] | None = None
     try:
-        subprocess.run(
+        initdb = subprocess.run(
             _as_pg_user(
                 [
                     str(pg_bin / "initdb"),
@@ -86,9 +86,10 @@ def temporary_postgres(*, base_dir: str | None = None, timeout_s: float = 30.0) 
                     "--no-sync",
                 ]
             ),
-            check=True,
             capture_output=True,
         )
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed: {initdb.stderr.decode(errors='replace')[-2000:]}")
         port = free_port()
         log_path = root / "server.log"
         with open(log_path, "wb") as log_file:
