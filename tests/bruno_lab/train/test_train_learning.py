@@ -9,19 +9,36 @@ from bruno_lab.train.loop import TrainConfig, train
 from bruno_lab.train.network import NetworkConfig, SpikingNetwork
 
 
-def _run(neuron: str, *, epochs: int, lr: float, n_micro: int = 1000, synapse: str = "fp32",
-         max_batches: int | None = None) -> list[float]:
+def _run(
+    neuron: str,
+    *,
+    epochs: int,
+    lr: float,
+    n_micro: int = 1000,
+    synapse: str = "fp32",
+    max_batches: int | None = None,
+) -> list[float]:
     data = make_patterns(seed=0)
     net = SpikingNetwork(
-        NetworkConfig(kind="classify", n_in=data.n_in, n_hidden=64, n_out=data.n_out,
-                      neuron=neuron, synapse=synapse, n_micro=n_micro, init_scale_in=20.0,
-                      init_scale_out=4.0 if neuron == "felif" else 16.0)
+        NetworkConfig(
+            kind="classify",
+            n_in=data.n_in,
+            n_hidden=64,
+            n_out=data.n_out,
+            neuron=neuron,
+            synapse=synapse,
+            n_micro=n_micro,
+            init_scale_in=20.0,
+            init_scale_out=4.0 if neuron == "felif" else 16.0,
+        )
     )
-    result = train(net, data, TrainConfig(epochs=epochs, lr=lr, batch_size=32,
-                                          max_batches=max_batches))
+    result = train(
+        net, data, TrainConfig(epochs=epochs, lr=lr, batch_size=32, max_batches=max_batches)
+    )
     return [m.test_accuracy for m in result.history]
 
 
+@pytest.mark.slow
 def test_felif_bruno_learns_quickly_with_coarse_micro_steps():
     acc = _run("felif", epochs=2, lr=2e-2, n_micro=50, max_batches=5)
     assert acc[-1] >= 0.6  # chance 0.25
