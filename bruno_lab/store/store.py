@@ -109,21 +109,46 @@ class Store(CardsMixin):
 
     # -- catalogue ------------------------------------------------------------------------
 
-    def _ensure(self, model: Any, match: Mapping[str, Any], extra: Mapping[str, Any]) -> int:
-        """Id of the row matching ``match``; inserted with ``extra`` if absent (race-safe)."""
+    def _ensure(
+        self,
+        model: Any,
+        match: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        must_agree: tuple[str, ...] = (),
+    ) -> int:
+        """Id of the row matching ``match``, inserted with ``extra`` if absent (race-safe).
+
+        An existing row whose ``must_agree`` columns differ from ``extra`` raises DataError.
+        """
         table = model.__table__
-        where = [table.c[k] == v for k, v in match.items()]
-        for _attempt in range(2):
+        stmt = select(table.c.id, *(table.c[c] for c in must_agree)).where(
+            *(table.c[k] == v for k, v in match.items())
+        )
+
+        def check(row: Any) -> int:
+            for col in must_agree:
+                if row._mapping[col] != extra[col]:
+                    raise DataError(
+                        f"{table.name} {dict(match)} exists with {col}={row._mapping[col]!s}, "
+                        f"not {extra[col]!s}"
+                    )
+            return int(row.id)
+
+        with self.engine.connect() as conn:  # fast path: no write lock when it exists
+            found = conn.execute(stmt).first()
+        if found is not None:
+            return check(found)
+        for attempt in range(2):
             with begin_write(self.engine) as conn:
-                found = conn.execute(select(table.c.id).where(*where)).scalar()
+                found = conn.execute(stmt).first()
                 if found is not None:
-                    return int(found)
+                    return check(found)
                 try:
                     with conn.begin_nested():
                         res = conn.execute(insert(table).values(**match, **extra))
                     return int(res.inserted_primary_key[0])
                 except IntegrityError as exc:
-                    if _attempt:
+                    if attempt:
                         raise DataError(f"{table.name} {dict(match)}: {exc.orig}") from exc
         raise AssertionError("unreachable")
 
@@ -142,10 +167,15 @@ class Store(CardsMixin):
     def ensure_device(
         self, die_id: int, site: str, kind: DeviceKind | str, geometry: Mapping[str, Any]
     ) -> int:
-        """Id of the device at ``site`` of the die; ``geometry`` keys carry units (``area_m2``)."""
+        """Id of the device at ``site`` of the die, created if new (``geometry`` keys carry units:
+        ``{"area_m2": 2.5e-11}``; the first geometry stored is kept). An existing device of
+        another kind raises DataError."""
         kind = as_enum(DeviceKind, kind, field="device kind")
         return self._ensure(
-            Device, {"die_id": die_id, "site": site}, {"kind": kind, "geometry": dict(geometry)}
+            Device,
+            {"die_id": die_id, "site": site},
+            {"kind": kind, "geometry": dict(geometry)},
+            must_agree=("kind",),
         )
 
     def create_run(

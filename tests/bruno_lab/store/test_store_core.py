@@ -49,6 +49,9 @@ def test_bad_device_kind_names_allowed_values(store: Store) -> None:
     die = store.ensure_die(store.ensure_wafer("W01"), 0, 0, "D00")
     with pytest.raises(BadInputError, match="fecap, felif, rram"):
         store.ensure_device(die, "s1", "mosfet", {})
+    store.ensure_device(die, "s1", "fecap", {})
+    with pytest.raises(DataError, match="kind=fecap, not rram"):
+        store.ensure_device(die, "s1", "rram", {})
 
 
 def test_ensure_die_of_missing_wafer_is_a_data_error(store: Store) -> None:
