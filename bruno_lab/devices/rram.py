@@ -102,8 +102,13 @@ def rram_initial_state(params: RramParams, formed: bool = False) -> RramState:
     )
 
 
-def _col(t: Tensor, like: Tensor) -> Tensor:
-    return t.reshape(t.shape + (1,) * (like.ndim - t.ndim))
+def rram_stuck_state(state: RramState, params: RramParams, lrs: bool | Tensor) -> RramState:
+    """Mark every device stuck: at low resistance (gap g_min, formed) where ``lrs``, else at high
+    resistance (gap g_max, never forms). ``lrs`` is a bool or a per-device bool tensor."""
+    on = torch.as_tensor(lrs, dtype=torch.bool, device=state.gap_m.device).expand_as(state.formed)
+    gap = torch.where(on, params.gap_min_m, params.gap_max_m)
+    stuck = torch.where(on, 1, -1).to(torch.int8)
+    return RramState(gap, on, stuck)
 
 
 def cell_current_a(voltage_v: Tensor, gap_m: Tensor, params: RramParams) -> Tensor:

@@ -191,3 +191,15 @@ def test_batch_equals_single_devices_and_gradcheck():
         torch.tensor([0.25, 0.3, 0.2], dtype=torch.float64, requires_grad=True),
     )
     assert torch.autograd.gradcheck(g_of, args)
+
+
+def test_stuck_state_ignores_programming():
+    from bruno_lab.devices.rram import rram_stuck_state
+
+    p = RramParams.default(2)
+    s = rram_stuck_state(rram_initial_state(p), p, torch.tensor([True, False]))
+    v = torch.tensor([[-2.0, 2.0], [2.0, -2.0]], dtype=torch.float64)
+    _, after = rram_apply_voltage(v, 1e-6, s, p, None, _gen())
+    assert torch.equal(after.gap_m, s.gap_m)
+    g = rram_conductance_siemens(after, p)
+    assert float(g[0]) > 1e-3 and float(g[1]) == pytest.approx(1e-9)
