@@ -1,0 +1,118 @@
+"""``bruno-lab train``: JSON metrics, checkpoints that resume, cards from files and the database,
+outputs, and exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import rram_card_dict
+from typer.testing import CliRunner
+
+from bruno_lab.cli import app, main
+from bruno_lab.train.io import load_network
+
+QUICK = ["--task", "patterns", "--hidden", "16", "--n-micro", "20", "--max-batches", "2"]
+
+
+def _run(args: list[str]) -> dict:
+    result = CliRunner().invoke(app, ["train", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_train_json_reports_metrics_memory_and_time():
+    doc = _run([*QUICK, "--epochs", "1", "--neuron", "felif"])
+    final = doc["final"]
+    assert 0.0 <= final["test_accuracy"] <= 1.0 and final["test_loss"] > 0
+    assert doc["peak_rss_bytes"] > 0 and doc["autograd_saved_bytes"] > 0
+    assert doc["time_s"] > 0 and len(doc["history"]) == 1
+
+
+def test_checkpoint_resume_continues_exactly(tmp_path):
+    ck = tmp_path / "ck.pt"
+    straight = _run([*QUICK, "--neuron", "lif", "--synapse", "paper3", "--epochs", "2"])
+    _run(
+        [*QUICK, "--neuron", "lif", "--synapse", "paper3", "--epochs", "1", "--checkpoint", str(ck)]
+    )
+    resumed = _run(
+        [
+            *QUICK,
+            "--neuron",
+            "lif",
+            "--synapse",
+            "paper3",
+            "--epochs",
+            "2",
+            "--checkpoint",
+            str(ck),
+            "--resume",
+        ]
+    )
+    assert len(resumed["history"]) == 2
+    for key in ("train_loss", "test_loss", "test_accuracy"):
+        assert resumed["history"][1][key] == straight["history"][1][key]
+
+
+def test_device_training_saves_network_map_and_nir(tmp_path):
+    card_file = tmp_path / "rram.json"
+    card_file.write_text(json.dumps(rram_card_dict(read_slope_rel=0.01, stuck_fraction=0.01)))
+    out, pmap, nir_file = tmp_path / "net.pt", tmp_path / "map.json", tmp_path / "net.nir"
+    doc = _run(
+        [
+            *QUICK,
+            "--epochs",
+            "1",
+            "--synapse",
+            "device",
+            "--card",
+            str(card_file),
+            "--relax-time-s",
+            "3600",
+            "--out",
+            str(out),
+            "--programming-map",
+            str(pmap),
+            "--nir",
+            str(nir_file),
+        ]
+    )
+    assert doc["cards"]["rram"]["scope_id"] == "W-test"
+    net = load_network(out)
+    assert net.rram_card is not None and net.config.relaxation_time_s == 3600
+    assert json.loads(pmap.read_text())["n_cells"] == 2 * (16 * 20 + 4 * 16)
+    assert nir_file.stat().st_size > 0
+
+
+def test_card_by_database_id(tmp_path):
+    from bruno_lab.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    store = open_store(url, require_head=False)
+    try:
+        store.upgrade()
+        row = store.add_model_card(rram_card_dict(), [], "test")
+    finally:
+        store.close()
+    doc = _run([*QUICK, "--epochs", "1", "--synapse", "device", "--card", str(row.id), "--db", url])
+    assert doc["cards"]["rram"]["model_name"] == "rram-ladder"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--synapse", "device"],  # no card
+        ["--task", "mnist"],
+        ["--neuron", "izhikevich"],
+        ["--task", "braille"],  # no --data
+        ["--card", "not-a-card"],
+        ["--resume"],  # no --checkpoint
+    ],
+)
+def test_bad_input_exits_2(monkeypatch, capsys, args):
+    monkeypatch.setattr(sys, "argv", ["bruno-lab", "train", *QUICK, "--epochs", "1", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
