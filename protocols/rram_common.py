@@ -27,7 +27,7 @@ class RramProtocolParams(ProtocolParams):
     read_v: Volts = Field(0.2, gt=0, le=1.0)
     read_limit_a: Amperes = Field(5e-4, gt=0)
     read_nplc: float = Field(0.1, ge=0.01, le=10)
-    pulse_width_s: Seconds = Field(1e-6, gt=0)
+    pulse_width_s: Seconds = Field(1e-7, gt=0)
     pulse_edge_s: Seconds = Field(2e-8, gt=0)
 
     def check_read(self, guard: Any) -> None:
@@ -55,10 +55,10 @@ class ProgramVerifyMixin(RramProtocolParams):
     tolerance_siemens: Siemens = Field(4e-6, gt=0)
     set_start_v: Volts = Field(0.8, gt=0)
     set_max_v: Volts = Field(2.0, gt=0)
-    reset_start_v: Volts = Field(0.8, gt=0)
+    reset_start_v: Volts = Field(0.5, gt=0)
     reset_max_v: Volts = Field(2.5, gt=0)
-    step_v: Volts = Field(0.05, gt=0)
-    max_attempts: int = Field(50, ge=1, le=10_000)
+    step_v: Volts = Field(0.02, gt=0)
+    max_attempts: int = Field(100, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _ordered(self) -> ProgramVerifyMixin:
@@ -84,25 +84,37 @@ class Programmed:
     success: bool
 
 
-def program_verify(bench: Any, target_siemens: float, p: ProgramVerifyMixin) -> Programmed:
-    """Pulse until the read conductance is within ``p.tolerance_siemens`` of the target."""
+def program_verify(
+    bench: Any,
+    target_siemens: float,
+    p: ProgramVerifyMixin,
+    amplitude: dict[int, float] | None = None,
+) -> Programmed:
+    """Pulse until the read conductance is within ``p.tolerance_siemens`` of the target.
+
+    Adaptive incremental-step pulsing: SET (positive) pulses below the band, RESET (negative)
+    above it. A pulse that moved G by less than half the tolerance raises that polarity's
+    amplitude by ``step_v`` (up to its maximum); one that overshot the band lowers it by a step
+    (down to its start). Pass the same ``amplitude`` dict (polarity -> V) for successive
+    targets of one device so each polarity keeps its learned amplitude.
+    """
+    amplitude = {} if amplitude is None else amplitude
     g = p.read(bench)
     attempts = 0
-    set_v, reset_v, direction = p.set_start_v, p.reset_start_v, 0
-    while abs(g - target_siemens) > p.tolerance_siemens and attempts < p.max_attempts:
-        if g < target_siemens:
-            if direction != 1:
-                set_v, direction = p.set_start_v, 1
-            p.pulse(bench, set_v)
-            set_v = min(set_v + p.step_v, p.set_max_v)
-        else:
-            if direction != -1:
-                reset_v, direction = p.reset_start_v, -1
-            p.pulse(bench, -reset_v)
-            reset_v = min(reset_v + p.step_v, p.reset_max_v)
+    tol = p.tolerance_siemens
+    while abs(g - target_siemens) > tol and attempts < p.max_attempts:
+        d = 1 if g < target_siemens else -1
+        start, top = (p.set_start_v, p.set_max_v) if d > 0 else (p.reset_start_v, p.reset_max_v)
+        v = amplitude.get(d, start)
+        p.pulse(bench, d * v)
         attempts += 1
-        g = p.read(bench)
-    return Programmed(target_siemens, g, attempts, abs(g - target_siemens) <= p.tolerance_siemens)
+        g_new = p.read(bench)
+        if d * (g_new - g) < 0.5 * tol:
+            amplitude[d] = min(v + p.step_v, top)
+        elif d * (g_new - target_siemens) > tol:
+            amplitude[d] = max(v - p.step_v, start)
+        g = g_new
+    return Programmed(target_siemens, g, attempts, abs(g - target_siemens) <= tol)
 
 
 def level_ladder(g_min_siemens: float, g_max_siemens: float, n_levels: int) -> np.ndarray:

@@ -51,7 +51,11 @@ class RramProgramVerifyParams(ProgramVerifyMixin):
 
 def run(bench: Any, device: DeviceUnderTest, params: RramProgramVerifyParams) -> ProtocolResult:
     targets = params.targets()
-    results = [program_verify(bench, float(t), params) for t in targets]
+    amplitude: dict[int, float] = {}
+    # Highest target first: a fresh or SET cell comes down the ladder by gentle RESETs.
+    order = np.argsort(targets)[::-1]
+    by_level = {int(k): program_verify(bench, float(targets[k]), params, amplitude) for k in order}
+    results = [by_level[k] for k in range(len(targets))]
     reached = np.array([r.reached_siemens for r in results])
     arrays = {
         "target_level": (np.arange(len(targets), dtype=np.int64), ""),

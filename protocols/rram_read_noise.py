@@ -33,8 +33,9 @@ class RramReadNoiseParams(ProgramVerifyMixin):
 
 def run(bench: Any, device: DeviceUnderTest, params: RramReadNoiseParams) -> ProtocolResult:
     levels, values, means, stds, reached = [], [], [], [], []
+    amplitude: dict[int, float] = {}
     for k, target in enumerate(params.targets_siemens):
-        reached.append(program_verify(bench, target, params).reached_siemens)
+        reached.append(program_verify(bench, target, params, amplitude).reached_siemens)
         g = bench_ops.read_many_siemens(
             bench, params.read_v, params.read_limit_a, params.n_reads, params.read_nplc
         )

@@ -46,8 +46,9 @@ class RramRetentionParams(ProgramVerifyMixin):
 def run(bench: Any, device: DeviceUnderTest, params: RramRetentionParams) -> ProtocolResult:
     times, levels, gs, slopes = [], [], [], []
     clock = bench.clock
+    amplitude: dict[int, float] = {}
     for k, target in enumerate(params.targets_siemens):
-        program_verify(bench, target, params)
+        program_verify(bench, target, params, amplitude)
         t0 = clock.now_s()
         g_level = []
         for t_read in params.read_times_s():
