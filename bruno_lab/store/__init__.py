@@ -47,6 +47,13 @@ def open_store(
         engine.dispose()
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise BadInputError(f"cannot open database {mask_url(resolved)}: {reason}") from None
+    if not status["known"]:
+        engine.dispose()
+        raise SchemaError(
+            f"database {status['url']} is at schema {status['current']}, unknown to this "
+            f"bruno-lab (head {status['head']}): it was migrated by a newer bruno-lab; "
+            "upgrade bruno-lab instead"
+        )
     if not status["at_head"]:
         engine.dispose()
         have = status["current"] or "empty (no schema)"

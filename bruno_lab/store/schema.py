@@ -42,10 +42,20 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def schema_status(engine: Engine) -> dict[str, Any]:
-    """``{"current": rev or None, "head": rev, "at_head": bool}``."""
+    """``{"current": rev or None, "head": rev, "at_head": bool, "known": bool}``.
+
+    ``known`` is False when the database carries a revision these migrations do not have
+    (written by a newer bruno-lab): upgrading the database cannot help, upgrading the code can.
+    """
     current = current_revision(engine)
     head = head_revision()
-    return {"current": current, "head": head, "at_head": current == head}
+    known = True
+    if current is not None:
+        try:
+            known = ScriptDirectory.from_config(alembic_config()).get_revision(current) is not None
+        except Exception:  # alembic raises ResolutionError/CommandError for unknown ids
+            known = False
+    return {"current": current, "head": head, "at_head": current == head, "known": known}
 
 
 def upgrade(engine: Engine, url: str, revision: str = "head") -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bruno_lab.config import mask_url
-from bruno_lab.errors import BadInputError, DataError
+from bruno_lab.errors import BadInputError, DataError, SchemaError
 from bruno_lab.store import schema
 from bruno_lab.store.arrays import DEFAULT_CHUNK_BYTES, decode_array, encode_array
 from bruno_lab.store.cards_store import CardsMixin
@@ -104,6 +104,12 @@ class Store(CardsMixin):
 
     def upgrade(self, revision: str = "head") -> dict[str, Any]:
         """Run the alembic migrations up to ``revision``; returns the new status."""
+        status = self.schema_status()
+        if not status["known"]:
+            raise SchemaError(
+                f"database {self.masked_url} is at schema {status['current']}, unknown to this "
+                f"bruno-lab (head {status['head']}): upgrade bruno-lab, not the database"
+            )
         schema.upgrade(self.engine, self.url, revision)
         return self.schema_status()
 

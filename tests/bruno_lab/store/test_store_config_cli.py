@@ -127,3 +127,15 @@ def test_cli_export_writes_parquet(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout) == {"run_id": run, "path": str(out), "n_measurements": 1}
+
+
+def test_database_from_a_newer_bruno_lab_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    store = migrated_store(url)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'fffffffff999'")
+    store.close()
+    with pytest.raises(SchemaError, match="newer bruno-lab"):
+        open_store(url)
+    with pytest.raises(SchemaError, match="upgrade bruno-lab, not the database"):
+        open_store(url, require_head=False).upgrade()
