@@ -9,7 +9,8 @@ few minutes.
 Each (L, method) runs in its own subprocess, so that peak memory is the process's own:
 ``ru_maxrss`` after training minus ``ru_maxrss`` after set-up (data, network, one forward and
 backward on a 1 ms sequence) -- the resident-set growth, quantised by the allocator -- and the
-bytes of the distinct storages autograd saved for the backward pass (``saved_tensors_hooks``), the graph's own size.
+bytes of the distinct storages autograd saved for the backward pass (``saved_tensors_hooks``),
+the graph's own size.
 Time per epoch is the median over epochs (forward, backward, step and the no-graph test pass).
 
     .venv/bin/python benchmarks/bruno_vs_bptt.py                 # L = 5, 10 ms; 2 epochs
