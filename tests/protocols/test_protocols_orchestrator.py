@@ -231,3 +231,36 @@ def test_pund_charge_matches_the_simulated_polarization(
     got = result.scalars["switched_charge_pos_c"]
     assert got == pytest.approx(expected_c, rel=0.05)
     assert result.scalars["switched_polarization_c_m2"] > 0.1
+
+
+@pytest.mark.slow
+def test_random_faults_the_run_completes_with_reasons(
+    sim_lab_factory, truth_factory, quick_plan_factory, write_plan, db_url, tmp_path
+) -> None:
+    """Faults at rates (seeded): errors, garbled replies, drops, lost replies, compliance hits,
+    shorts. The run completes, every planned key is stored once, failures say why."""
+    from instruments.station import open_bench
+
+    faults = {
+        "seed": 5,
+        "slow_delay_s": 0.2,
+        "rates": {"error": 0.01, "garbled": 0.005, "drop": 0.005, "no_reply": 0.002,
+                  "slow": 0.01, "compliance": 0.02, "short": 0.01},
+    }  # fmt: skip
+    lab = sim_lab_factory(truth=truth_factory(), seed=18, faults=faults)
+    dies = [[1, 0], [0, 1], [1, 1], [2, 1], [1, 2]]
+    prepared = _prepared(lab, tmp_path, write_plan(quick_plan_factory(dies=dies)))
+    store = open_store(db_url)
+    summary = execute_run(
+        prepared, store, policy=FAST_RETRY,
+        connect=lambda: open_bench(prepared.station_path, timeout_s=1.0),
+    )  # fmt: skip
+    assert summary.status == "completed", summary
+    rows = _rows(db_url)
+    assert sorted(r.key for r in rows) == sorted(p.key for p in prepared.schedule)
+    failed = [r for r in rows if r.status.value == "failed"]
+    assert lab.faults.injected, "the fault injector injected nothing"
+    assert failed and all(r.error and len(r.error) > 10 for r in failed)
+    assert summary.failed == len(failed)
+    store.close()
+    assert _is_safe(lab)
