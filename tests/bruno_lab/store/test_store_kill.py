@@ -43,14 +43,14 @@ while True:
         for k in range(n_arrays)
     }
     now = datetime.now(UTC)
+    print("begin", flush=True)  # from here to "end" the process is inside add_measurement
     store.add_measurement(
         run_id=run, device_id=dev, protocol="kill", parameters={}, instruments={},
         started_at=now, finished_at=now, status="ok", error=None,
         scalars={"n_arrays": n_arrays}, arrays=arrays, key=f"{seed}/{i}",
     )
+    print("end", flush=True)
     i += 1
-    if i == 1:
-        print("writing", flush=True)
 """
 
 
@@ -90,8 +90,8 @@ def test_sigkill_mid_write_leaves_no_partial_measurement(db_url: str, tmp_path: 
     script = tmp_path / "writer.py"
     script.write_text(CHILD)
     rng = np.random.default_rng(20261124)
-    total = 0
-    for trial in range(5):
+    total, mid_write, trial = 0, 0, 0
+    while trial < 5 or (mid_write < 3 and trial < 12):  # >= 5 trials, >= 3 kills mid-write
         child = subprocess.Popen(
             [sys.executable, str(script), db_url, str(trial)],
             stdout=subprocess.PIPE,
@@ -99,15 +99,21 @@ def test_sigkill_mid_write_leaves_no_partial_measurement(db_url: str, tmp_path: 
             text=True,
         )
         try:
-            line = child.stdout.readline()  # blocks until the first measurement is committed
-            assert line.strip() == "writing", child.stderr.read()
+            # wait for the first committed measurement, then kill at a random moment
+            while (line := child.stdout.readline()) and line.strip() != "end":
+                pass
+            assert line, child.stderr.read()
             time.sleep(float(rng.uniform(0.05, 0.6)))
             assert child.poll() is None, child.stderr.read()
             os.kill(child.pid, signal.SIGKILL)
         finally:
             child.kill()
-            child.wait()
+            out, _ = child.communicate()
         assert child.returncode == -signal.SIGKILL
+        lines = out.split() or [line.strip()]
+        mid_write += lines[-1] == "begin"  # killed inside add_measurement
         n = _check_consistent(db_url)
         assert n > total  # every trial committed at least one measurement
         total = n
+        trial += 1
+    assert mid_write >= 1, "no kill landed inside a write; the test proved nothing"
