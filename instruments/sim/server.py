@@ -14,6 +14,7 @@ import contextlib
 import logging
 import re
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -253,6 +254,11 @@ class LineServer:
         wall_s = time.monotonic()
         if fault is FaultKind.DROP:
             self._record(text, block, None, wall_s, fault)
+            # Reset, not a polite close: what a client sees when an instrument drops off the
+            # LAN or reboots (and a closed socket must not look readable forever).
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
             return False
         with self.lock:
             virtual_s = self._clock_s()
