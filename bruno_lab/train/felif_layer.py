@@ -21,6 +21,7 @@ value of 1 is ``input_scale_a`` A, 1/S).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Literal
 
@@ -40,6 +41,8 @@ from bruno_lab.devices.felif import (
 from bruno_lab.devices.params import sample_population
 from bruno_lab.errors import BadInputError
 from bruno_lab.train.surrogate import superspike
+
+log = logging.getLogger(__name__)
 
 Method = Literal["bruno", "bptt", "bptt-ckpt"]
 METHODS: tuple[str, ...] = ("bruno", "bptt", "bptt-ckpt")
@@ -142,9 +145,20 @@ def felif_params_from_cards(
     generator: torch.Generator,
     dtype: torch.dtype = torch.float32,
 ) -> FeLIFParams:
-    """``n`` neurons: the card's means (defaults where absent) with its device-to-device spread."""
-    mean = FeLIFParams.from_json(dict(means or {}), n=1, dtype=torch.float64, where="FeLIF card")
-    pop = sample_population(mean, dict(sigma_rel or {}), n, generator)
+    """``n`` neurons: the card's means (defaults where absent) with its device-to-device spread.
+
+    Card parameters that are not FeLIF model parameters (derived figures a calibration may add)
+    are ignored with a warning; correlations between parameters are not used (independent
+    draws, as in the paper)."""
+    known = set(FeLIFParams.specs())
+    means, sigma_rel = dict(means or {}), dict(sigma_rel or {})
+    ignored = sorted((set(means) | set(sigma_rel)) - known)
+    if ignored:
+        log.warning("FeLIF card: ignoring parameters that FeLIFParams does not have: %s", ignored)
+    means = {k: v for k, v in means.items() if k in known}
+    sigma_rel = {k: v for k, v in sigma_rel.items() if k in known and v > 0}
+    mean = FeLIFParams.from_json(means, n=1, dtype=torch.float64, where="FeLIF card")
+    pop = sample_population(mean, sigma_rel, n, generator)
     return pop.to(dtype=dtype)
 
 

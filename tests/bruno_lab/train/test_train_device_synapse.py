@@ -141,3 +141,21 @@ def test_device_gradient_is_straight_through():
 def test_device_mode_without_card_is_bad_input():
     with pytest.raises(BadInputError, match="card"):
         Synapse(2, 2, mode="device", init_generator=torch.Generator(), noise_seed=0)
+
+
+def test_felif_population_follows_the_felif_card():
+    from conftest import felif_card
+
+    from bruno_lab.train.felif_layer import felif_params_from_cards
+
+    card = felif_card(
+        {"area_m2": 30e-12, "e_a_v_m": 1.2e9, "threshold_current_a": 1e-9},
+        {"area_m2": 0.1, "e_a_v_m": 0.05},
+    )
+    n = 4000
+    p = felif_params_from_cards(
+        n, card.means(), card.sigma_rel(), torch.Generator().manual_seed(8), dtype=torch.float64
+    )
+    for name, mean, rel in (("area_m2", 30e-12, 0.1), ("e_a_v_m", 1.2e9, 0.05)):
+        _check_mean_std(getattr(p, name), mean, rel * mean, n)
+    assert torch.all(p.ps_c_m2 == 0.22)  # not on the card: the design's default, no spread
