@@ -211,7 +211,20 @@ class Orchestrator:
         for item in items:
             self._check_stop()
             self._run_one(device, device_id, item, signals)
-        self._timed(lambda: self.bench.prober.separate())
+        self._lift_probes()
+
+    def _lift_probes(self) -> None:
+        """Separate the chuck after a device; a lost link here is reopened (next device)."""
+        from bruno_lab.errors import InstrumentError
+
+        try:
+            self._timed(lambda: self.bench.prober.separate())
+        except connection_errors() as exc:
+            log.warning("separating: %s", exc)
+            self._reconnect(None)
+        except InstrumentError as exc:
+            log.warning("separating: %s; making the bench safe", exc)
+            self._make_safe()
 
     def _run_one(
         self, device: DeviceUnderTest, device_id: int, item: Planned, signals: Any
