@@ -143,6 +143,14 @@ class ProtocolSpec:
     doc: str = ""
 
 
+def check_before_run(bench: Any, params: ProtocolParams) -> None:
+    """Check ``params`` against the bench's envelope (its guard knows the device kind under
+    the needles) before a protocol sends anything; ``EnvelopeError`` names the limit."""
+    guard = getattr(bench, "guard", None)
+    if guard is not None:
+        params.check_envelope(guard, getattr(bench, "wiring", None))
+
+
 def log_spaced(start: float, stop: float, n: int) -> np.ndarray:
     """``n`` log-spaced points from ``start`` to ``stop`` (both > 0)."""
     return np.geomspace(start, stop, n)

@@ -24,6 +24,7 @@ from protocols.base import (
     ProtocolSpec,
     Seconds,
     Volts,
+    check_before_run,
 )
 
 
@@ -93,6 +94,7 @@ def detect_spikes(
 
 def run(bench: Any, device: DeviceUnderTest, params: FelifResponseParams) -> ProtocolResult:
     """Run every trial; spike times are relative to each trial's start."""
+    check_before_run(bench, params)
     g = bench_ops.felif_transconductance_a_per_v(bench)
     spike_times, spike_trial, rates = [], [], []
     time_s = voltage_v = np.empty(0)

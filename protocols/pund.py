@@ -21,6 +21,7 @@ from protocols.base import (
     ProtocolSpec,
     Seconds,
     Volts,
+    check_before_run,
 )
 from protocols.fecap_common import FeCapProtocolParams, full_scale_a
 
@@ -71,6 +72,7 @@ class PundParams(FeCapProtocolParams):
 
 def run(bench: Any, device: DeviceUnderTest, params: PundParams) -> ProtocolResult:
     """Pre-check for a short, play the PUND train, integrate each pulse's current."""
+    check_before_run(bench, params)
     bench_ops.check_not_shorted(bench, params.short_check_v, params.short_limit_a)
     _, samples, windows = params.waveform()
     time_s, voltage_v, current_a = bench_ops.capture_response(

@@ -14,7 +14,14 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from protocols import bench_ops
-from protocols.base import DeviceUnderTest, HertzList, ProtocolResult, ProtocolSpec, Volts
+from protocols.base import (
+    DeviceUnderTest,
+    HertzList,
+    ProtocolResult,
+    ProtocolSpec,
+    Volts,
+    check_before_run,
+)
 from protocols.fecap_common import FeCapProtocolParams, full_scale_a
 
 
@@ -68,6 +75,7 @@ class PvLoopParams(FeCapProtocolParams):
 
 def run(bench: Any, device: DeviceUnderTest, params: PvLoopParams) -> ProtocolResult:
     """One loop measurement at ``params.frequency_hz`` (the first frequency if unset)."""
+    check_before_run(bench, params)
     from bruno_lab.devices.fecap import pv_loop_features
 
     f = params._f()

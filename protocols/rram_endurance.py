@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from protocols import bench_ops
-from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, Volts
+from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, Volts, check_before_run
 from protocols.rram_common import RramProtocolParams
 
 
@@ -63,6 +63,7 @@ def _cycle(bench: Any, params: RramEnduranceParams, n_cycles: int) -> None:
 
 
 def run(bench: Any, device: DeviceUnderTest, params: RramEnduranceParams) -> ProtocolResult:
+    check_before_run(bench, params)
     cycles, lrs, hrs = [], [], []
     done = 0
     closed_at = math.nan

@@ -23,6 +23,7 @@ from protocols.base import (
     ProtocolSpec,
     Seconds,
     Volts,
+    check_before_run,
 )
 
 
@@ -52,6 +53,7 @@ class RramFormingParams(ProtocolParams):
 
 
 def run(bench: Any, device: DeviceUnderTest, params: RramFormingParams) -> ProtocolResult:
+    check_before_run(bench, params)
     ramp = params.ramp_v()
     voltage_v, current_a = bench_ops.dc_sweep(
         bench, ramp, params.compliance_a, params.delay_s, params.nplc

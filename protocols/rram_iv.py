@@ -15,7 +15,15 @@ import numpy as np
 from pydantic import Field
 
 from protocols import bench_ops
-from protocols.base import Amperes, DeviceUnderTest, ProtocolResult, ProtocolSpec, Seconds, Volts
+from protocols.base import (
+    Amperes,
+    DeviceUnderTest,
+    ProtocolResult,
+    ProtocolSpec,
+    Seconds,
+    Volts,
+    check_before_run,
+)
 from protocols.rram_common import RramProtocolParams
 
 
@@ -54,6 +62,7 @@ class RramIvParams(RramProtocolParams):
 
 
 def run(bench: Any, device: DeviceUnderTest, params: RramIvParams) -> ProtocolResult:
+    check_before_run(bench, params)
     set_sweep, reset_sweep = params.sweeps()
     volts, amps, cycles, v_set, v_reset, g_lrs, g_hrs = [], [], [], [], [], [], []
     for cycle in range(params.n_cycles):

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from protocols.base import DeviceFailure, DeviceUnderTest, ProtocolResult, ProtocolSpec, Siemens
+from protocols.base import (
+    DeviceFailure,
+    DeviceUnderTest,
+    ProtocolResult,
+    ProtocolSpec,
+    Siemens,
+    check_before_run,
+)
 from protocols.rram_common import ProgramVerifyMixin, level_ladder, program_verify
 
 
@@ -50,6 +57,7 @@ class RramProgramVerifyParams(ProgramVerifyMixin):
 
 
 def run(bench: Any, device: DeviceUnderTest, params: RramProgramVerifyParams) -> ProtocolResult:
+    check_before_run(bench, params)
     targets = params.targets()
     amplitude: dict[int, float] = {}
     # Highest target first: a fresh or SET cell comes down the ladder by gentle RESETs.

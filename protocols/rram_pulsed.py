@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, VoltsList
+from protocols.base import (
+    DeviceUnderTest,
+    ProtocolResult,
+    ProtocolSpec,
+    VoltsList,
+    check_before_run,
+)
 from protocols.rram_common import RramProtocolParams
 
 
@@ -41,6 +47,7 @@ class RramPulsedParams(RramProtocolParams):
 
 
 def run(bench: Any, device: DeviceUnderTest, params: RramPulsedParams) -> ProtocolResult:
+    check_before_run(bench, params)
     amps, pols, gs = [], [], []
     for amplitude_v, polarity in params.sequence():
         params.pulse(bench, amplitude_v)

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from protocols import bench_ops
-from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec
+from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, check_before_run
 from protocols.rram_common import ProgramVerifyMixin, program_verify
 
 
@@ -32,6 +32,7 @@ class RramReadNoiseParams(ProgramVerifyMixin):
 
 
 def run(bench: Any, device: DeviceUnderTest, params: RramReadNoiseParams) -> ProtocolResult:
+    check_before_run(bench, params)
     levels, values, means, stds, reached = [], [], [], [], []
     amplitude: dict[int, float] = {}
     for k, target in enumerate(params.targets_siemens):

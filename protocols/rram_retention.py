@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, Seconds
+from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, Seconds, check_before_run
 from protocols.rram_common import ProgramVerifyMixin, program_verify
 
 
@@ -44,6 +44,7 @@ class RramRetentionParams(ProgramVerifyMixin):
 
 
 def run(bench: Any, device: DeviceUnderTest, params: RramRetentionParams) -> ProtocolResult:
+    check_before_run(bench, params)
     times, levels, gs, slopes = [], [], [], []
     clock = bench.clock
     amplitude: dict[int, float] = {}

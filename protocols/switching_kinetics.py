@@ -22,6 +22,7 @@ from protocols.base import (
     SecondsList,
     Volts,
     VoltsList,
+    check_before_run,
 )
 from protocols.fecap_common import FeCapProtocolParams, full_scale_a
 
@@ -78,6 +79,7 @@ class SwitchingKineticsParams(FeCapProtocolParams):
 
 def run(bench: Any, device: DeviceUnderTest, params: SwitchingKineticsParams) -> ProtocolResult:
     """Measure each grid point; one row with 1-D arrays over the points."""
+    check_before_run(bench, params)
     bench_ops.check_not_shorted(bench, params.short_check_v, params.short_limit_a)
     fs = full_scale_a(params, device, params.read_v, params.read_rise_s)
     widths, amps, p_sw = [], [], []

@@ -79,3 +79,20 @@ def test_pund_parameters_change_what_is_sent(sim_lab_factory, truth_factory, tmp
     assert u0 - p0 == pytest.approx(2 * 5e-7 + 2e-6 + 1e-6)
     assert voltage_v[0] == 0.0 and voltage_v[-1] == 0.0
     assert time_s[1] == pytest.approx(1.0 / params.sample_rate_hz())
+
+
+def test_protocol_refuses_beyond_envelope_before_sending(
+    sim_lab_factory, truth_factory, tmp_path
+) -> None:
+    from bruno_lab.errors import EnvelopeError
+    from protocols.pund import PundParams
+    from protocols.pund import run as run_pund
+
+    lab = sim_lab_factory(truth=truth_factory(), seed=33)
+    station = lab.write_station(tmp_path / "station.yaml")
+    bench, device = _on_device(lab, station, 1, 1, 0)
+    lab.clear_records()
+    with bench, pytest.raises(EnvelopeError, match="max_voltage_v"):
+        run_pund(bench, device, PundParams(amplitude_v=6.0))
+    sent = lab.commands("awg") + lab.commands("smu")
+    assert not any("DATA:ARB" in c or ":OUTP ON" in c for c in sent), sent
