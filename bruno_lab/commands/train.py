@@ -171,14 +171,35 @@ def train(
             f"  test loss {m.test_loss:.4f} acc {m.test_accuracy:.3f}  {m.time_s:.1f} s"
         )
 
-    result = run_training(
-        network,
-        task_data,
-        train_cfg,
-        checkpoint_path=checkpoint,
-        resume=resume,
-        on_epoch=on_epoch,
+    import math
+
+    from rich.progress import MofNCompleteColumn, Progress
+
+    per_epoch = (
+        task_data.n_train
+        if task_data.kind == "sequence"
+        else math.ceil(task_data.n_train / train_cfg.batch_size)
     )
+    if max_batches is not None:
+        per_epoch = min(per_epoch, max_batches)
+    with Progress(
+        *Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True
+    ) as bar:
+        job = bar.add_task("training batches", total=per_epoch * epochs)
+
+        def on_epoch_bar(m: Any) -> None:
+            bar.update(job, completed=per_epoch * m.epoch)
+            on_epoch(m)
+
+        result = run_training(
+            network,
+            task_data,
+            train_cfg,
+            checkpoint_path=checkpoint,
+            resume=resume,
+            on_epoch=on_epoch_bar,
+            on_batch=lambda: bar.advance(job),
+        )
     peak_rss = peak_rss_bytes()
     final = result.final
     metrics = {
