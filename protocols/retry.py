@@ -47,19 +47,25 @@ class DeferredSignals:
     so a long instrument wait is interrupted at once; inside, the signal is remembered and
     raised as ``KeyboardInterrupt`` when the block ends, so a commit is never cut in half
     (the store's transaction would roll back anyway; this also keeps the run's counts exact).
-    Only installs handlers in the main thread.
+    Further signals while stopping are ignored so the safe state and the run's status are
+    written (SIGKILL still ends the process; a rerun resumes). Only installs handlers in the
+    main thread.
     """
 
     def __init__(self) -> None:
         self._pending: int | None = None
         self._inside = False
+        self._fired = False
         self._previous: dict[int, Any] = {}
         self._active = threading.current_thread() is threading.main_thread()
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if self._fired:
+            return  # already stopping: let the safe state and the status update finish
         if self._inside:
             self._pending = signum
             return
+        self._fired = True
         raise KeyboardInterrupt(f"signal {signum}")
 
     def __enter__(self) -> DeferredSignals:
@@ -82,4 +88,5 @@ class DeferredSignals:
             self._inside = False
         if self._pending is not None:
             signum, self._pending = self._pending, None
+            self._fired = True
             raise KeyboardInterrupt(f"signal {signum}")
