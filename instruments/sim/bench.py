@@ -125,8 +125,12 @@ class VirtualBench:
 
     # ----- SMU ----------------------------------------------------------------------------------
 
-    def smu_reading(self, voltage_v: float, limit_a: float, nplc: float) -> tuple[float, bool]:
-        """(current in A, compliance tripped) of one reading at ``voltage_v``; advances time."""
+    def smu_reading(
+        self, voltage_v: float, limit_a: float, nplc: float, settle_s: float = 0.0
+    ) -> tuple[float, bool]:
+        """(current in A, compliance tripped) of one reading at ``voltage_v`` held ``settle_s``
+        then integrated over NPLC line cycles; advances virtual time by both."""
+        self.clock.advance_s(settle_s)
         duration_s = nplc / LINE_FREQUENCY_HZ
         device = self.device_under_needles()
         if self.faults.device_fault("smu", FaultKind.COMPLIANCE):
@@ -141,11 +145,11 @@ class VirtualBench:
                 current_a = voltage_v / self.wafer.truth.short_resistance_ohm
             else:
                 current_a = physics.dc_current_a(
-                    device, voltage_v, duration_s, limit_a, self._torch_seed(device)
+                    device, voltage_v, settle_s, duration_s, limit_a, self._torch_seed(device)
                 )
             device.last_touched_s = self.clock.now_s() + duration_s
         self.clock.advance_s(duration_s)
-        tripped = abs(current_a) >= limit_a * (1.0 - 1e-9)
+        tripped = abs(current_a) >= limit_a * (1.0 - 1e-6)
         current_a = float(np.clip(current_a, -limit_a, limit_a))
         noise_a = SMU_NOISE_FLOOR_A + SMU_NOISE_REL * abs(current_a)
         return current_a + noise_a * float(self.rng.standard_normal()), tripped

@@ -201,10 +201,13 @@ class Keithley2450Server(ScpiServer):
         self._store(self.state.source_v, current_a)
         return format_float(current_a)
 
-    def _measure(self, voltage_v: float) -> float:
-        """One reading at ``voltage_v``: physics, then the range's overflow and quantization."""
+    def _measure(self, voltage_v: float, settle_s: float = 0.0) -> float:
+        """One reading at ``voltage_v`` (held ``settle_s`` first): physics, then the range's
+        overflow and quantization."""
         st = self.state
-        current_a, tripped = self.bench.smu_reading(voltage_v, st.current_limit_a, st.nplc)
+        current_a, tripped = self.bench.smu_reading(
+            voltage_v, st.current_limit_a, st.nplc, settle_s
+        )
         st.tripped = tripped
         if st.current_autorange:
             st.current_range_a = _range_for(abs(current_a), CURRENT_RANGES_A)
@@ -245,8 +248,7 @@ class Keithley2450Server(ScpiServer):
             if st.source_autorange:
                 st.source_range_v = _range_for(abs(voltage_v), SOURCE_RANGES_V)
             st.source_v = voltage_v
-            self.bench.clock.advance_s(st.sweep_delay_s)
-            self._store(voltage_v, self._measure(voltage_v))
+            self._store(voltage_v, self._measure(voltage_v, st.sweep_delay_s))
         st.sweep_delay_s = None
 
     def _trace_actual(self, s, args, b) -> str:

@@ -46,23 +46,24 @@ def _generator(seed: int) -> torch.Generator:
 
 
 def relax(device: SimDevice, elapsed_s: float, seed: int) -> None:
-    """Let the device's state evolve, unbiased, for ``elapsed_s`` of virtual time."""
+    """Let the device's state evolve, unbiased, for ``elapsed_s`` of virtual time (RRAM
+    filaments drift over log time; a FeCap keeps its polarization)."""
     if elapsed_s <= 0.0 or device.truth.kind != "rram" or device.state is None:
         return
     from bruno_lab.devices import rram
 
-    device.state = rram.rram_relax(device.state, elapsed_s, params_for(device), _generator(seed))
+    device.state = rram.rram_relax(device.state, params_for(device), elapsed_s, _generator(seed))
 
 
 def _rram_state(device: SimDevice) -> Any:
     from bruno_lab.devices import rram
 
     if device.state is None:
-        device.state = rram.rram_initial_state(params_for(device))
+        params = params_for(device)
+        device.state = rram.rram_initial_state(params)
         if device.truth.defect in ("stuck_lrs", "stuck_hrs"):
-            device.state = rram.rram_stuck_state(
-                device.state, params_for(device), lrs=device.truth.defect == "stuck_lrs"
-            )
+            lrs = device.truth.defect == "stuck_lrs"
+            device.state = rram.rram_stuck_state(device.state, params, lrs=lrs)
     return device.state
 
 
@@ -72,24 +73,37 @@ DC_STEPS = 16
 
 
 def dc_current_a(
-    device: SimDevice, voltage_v: float, duration_s: float, limit_a: float, seed: int
+    device: SimDevice,
+    voltage_v: float,
+    settle_s: float,
+    duration_s: float,
+    limit_a: float,
+    seed: int,
 ) -> float:
-    """Mean device current over a reading of ``duration_s`` at a held ``voltage_v``, A."""
-    kind = device.truth.kind
-    if kind == "rram":
+    """Mean device current over a reading: ``voltage_v`` held ``settle_s`` (the source delay),
+    then integrated over ``duration_s`` (NPLC), with the source's current limit, A."""
+    if device.truth.kind == "rram":
         from bruno_lab.devices import rram
 
         state = _rram_state(device)
+        generator = _generator(seed)
+        params = params_for(device)
+        if settle_s > 0.0:
+            settle = torch.full((1, 1), voltage_v, dtype=DTYPE)
+            _, state = rram.rram_apply_voltage(settle, settle_s, state, params, limit_a, generator)
         voltage = torch.full((1, DC_STEPS), voltage_v, dtype=DTYPE)
-        current, new_state = rram.rram_apply_voltage(
-            voltage, duration_s / DC_STEPS, state, params_for(device), limit_a, _generator(seed)
+        current, state = rram.rram_apply_voltage(
+            voltage, duration_s / DC_STEPS, state, params, limit_a, generator
         )
-        if device.truth.defect not in ("stuck_lrs", "stuck_hrs"):
-            device.state = new_state
-        return float(current[0, -1])
-    time_s = np.linspace(0.0, duration_s, DC_STEPS * 8 + 1)
-    trace = _fecap_run(device, time_s, np.full_like(time_s, voltage_v))
-    return float(np.mean(trace[len(trace) // 2 :]))
+        device.state = state
+        return float(current.mean())
+    total_s = settle_s + duration_s
+    time_s = np.concatenate([[0.0], settle_s + np.linspace(0.0, duration_s, DC_STEPS * 8 + 1)])
+    if settle_s <= 0.0:
+        time_s = time_s[1:]
+    current = _fecap_run(device, time_s, np.full_like(time_s, voltage_v))
+    inside = time_s >= settle_s + 0.5 * duration_s if total_s > 0 else slice(None)
+    return float(np.mean(current[inside]))
 
 
 # ----- transients (AWG) -------------------------------------------------------------------------
@@ -104,13 +118,13 @@ def transient(device: SimDevice, record: Any, wiring: Any, seed: int, now_s: flo
         from bruno_lab.devices import rram
 
         state = _rram_state(device)
-        dt_s = float(np.median(np.diff(record.time_s)))
+        dt_s = np.diff(record.time_s, prepend=record.time_s[0])
+        # Samples are held for dt; the grid is near uniform, so its median step is the hold.
+        hold_s = float(np.median(dt_s[1:])) if dt_s.size > 1 else 0.0
         voltage = torch.as_tensor(record.voltage_v, dtype=DTYPE).reshape(1, -1)
-        current, new_state = rram.rram_apply_voltage(
-            voltage, dt_s, state, params_for(device), 1.0, _generator(seed)
+        current, device.state = rram.rram_apply_voltage(
+            voltage, hold_s, state, params_for(device), None, _generator(seed)
         )
-        if device.truth.defect not in ("stuck_lrs", "stuck_hrs"):
-            device.state = new_state
         record.current_a = current.reshape(-1).numpy()
     else:
         _felif_run(device, record, wiring)
