@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
 MAX_ERROR_QUEUE = 32
+MAX_DRAIN_LINES = 8
 
 Validator = Callable[[Any, str], Any]
 
@@ -245,10 +246,17 @@ class Instrument:
             return False
 
     def _drain(self) -> None:
-        """After a timeout, discard a late reply so it is not taken for the next one."""
+        """After a timeout or a garbled reply, discard late replies so none is taken for the
+        answer to the next command: read (and drop) lines until the instrument is quiet for
+        one timeout (at most ``MAX_DRAIN_LINES`` lines)."""
         self._stale = False
-        with contextlib.suppress(Exception):
-            self.resource.clear()
+        for _ in range(MAX_DRAIN_LINES):
+            try:
+                line = self.resource.read()
+            except Exception:  # quiet (timeout), closed or undecodable: nothing more to take
+                break
+            log.debug("%s discarded a late reply %r", self.role, line)
+        self._stale = False
 
     def write(self, command: str) -> None:
         """Send one command line."""

@@ -19,10 +19,11 @@ are closed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,13 +124,36 @@ class Bench:
     wiring: dict[str, Any] = field(default_factory=dict)
     wafer: dict[str, Any] = field(default_factory=dict)
     station: str = "bench"
+    reopen: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._kinds = site_kinds(self.wafer)
         if self.prober is not None:
             self.guard.contact_probe = lambda: bool(self.prober.in_contact)
-            self.prober.before_move.append(self.make_sources_safe)
-            self.prober.after_move.append(self._prober_moved)
+            self._wire_prober()
+
+    def _wire_prober(self) -> None:
+        self.prober.before_move.append(self.make_sources_safe)
+        self.prober.after_move.append(self._prober_moved)
+
+    def reconnect(self, role: str) -> Any:
+        """Close and reopen one instrument (same model and resource); returns the new driver.
+
+        What the old driver knew (compliance set, waveform uploaded) is gone: the envelope
+        treats the new one as unknown, so outputs need configuring again.
+        """
+        if role not in self.reopen:
+            raise KeyError(f"no way to reopen {role!r} on this bench")
+        old = getattr(self, role)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        new = self.reopen[role]()
+        setattr(self, role, new)
+        if role == "prober":
+            self._wire_prober()
+        log.warning("%s reconnected", role)
+        return new
 
     def instruments(self) -> dict[str, Any]:
         return {r: getattr(self, r) for r in ROLES if getattr(self, r) is not None}
@@ -165,23 +189,37 @@ class Bench:
         for role, action, verify in steps:
             if getattr(self, role) is None:
                 continue
-            first: Exception | None = None
-            try:
-                action()
-            except Exception as exc:  # a safe state is attempted whatever went wrong before
-                first = exc
-            try:
-                safe = verify()
-            except Exception as exc:
-                problems.append(f"{role}: {first or exc}")
-                log.error("safe state: %s not confirmed safe: %s", role, first or exc)
-                continue
-            if not safe:
-                problems.append(f"{role}: still active after shutdown ({first})")
-                log.error("safe state: %s still active after shutdown", role)
-            elif first is not None:
-                log.warning("safe state: %s is safe, but its shutdown reported: %s", role, first)
+            problem = self._make_safe(role, action, verify)
+            if problem is not None and role in self.reopen:
+                try:  # a dropped link is no reason to leave an output on: reconnect, retry
+                    self.reconnect(role)
+                except Exception as exc:
+                    log.error("safe state: cannot reconnect %s: %s", role, exc)
+                else:
+                    problem = self._make_safe(role, action, verify)
+            if problem is not None:
+                problems.append(problem)
         return problems
+
+    @staticmethod
+    def _make_safe(role: str, action: Callable[[], None], verify: Callable[[], bool]) -> str | None:
+        """Run one shutdown and read it back; None if the instrument is confirmed safe."""
+        first: Exception | None = None
+        try:
+            action()
+        except Exception as exc:  # a safe state is attempted whatever went wrong before
+            first = exc
+        try:
+            safe = verify()
+        except Exception as exc:
+            log.error("safe state: %s not confirmed safe: %s", role, first or exc)
+            return f"{role}: {first or exc}"
+        if not safe:
+            log.error("safe state: %s still active after shutdown", role)
+            return f"{role}: still active after shutdown ({first})"
+        if first is not None:
+            log.warning("safe state: %s is safe, but its shutdown reported: %s", role, first)
+        return None
 
     def close(self) -> None:
         for instrument in self.instruments().values():
@@ -251,20 +289,22 @@ def open_bench(
 
         resource_manager = pyvisa.ResourceManager("@py")
     opened: dict[str, Any] = {}
+    reopen: dict[str, Callable[[], Any]] = {}
     try:
         for role in ROLES:
             entry = station.instruments.get(role)
             if entry is None:
                 continue
-            opened[role] = open_instrument(
-                entry.model, entry.resource, role=role, guard=guard,
+            reopen[role] = functools.partial(
+                open_instrument, entry.model, entry.resource, role=role, guard=guard,
                 resource_manager=resource_manager,
                 timeout_s=timeout_s if timeout_s is not None else entry.timeout_s,
             )  # fmt: skip
+            opened[role] = reopen[role]()
     except BaseException:
         Bench(**opened, guard=guard).close()
         raise
     return Bench(
         **opened, guard=guard, wiring=dict(station.wiring), wafer=dict(station.wafer),
-        station=station.station,
+        station=station.station, reopen=reopen,
     )  # fmt: skip

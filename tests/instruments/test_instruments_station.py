@@ -9,7 +9,7 @@ import yaml
 
 from bruno_lab.errors import PlanError
 from instruments import station as station_mod
-from instruments.errors import EnvelopeError, InstrumentError, InstrumentTimeout
+from instruments.errors import ConnectionLost, EnvelopeError, InstrumentError, InstrumentTimeout
 from instruments.roles import MODELS, SourceMeter, register_model
 from instruments.scpi import ScpiInstrument
 from instruments.station import load_station, open_bench, site_kinds
@@ -27,14 +27,20 @@ SCRIPTS_CONNECT = {
 class FakeResourceManager:
     """Hands out scripted resources by address; remembers them for inspection."""
 
-    def __init__(self, scripts: dict[str, list]) -> None:
+    def __init__(self, scripts: dict[str, list], reconnects: dict[str, list] | None = None) -> None:
         self.scripts = scripts
+        self.reconnects = dict(reconnects or {})
         self.opened: dict[str, FakeResource] = {}
+        self.reopened: dict[str, FakeResource] = {}
 
     def open_resource(self, address: str, **_: object) -> FakeResource:
-        resource = FakeResource(self.scripts[address])
-        self.opened[address] = resource
-        return resource
+        if address not in self.opened:
+            self.opened[address] = FakeResource(self.scripts[address])
+            return self.opened[address]
+        if address not in self.reconnects:
+            raise ConnectionRefusedError(f"{address}: connection refused")
+        self.reopened[address] = FakeResource(self.reconnects.pop(address))
+        return self.reopened[address]
 
 
 def write_station(tmp_path: Path, instruments: dict, **extra: object) -> Path:
@@ -192,3 +198,17 @@ def test_ctrl_c_mid_read_leaves_the_bench_safe_and_propagates(tmp_path):
         bench.smu.measure_current_a()
     for name, resource in rm.opened.items():
         assert resource.index == len(resource.pairs), name
+
+
+def test_safe_state_reconnects_an_instrument_whose_link_dropped(tmp_path):
+    path = write_station(tmp_path, STATION)
+    scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
+    scripts["SMU"] += [(":READ?", ConnectionResetError(104, "Connection reset by peer"))]
+    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
+    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
+    reconnect = [*SCRIPTS_CONNECT["SMU"], (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU]
+    reconnect += [(":OUTP?", "0")]
+    rm = FakeResourceManager(scripts, reconnects={"SMU": reconnect})
+    with pytest.raises(ConnectionLost), open_bench(path, resource_manager=rm) as bench:
+        bench.smu.measure_current_a()
+    assert rm.reopened["SMU"].index == len(reconnect)  # the new link shut the SMU down
