@@ -10,8 +10,7 @@ import yaml
 from bruno_lab.errors import PlanError
 from instruments import station as station_mod
 from instruments.errors import ConnectionLost, EnvelopeError, InstrumentError, InstrumentTimeout
-from instruments.roles import MODELS, SourceMeter, register_model
-from instruments.scpi import ScpiInstrument
+from instruments.roles import MODELS
 from instruments.station import load_station, open_bench, site_kinds
 from instruments.testing import FakeResource, visa_timeout
 
@@ -66,36 +65,38 @@ def test_every_driver_module_registers_itself():
     assert MODELS["keithley2450"].role == "smu" and MODELS["velox"].role == "prober"
 
 
-def test_a_new_model_is_one_class_with_the_decorator(tmp_path):
-    """A model defined anywhere (here: in this test) opens from a station file by its name."""
+NEW_MODEL_FILE = """
+from instruments.keithley2450 import Keithley2450
+from instruments.roles import register_model
 
-    @register_model("test-smu-x", role="smu")
-    class TestSmuX(ScpiInstrument, SourceMeter):
-        IDENTITY_PATTERN = r"ACME,X1,"
 
-        def configure_voltage_source(self, range_v, current_limit_a, nplc=1.0): ...
-        def measure_current_a(self, *, raise_on_compliance=True):
-            return 0.0
+@register_model("acme-x1", role="smu")
+class AcmeX1(Keithley2450):
+    IDENTITY_PATTERN = r"ACME,X1,"
+"""
 
-        def sweep_voltage_list(self, voltages_v, current_limit_a, delay_s, **kw): ...
 
-        compliance_tripped = False
-        output_enabled = False
+def test_a_new_model_is_one_new_file_in_the_package(tmp_path, monkeypatch):
+    """A file dropped into the ``instruments`` package (here via a temporary path entry) is
+    found, registered and opened by its station name, with no other edit."""
+    import sys
 
-        def shutdown(self):
-            self.write("OFF")
+    import instruments
 
-        def ensure_safe(self):
-            self.shutdown()
-
+    (tmp_path / "acme_x1.py").write_text(NEW_MODEL_FILE)
+    monkeypatch.setattr(instruments, "__path__", [*instruments.__path__, str(tmp_path)])
     try:
-        path = write_station(tmp_path, {"smu": {"model": "test-smu-x", "resource": "X"}})
-        rm = FakeResourceManager({"X": [("*IDN?", "ACME,X1,7,1"), ("*CLS", None), ("OFF", None)]})
+        path = write_station(tmp_path, {"smu": {"model": "acme-x1", "resource": "X"}})
+        script = [("*IDN?", "ACME,X1,7,1"), ("*CLS", None), (":SOUR:VOLT 0", None)]
+        script += [(":OUTP OFF", None), OK_SMU, (":OUTP?", "0")]
+        rm = FakeResourceManager({"X": script})
         with open_bench(path, resource_manager=rm) as bench:
-            assert isinstance(bench.smu, TestSmuX)
-        assert rm.opened["X"].index == 3  # the bench left it safe on exit
+            assert type(bench.smu).__name__ == "AcmeX1"
+            assert MODELS["acme-x1"].role == "smu"
+        assert rm.opened["X"].index == len(script)  # the bench left it safe on exit
     finally:
-        del MODELS["test-smu-x"]
+        MODELS.pop("acme-x1", None)
+        sys.modules.pop("instruments.acme_x1", None)
 
 
 def test_station_file_errors_name_the_field(tmp_path):
