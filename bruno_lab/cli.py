@@ -65,7 +65,8 @@ _register()
 def main() -> None:
     """Console entry point: run the app, mapping bruno-lab errors to exit codes."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False returns (not raises) the code of `raise typer.Exit(code=N)`.
+        code = app(standalone_mode=False)
     except BrunoLabError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -77,13 +78,12 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors land here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        # Usage errors from typer's (vendored) click: duck-typed, as typer no longer re-exports
+        # the upstream click classes. Usage errors exit 2, others with their own code.
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
