@@ -158,6 +158,7 @@ _FLAGS = {
 _lock = threading.Lock()
 _libs: dict[str, ctypes.CDLL | None] = {}
 _warned = False
+_pool: ThreadPoolExecutor | None = None
 
 
 def _cache_dir() -> Path:
@@ -246,15 +247,26 @@ def run(
         _call(fn, 0, n, n, cur_c, v_c, p_c, c, n_steps, dt_s, step)
     else:
         bounds = [(i * n // n_threads) // 16 * 16 for i in range(n_threads)] + [n]
-        c_parts = [c[:, a:b].contiguous() for a, b in itertools.pairwise(bounds)]
-        with ThreadPoolExecutor(n_threads) as pool:
-            futures = [
-                pool.submit(_call, fn, a, b, b - a, cur_c, v_c, p_c, cp, n_steps, dt_s, step)
-                for (a, b), cp in zip(itertools.pairwise(bounds), c_parts, strict=True)
-            ]
-            for f in futures:
-                f.result()
+        pairs = list(itertools.pairwise(bounds))
+        c_parts = [c[:, a:b].contiguous() for a, b in pairs]
+        futures = [
+            _executor(n_threads).submit(
+                _call, fn, a, b, b - a, cur_c, v_c, p_c, cp, n_steps, dt_s, step
+            )
+            for (a, b), cp in zip(pairs, c_parts, strict=True)
+        ]
+        for f in futures:
+            f.result()
     return v_c.reshape(shape), p_c.reshape(shape), step.to(torch.int64).reshape(shape)
+
+
+def _executor(n_threads: int) -> ThreadPoolExecutor:
+    """One pool of worker threads per process (idle threads cost nothing; they end with it)."""
+    global _pool
+    with _lock:
+        if _pool is None or _pool._max_workers < n_threads:
+            _pool = ThreadPoolExecutor(n_threads, thread_name_prefix="felif-kernel")
+        return _pool
 
 
 def _call(fn, a, b, n, cur, v, p, c, n_steps, dt_s, step) -> None:

@@ -1,14 +1,19 @@
 """The fused fine-window kernel behind ``felif.felif_fine_window`` (no autograd).
 
-Chosen path: a C kernel (``felif_kernel.c``) compiled once with gcc into a per-user cache dir and
-loaded through ctypes; the neurons are split in two halves run by two Python threads (ctypes
-releases the GIL). Inside, blocks of 16 neurons advance together through the micro-steps so that
-gcc vectorizes the block with AVX2/FMA; a block stops as soon as all its neurons have spiked.
+Chosen path (measured against numpy, eager torch and torch.compile; see
+``benchmarks/felif_fine_forward.py``): a C kernel (source in ``felif_ccall.py``) compiled once with
+gcc into a per-user cache dir and loaded through ctypes; the neurons are split into
+``torch.get_num_threads()`` ranges run by a persistent pool of Python threads (ctypes releases the
+GIL). Inside, blocks of 128 neurons advance together through the micro-steps so that gcc
+vectorizes the block with AVX2/FMA (the time loop is inside, the state stays in L1); a block stops
+as soon as all its neurons have spiked. The one-time build costs about a second of gcc; later
+processes load the cached ``.so``.
 
 * float64: libm ``exp``/``log``/``expm1``; agrees with the torch reference loop to rounding.
-* float32: polynomial ``exp2``/``log2`` approximations (max relative error about 2e-7 for exp2 and
-  absolute 1e-7 for log2 on the ranges used, i.e. a few float32 ulps). Tested tolerance against
-  the float64 reference: same spike micro-step within ±2 steps, V within 1e-3 V, P within 1e-4 C/m².
+* float32: polynomial ``exp2``/``log2`` approximations (relative error below 1e-8 and absolute
+  below 2e-9 before float32 rounding, i.e. within a few ulps). Tested tolerance against the
+  float64 reference loop: the same neurons spike, at the same micro-step within ±2 steps, over
+  several windows with resets; V within 2e-3 V and P within 1e-4 C/m² after a window.
 
 If the kernel cannot be built (no gcc, compile error) a vectorized torch loop is used instead, with
 one logged warning: slower, never different numbers (it is the reference step, run under no_grad).
