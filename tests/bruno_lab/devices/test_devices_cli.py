@@ -73,6 +73,7 @@ def test_bad_input_is_a_bad_input_error_naming_the_problem(args, message):
     assert message in str(result.exception)
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_from_the_console_script():
     proc = subprocess.run(
         [str(BIN), "device", "simulate", "felif", "--param", "nope=1"],

@@ -184,3 +184,20 @@ def test_batch_equals_single_devices_and_gradcheck():
         torch.tensor([x], dtype=torch.float64, requires_grad=True) for x in (12.0, 0.22, 0.15)
     )
     assert torch.autograd.gradcheck(run, args, fast_mode=True)
+
+
+def test_pv_loop_features_gradcheck():
+    t = torch.linspace(0, 1, 201, dtype=torch.float64)
+    v = 3 * torch.sin(2 * math.pi * t)
+    rising = torch.cos(2 * math.pi * t) > 0
+
+    def feats(vc_p, w):
+        pol = torch.where(rising, PS * torch.tanh((v - vc_p) / w), PS * torch.tanh((v + 1.0) / w))
+        f = pv_loop_features(v, pol)
+        return f["vc_pos_v"], f["pr_pos_c_m2"], f["imprint_v"]
+
+    args = (
+        torch.tensor(1.1, dtype=torch.float64, requires_grad=True),
+        torch.tensor(0.4, dtype=torch.float64, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(feats, args)
