@@ -8,8 +8,9 @@ Guarantees:
   bench is made safe, and the run goes on;
 - a lost connection is handled per :class:`protocols.retry.RetryPolicy`; if the bench cannot be
   reopened the run stops cleanly with status ``failed``;
-- SIGINT/SIGTERM (``KeyboardInterrupt``): instruments safe, run status ``aborted``
-  (interrupted), never a half-written measurement (signals are held during a commit).
+- SIGINT/SIGTERM: the measurement in progress completes and is committed, then instruments
+  safe, run status ``aborted`` (interrupted); a second signal interrupts the measurement at
+  once (it is not stored); never a half-written measurement (signals are held during a commit).
 Progress goes to a callback; this module draws nothing.
 """
 
@@ -196,6 +197,7 @@ class Orchestrator:
     def _run_device(self, device: DeviceUnderTest, items: list[Planned], signals: Any) -> None:
         from bruno_lab.errors import InstrumentError
 
+        signals.check()
         device_id = self._device_id(device)
         try:
             self._step_to(device)
@@ -205,10 +207,12 @@ class Orchestrator:
             log.warning("%s/%s unreachable: %s", device.die_label, device.site, reason)
             self._make_safe()
             for item in items:
+                signals.check()
                 self._check_stop()
                 self._commit(item, device_id, None, reason, {}, _now(), signals)
             return
         for item in items:
+            signals.check()
             self._check_stop()
             self._run_one(device, device_id, item, signals)
         self._lift_probes()

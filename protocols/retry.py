@@ -12,11 +12,14 @@ with the reason and the run goes on. If the bench cannot be reopened the run sto
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,18 +44,19 @@ def connection_errors() -> tuple[type[BaseException], ...]:
 
 
 class DeferredSignals:
-    """Hold SIGINT/SIGTERM while a measurement commits; deliver them right after.
+    """SIGINT/SIGTERM handling of a run: the first signal asks the run to stop after the
+    measurement in progress (which completes and is committed whole); a second one interrupts
+    at once (``KeyboardInterrupt``), except during a commit, where it is held until the commit
+    ends, so a measurement is never cut in half. Further signals while stopping are ignored so
+    the safe state and the run's status get written (SIGKILL still ends the process; a rerun
+    resumes). Handlers are installed only in the main thread.
 
-    Outside ``protected()`` a SIGTERM is turned into ``KeyboardInterrupt`` (SIGINT already is),
-    so a long instrument wait is interrupted at once; inside, the signal is remembered and
-    raised as ``KeyboardInterrupt`` when the block ends, so a commit is never cut in half
-    (the store's transaction would roll back anyway; this also keeps the run's counts exact).
-    Further signals while stopping are ignored so the safe state and the run's status are
-    written (SIGKILL still ends the process; a rerun resumes). Only installs handlers in the
-    main thread.
+    Stopping between measurements, not inside one, also keeps every instrument link in step: a
+    reply cut off mid-read would otherwise have to be drained before the safe state.
     """
 
     def __init__(self) -> None:
+        self.stop_requested = False
         self._pending: int | None = None
         self._inside = False
         self._fired = False
@@ -60,8 +64,12 @@ class DeferredSignals:
         self._active = threading.current_thread() is threading.main_thread()
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if not self.stop_requested:
+            self.stop_requested = True
+            log.warning("signal %d: stopping after the measurement in progress", signum)
+            return
         if self._fired:
-            return  # already stopping: let the safe state and the status update finish
+            return
         if self._inside:
             self._pending = signum
             return
@@ -78,6 +86,12 @@ class DeferredSignals:
         if self._active:
             for sig, handler in self._previous.items():
                 signal.signal(sig, handler)
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` if a stop was asked for (call between measurements)."""
+        if self.stop_requested:
+            self._fired = True
+            raise KeyboardInterrupt("stop requested by signal")
 
     @contextlib.contextmanager
     def protected(self) -> Iterator[None]:

@@ -1,0 +1,554 @@
+"""Deployment of a trained network onto a die's RRAM array, and chip-in-the-loop evaluation.
+
+Deployment is a measurement procedure: each logical cell of the network's programming map
+(``bruno_lab.train.io.programming_map``, map order) is assigned to a physical RRAM site of the
+die (the die's RRAM sites in site-index order), then formed (``rram_forming``) and programmed to
+its target conductance by program-and-verify (``rram_program_verify`` with one target). Both
+run through the wafer-run orchestrator, so every cell is one committed measurement with its
+instruments' identities, in a run whose plan names the network (by SHA-256) and the die; an
+interrupted deployment resumes like any run. A deployment record (JSON) beside the network
+says, per cell, die/site, target, reached conductance, attempts and success.
+
+On-chip evaluation reads every deployed cell back through the SMU (on the sim: the physics of
+the programmed cell, with its read noise and its relaxation over the bench's virtual time),
+builds the conductance tensor in map order and runs the network's inference with it
+(``bruno_lab.train.io.set_measured_conductances``) on the task's test set. It reports the
+accuracy on chip against the software accuracy (the network with its simulated cells drawn
+from the card) and against the ideal map (every cell exactly at its target).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from bruno_lab.errors import BadInputError, DataError
+from protocols.base import DeviceUnderTest
+from protocols.orchestrator import Orchestrator, RunProgress
+from protocols.plan import Plan, PlanFile, Step
+from protocols.rram_forming import RramFormingParams
+from protocols.rram_program_verify import RramProgramVerifyParams
+from protocols.runs import open_run
+from protocols.schedule import Planned, measurement_key
+from protocols.wafer import DieRef, WaferMap, wafer_map_from_dict
+
+log = logging.getLogger(__name__)
+
+RECORD_FORMAT = "bruno-lab-deployment"
+RECORD_VERSION = 1
+
+
+class DeploySettings(BaseModel):
+    """How cells are formed and programmed (SI units; the protocols' own parameter models)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    form: bool = True
+    forming: RramFormingParams = Field(
+        default_factory=lambda: RramFormingParams(max_v=3.5, step_v=0.2, compliance_a=1e-4)
+    )
+    verify: RramProgramVerifyParams = Field(
+        default_factory=lambda: RramProgramVerifyParams(
+            tolerance_siemens=6e-6, step_v=0.05, max_attempts=40
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CellSite:
+    """One logical cell of the map on its physical site."""
+
+    cell: int
+    layer: int
+    row: int
+    col: int
+    polarity: str
+    level_index: int
+    target_conductance_siemens: float
+    die_col: int
+    die_row: int
+    die_label: str
+    site: int
+
+
+def network_sha256(path: str | Path) -> str:
+    """SHA-256 of the saved network file: names the network in the run's plan and the record."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def record_path_for(network_path: str | Path, die_label: str) -> Path:
+    """Where the deployment record of ``network_path`` on ``die_label`` lives (beside it)."""
+    network_path = Path(network_path)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in die_label)
+    return network_path.with_name(f"{network_path.stem}.deploy-{safe}.json")
+
+
+def station_wafer(station_path: str | Path) -> tuple[Any, WaferMap]:
+    """The station file and its wafer map (dies and sites); the map is required."""
+    from instruments.station import load_station
+
+    station = load_station(station_path)
+    if not station.wafer:
+        raise BadInputError(f"{station_path}: no wafer section: the dies and sites are unknown")
+    return station, wafer_map_from_dict(station.wafer, where=f"{station_path}: wafer")
+
+
+def find_die(wafer: WaferMap, die: str) -> DieRef:
+    """The die given as a label or ``"col,row"``; ``BadInputError`` lists a few valid ones."""
+    ref = wafer.find_die(die)
+    if ref is None:
+        some = ", ".join(d.label for d in wafer.dies[:6])
+        raise BadInputError(f"--die {die!r}: no such die on wafer {wafer.name!r} (e.g. {some})")
+    return ref
+
+
+def assign_cells(pmap: dict[str, Any], wafer: WaferMap, die: DieRef) -> list[CellSite]:
+    """Map order -> the die's RRAM sites in site order; too few sites is bad input."""
+    sites = sorted(s.site for s in wafer.sites if s.kind == "rram")
+    cells = pmap["cells"]
+    if len(cells) > len(sites):
+        raise BadInputError(
+            f"the network needs {len(cells)} RRAM cells but a die of {wafer.name!r} has "
+            f"{len(sites)} RRAM sites; train a smaller network or use a larger array"
+        )
+    return [
+        CellSite(
+            int(c["cell"]),
+            int(c["layer"]),
+            int(c["row"]),
+            int(c["col"]),
+            str(c["polarity"]),
+            int(c["level_index"]),
+            float(c["target_conductance_siemens"]),
+            die.col,
+            die.row,
+            die.label,
+            site,
+        )
+        for c, site in zip(cells, sites, strict=False)
+    ]
+
+
+def _plan(
+    name: str, wafer: WaferMap, die: DieRef, cells: list[CellSite], s: DeploySettings, sha: str
+) -> Plan:
+    steps = [{"protocol": "rram_program_verify", "params": s.verify.as_record()}]
+    if s.form:
+        steps.insert(0, {"protocol": "rram_forming", "params": s.forming.as_record()})
+    raw_doc = {
+        "version": 1,
+        "name": name[:128],
+        "dies": [[die.col, die.row]],
+        "sites": {"rram": [c.site for c in cells], "fecap": [], "felif": []},
+        "protocols": steps,
+    }
+    raw = PlanFile.model_validate(raw_doc)
+    plan_steps = [Step("rram_program_verify", s.verify, ("rram",))]
+    if s.form:
+        plan_steps.insert(0, Step("rram_forming", s.forming, ("rram",)))
+    document = {
+        **raw_doc,
+        "deployment": {
+            "network_sha256": sha,
+            "wafer": wafer.name,
+            "targets_siemens": [c.target_conductance_siemens for c in cells],
+        },
+    }
+    return Plan(raw, plan_steps, "deployment", document)
+
+
+def deployment_schedule(
+    wafer: WaferMap, cells: list[CellSite], settings: DeploySettings
+) -> list[Planned]:
+    """Per cell (in map order): forming (optional), then program-and-verify to its target."""
+    schedule: list[Planned] = []
+    for c in cells:
+        geometry = dict(wafer.site(c.site).geometry)
+        device = DeviceUnderTest(c.die_col, c.die_row, c.die_label, c.site, "rram", geometry)
+        verify = settings.verify.model_copy(
+            update={"targets_siemens": [c.target_conductance_siemens]}
+        )
+        items: list[tuple[str, Any]] = [("rram_program_verify", verify)]
+        if settings.form:
+            items.insert(0, ("rram_forming", settings.forming))
+        for protocol, params in items:
+            key = measurement_key(device, protocol, 0)
+            schedule.append(Planned(key, device, protocol, 0, params, params.estimate_s()))
+    return schedule
+
+
+def check_envelope(station: Any, settings: DeploySettings, targets_siemens: list[float]) -> None:
+    """Every stimulus of the deployment against the station's envelope, before anything runs."""
+    from instruments.envelope import Envelope, SafetyGuard
+
+    envelope = Envelope.from_mapping(station.envelope, where="station envelope")
+    guard = SafetyGuard(envelope, device_kind="rram", contact_probe=lambda: True)
+    try:
+        if settings.form:
+            settings.forming.check_envelope(guard)
+        top = settings.verify.model_copy(update={"targets_siemens": [max(targets_siemens)]})
+        top.check_envelope(guard)
+    except ValueError as exc:
+        raise BadInputError(f"deployment settings: {exc}") from None
+
+
+@dataclass
+class DeploymentResult:
+    """The run and the record written beside the network."""
+
+    run_id: int
+    status: str
+    record_path: Path
+    record: dict[str, Any]
+    wall_s: float
+
+    def summary(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "record": str(self.record_path),
+            "die": r["die"]["label"],
+            "n_cells": r["n_cells"],
+            "n_success": r["n_success"],
+            "mean_attempts": r["mean_attempts"],
+            "rms_error_siemens": r["rms_error_siemens"],
+            "wall_s": self.wall_s,
+        }
+
+
+def deploy_network(
+    network_path: str | Path,
+    station_path: str | Path,
+    die: str,
+    store: Any,
+    *,
+    settings: DeploySettings | None = None,
+    on_progress: Callable[[RunProgress], None] | None = None,
+    connect: Callable[[], Any] | None = None,
+    operator: str = "bruno-lab deploy",
+) -> DeploymentResult:
+    """Program the network's map onto ``die`` through the orchestrator; write the record."""
+    from bruno_lab.train.io import load_network, programming_map
+    from instruments.station import open_bench
+
+    t0 = time.perf_counter()
+    settings = settings or DeploySettings()
+    network_path, station_path = Path(network_path), Path(station_path)
+    pmap = programming_map(load_network(network_path))
+    station, wafer = station_wafer(station_path)
+    die_ref = find_die(wafer, die)
+    cells = assign_cells(pmap, wafer, die_ref)
+    check_envelope(station, settings, [c.target_conductance_siemens for c in cells])
+    sha = network_sha256(network_path)
+    plan = _plan(
+        f"deploy {network_path.name} on {die_ref.label}", wafer, die_ref, cells, settings, sha
+    )
+    station_record = {
+        "path": str(station_path),
+        "station": station.station,
+        "instruments": {r: e.model_dump() for r, e in station.instruments.items()},
+        "wiring": dict(station.wiring),
+        "envelope": station.envelope,
+    }
+    run_id, resumed = open_run(store, plan, station_record, resume=None, operator=operator)
+    orchestrator = Orchestrator(
+        plan,
+        deployment_schedule(wafer, cells, settings),
+        store,
+        connect or (lambda: open_bench(station_path)),
+        run_id=run_id,
+        wafer_name=wafer.name or "wafer",
+        resumed=resumed,
+        on_progress=on_progress,
+    )
+    summary = orchestrator.run()
+    record = _record(store, run_id, cells, pmap, settings, network_path, station_path, wafer)
+    record.update(status=summary.status, network_sha256=sha)
+    path = record_path_for(network_path, die_ref.label)
+    _write_json(path, record)
+    log.info("deployed %s on %s: %s", network_path, die_ref.label, record["n_success"])
+    return DeploymentResult(run_id, summary.status, path, record, time.perf_counter() - t0)
+
+
+def _run_rows(store: Any, run_id: int) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from bruno_lab.store.models import Measurement
+
+    with store.session() as session:
+        rows = session.execute(
+            select(
+                Measurement.id,
+                Measurement.key,
+                Measurement.status,
+                Measurement.error,
+                Measurement.scalars,
+            ).where(Measurement.run_id == run_id)
+        ).all()
+    return {r.key: r for r in rows}
+
+
+def _record(
+    store: Any,
+    run_id: int,
+    cells: list[CellSite],
+    pmap: dict[str, Any],
+    settings: DeploySettings,
+    network_path: Path,
+    station_path: Path,
+    wafer: WaferMap,
+) -> dict[str, Any]:
+    """Per cell what the store holds for it (reached G, attempts, success) as a JSON dict."""
+    rows = _run_rows(store, run_id)
+    pv_ids = [r.id for k, r in rows.items() if k and "/rram_program_verify/" in k]
+    names = ["reached_conductance_siemens", "attempts", "success"]
+    arrays = store.load_arrays_many(pv_ids, names) if pv_ids else {}
+    out = []
+    for c in cells:
+        device = f"{c.die_label}/{c.site}"
+        pv = rows.get(f"{device}/rram_program_verify/0")
+        form = rows.get(f"{device}/rram_forming/0")
+        got = arrays.get(pv.id, {}) if pv is not None else {}
+        reached = float(got["reached_conductance_siemens"][0][0]) if got.get(names[0]) else math.nan
+        attempts = int(got["attempts"][0][0]) if got.get("attempts") else 0
+        ok = (
+            pv is not None
+            and _status(pv.status) == "ok"
+            and bool(got.get("success") and got["success"][0][0])
+        )
+        out.append(
+            {
+                **asdict(c),
+                "reached_conductance_siemens": reached,
+                "attempts": attempts,
+                "success": bool(ok),
+                "formed": None if form is None else (form.scalars or {}).get("formed"),
+                "measurement_id": None if pv is None else int(pv.id),
+                "error": None if pv is None else pv.error,
+            }
+        )
+    reached = np.array([c["reached_conductance_siemens"] for c in out])
+    target = np.array([c.target_conductance_siemens for c in cells])
+    finite = np.isfinite(reached)
+    return {
+        "format": RECORD_FORMAT,
+        "version": RECORD_VERSION,
+        "created_at": datetime.now(UTC).isoformat(),
+        "network": str(network_path),
+        "station": str(station_path),
+        "wafer": wafer.name,
+        "die": {"col": cells[0].die_col, "row": cells[0].die_row, "label": cells[0].die_label}
+        if cells
+        else None,
+        "run_id": run_id,
+        "read_voltage_v": settings.verify.read_v,
+        "settings": settings.model_dump(mode="json"),
+        "n_cells": len(out),
+        "n_success": sum(c["success"] for c in out),
+        "mean_attempts": float(np.mean([c["attempts"] for c in out])) if out else 0.0,
+        "rms_error_siemens": float(np.sqrt(np.mean((reached - target)[finite] ** 2)))
+        if finite.any()
+        else math.nan,
+        "layers": pmap["layers"],
+        "cells": out,
+    }
+
+
+def _status(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str))
+    tmp.replace(path)
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """A deployment record written by :func:`deploy_network`."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BadInputError(
+            f"{path}: no readable deployment record ({exc}); run `bruno-lab deploy` first"
+        ) from None
+    if doc.get("format") != RECORD_FORMAT:
+        raise DataError(f"{path}: not a bruno-lab deployment record")
+    return doc
+
+
+# ----- chip-in-the-loop evaluation ---------------------------------------------------------------
+
+
+@dataclass
+class OnChipResult:
+    """Accuracy of the deployed network on chip (one value per read pass) and in software."""
+
+    die: str
+    n_cells: int
+    chip_accuracies: list[float]
+    software_accuracy: float
+    ideal_accuracy: float
+    chance: float | None
+    conductance_siemens: np.ndarray  # (n_passes, n_cells), map order
+    target_siemens: np.ndarray
+    waited_s: float
+    read_s: float
+    infer_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chip_accuracy(self) -> float:
+        return float(np.mean(self.chip_accuracies))
+
+    def summary(self) -> dict[str, Any]:
+        err = self.conductance_siemens - self.target_siemens[None, :]
+        return {
+            "die": self.die,
+            "n_cells": self.n_cells,
+            "n_passes": len(self.chip_accuracies),
+            "chip_accuracy": self.chip_accuracy,
+            "chip_accuracies": self.chip_accuracies,
+            "software_accuracy": self.software_accuracy,
+            "ideal_accuracy": self.ideal_accuracy,
+            "chance": self.chance,
+            "read_rms_error_siemens": float(np.sqrt(np.mean(err**2))),
+            "waited_s": self.waited_s,
+            "read_s": self.read_s,
+            "infer_s": self.infer_s,
+            **self.extra,
+        }
+
+
+def task_for_network(network_path: str | Path, data_path: Path | None = None) -> Any:
+    """The test data of the task the network was trained on (named in its saved metrics)."""
+    import torch
+
+    from bruno_lab.train.tasks import load_task
+
+    doc = torch.load(Path(network_path), weights_only=False)
+    metrics = doc.get("metrics") or {}
+    task = metrics.get("task")
+    if task is None:
+        raise BadInputError(f"{network_path}: the saved network does not name its task")
+    kwargs = metrics.get("task_kwargs") or {}
+    if task == "patterns" and kwargs:
+        from bruno_lab.train.data.patterns import make_patterns
+
+        return make_patterns(**kwargs)
+    return load_task(task, data_path=data_path, seed=int(metrics.get("seed", 0)))
+
+
+def accuracy_with(network: Any, data: Any, conductance_siemens: Any, pmap: dict[str, Any]) -> float:
+    """Test accuracy with every synapse realised by ``conductance_siemens`` (map order), or
+    with the network's own simulated cells when it is None."""
+    import torch
+
+    from bruno_lab.train.io import set_measured_conductances
+    from bruno_lab.train.loop import TrainConfig, evaluate
+
+    if conductance_siemens is not None:
+        g = torch.as_tensor(np.asarray(conductance_siemens), dtype=torch.float32)
+        set_measured_conductances(network, g, pmap)
+    try:
+        _, acc = evaluate(network, data.test_x, data.test_y, data.kind, TrainConfig(batch_size=256))
+    finally:
+        if conductance_siemens is not None:
+            set_measured_conductances(network, None)
+    return float(acc)
+
+
+def read_cells(
+    bench: Any,
+    cells: list[dict[str, Any]],
+    read_v: float,
+    *,
+    n_passes: int = 1,
+    on_cell: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Read every cell ``n_passes`` times through the SMU at ``read_v`` (S, (passes, cells))."""
+    from protocols.rram_common import RramProtocolParams
+
+    params = RramProtocolParams(read_v=read_v)
+    out = np.empty((n_passes, len(cells)))
+    for j, c in enumerate(cells):
+        bench.prober.step_to(int(c["die_col"]), int(c["die_row"]), int(c["site"]))
+        bench.prober.contact()
+        for i in range(n_passes):
+            out[i, j] = params.read(bench)
+        bench.prober.separate()
+        if on_cell is not None:
+            on_cell(j + 1)
+    return out
+
+
+def evaluate_on_chip(
+    network_path: str | Path,
+    station_path: str | Path,
+    die: str,
+    *,
+    n_passes: int = 1,
+    wait_s: float = 0.0,
+    data_path: Path | None = None,
+    connect: Callable[[], Any] | None = None,
+    on_cell: Callable[[int], None] | None = None,
+) -> OnChipResult:
+    """Read the deployed cells of ``die`` back (after ``wait_s`` on the bench clock: virtual
+    time in the sim) and compare the test accuracy on chip with the software accuracy."""
+    from bruno_lab.train.io import load_network
+    from instruments.station import open_bench
+
+    network_path, station_path = Path(network_path), Path(station_path)
+    _, wafer = station_wafer(station_path)
+    die_ref = find_die(wafer, die)
+    record = load_record(record_path_for(network_path, die_ref.label))
+    if record.get("network_sha256") != network_sha256(network_path):
+        raise BadInputError(
+            f"{network_path} changed since it was deployed on {die_ref.label}; deploy it again"
+        )
+    if n_passes < 1 or wait_s < 0:
+        raise BadInputError("n_passes must be >= 1 and wait_s >= 0")
+    cells = sorted(record["cells"], key=lambda c: c["cell"])
+    network = load_network(network_path)
+    data = task_for_network(network_path, data_path)
+    t0 = time.perf_counter()
+    bench = (connect or (lambda: open_bench(station_path)))()
+    with bench:
+        if wait_s > 0:
+            bench.clock.wait_s(wait_s)
+        g = read_cells(
+            bench, cells, float(record["read_voltage_v"]), n_passes=n_passes, on_cell=on_cell
+        )
+    t1 = time.perf_counter()
+    pmap = {"n_cells": record["n_cells"], "layers": record["layers"]}
+    target = np.array([c["target_conductance_siemens"] for c in cells])
+    chip = [accuracy_with(network, data, g[i], pmap) for i in range(n_passes)]
+    software = accuracy_with(network, data, None, pmap)
+    ideal = accuracy_with(network, data, target, pmap)
+    return OnChipResult(
+        die=die_ref.label,
+        n_cells=len(cells),
+        chip_accuracies=chip,
+        software_accuracy=software,
+        ideal_accuracy=ideal,
+        chance=(data.meta or {}).get("chance"),
+        conductance_siemens=g,
+        target_siemens=target,
+        waited_s=wait_s,
+        read_s=t1 - t0,
+        infer_s=time.perf_counter() - t1,
+    )
