@@ -18,7 +18,7 @@ from bruno_lab.errors import DataError
 from calibration.data import DeviceRecords, load_arrays
 from calibration.features import pv_loop_features
 from calibration.fitter import FitOptions
-from calibration.models import FECAP_FIT_SPECS
+from calibration.models import FECAP_FIT_SPECS, decimate, decimation_factor
 from calibration.runner import run_tasks, split_tasks
 from calibration.stage import KindFit
 
@@ -78,24 +78,27 @@ def fit_fecap(
     volt_k, y_parts, sig_parts = [], [], []
     for k, f in enumerate(freqs):
         ref = arrays[rows[complete[0].device_id][f]["measurement_id"]]
-        time_s = ref["time_s"].astype(np.float64)
-        start = int(np.searchsorted(time_s, time_s[-1] - 1.0 / f))
+        time_full = ref["time_s"].astype(np.float64)
+        dec = decimation_factor(ref["voltage_v"])
+        time_s = decimate(time_full, dec)
+        start = int(np.searchsorted(time_s, time_full[-1] - 1.0 / f))
         shared[f"time_s_{k}"] = time_s
         shared[f"last_start_{k}"] = np.array([start])
-        v_rows, y_rows = [], []
+        v_rows, y_rows, s_rows = [], [], []
         for d in complete:
             a = arrays[rows[d.device_id][f]["measurement_id"]]
-            if a["time_s"].shape != time_s.shape or not np.allclose(a["time_s"], time_s):
+            if a["time_s"].shape != time_full.shape or not np.allclose(a["time_s"], time_full):
                 raise DataError(
                     f"pv_loop at {f:g} Hz: device {d.device_id} has a different time grid"
                 )
-            v_rows.append(a["voltage_v"])
-            pol = a["polarization_c_m2"][start:]
+            v_rows.append(decimate(a["voltage_v"], dec))
+            pol = decimate(a["polarization_c_m2"], dec)[start:]
             y_rows.append(pol - pol.mean())
+            s_rows.append(noise_sigma(a["polarization_c_m2"]) / np.sqrt(dec))
         volt_k.append(np.stack(v_rows))
         y_k = np.stack(y_rows)
         y_parts.append(y_k)
-        sig_parts.append(np.repeat([[noise_sigma(r)] for r in y_k], y_k.shape[1], axis=1))
+        sig_parts.append(np.repeat(np.array(s_rows)[:, None], y_k.shape[1], axis=1))
     per_device = {f"voltage_v_{k}": v for k, v in enumerate(volt_k)}
     per_device["area_m2"] = np.array([float(d.geometry.get("area_m2", np.nan)) for d in complete])
     if not np.all(np.isfinite(per_device["area_m2"])):
@@ -107,8 +110,8 @@ def fit_fecap(
     feats = []
     for d in complete:
         a = arrays[rows[d.device_id][freqs[0]]["measurement_id"]]
-        start = int(shared["last_start_0"][0])
-        feats.append(pv_loop_features(a["voltage_v"][start:], a["polarization_c_m2"][start:]))
+        last = a["time_s"] >= a["time_s"][-1] - 1.0 / freqs[0]
+        feats.append(pv_loop_features(a["voltage_v"][last], a["polarization_c_m2"][last]))
     pr = np.array([0.5 * (f["pr_pos_c_m2"] - f["pr_neg_c_m2"]) for f in feats])
     med = float(np.nanmedian(pr))
     switching = np.isfinite(pr) & (pr > 0.1 * med)

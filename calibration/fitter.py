@@ -5,10 +5,11 @@ iteration solves n small p x p systems at once (``torch.linalg.solve`` over the 
 batched model evaluation serves every device. Parameters are bounded through a smooth transform
 (``u = lo + (hi - lo) * sigmoid(z)``, in log space for parameters spanning decades), so the
 optimiser works unconstrained in ``z``. The per-device Jacobian comes from forward-mode autograd
-(one dual pass over p stacked copies of the batch, each carrying one parameter's tangent); a model using an op without forward-mode
-support falls back to central differences in ``z`` (logged once). An optional Adam warm-up on the
-summed squared residuals helps from a poor start. Uncertainties are the Gauss-Newton covariance
-``s^2 (J^T J)^-1`` in physical units, with ``s^2`` the reduced chi-square.
+(one dual pass over p stacked copies of the batch, each carrying one parameter's tangent); a
+model using an op without forward-mode support falls back to central differences in ``z``
+(logged once). An optional Adam warm-up on the summed squared residuals helps from a poor
+start. Uncertainties are the Gauss-Newton covariance ``s^2 (J^T J)^-1`` in physical units, with
+``s^2`` the reduced chi-square.
 
 A device's result depends only on its own data: converged devices are frozen, damping is per
 device, so fitting a chunk of devices gives the same numbers as fitting the whole wafer
