@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 LINE_FREQUENCY_HZ = 50.0
 SMU_NOISE_FLOOR_A = 2e-12
 SMU_NOISE_REL = 2e-5
-SIM_POINTS = 4000
+SIM_POINTS = 2000
 MAX_SIM_POINTS = 200_000
 
 
@@ -228,29 +228,29 @@ def _sim_grid(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Time grid and device voltage for the physics (linear between grid points).
 
-    Each AWG sample is held for ``dt_s`` with a linear edge of ``min(dt_s/10, 8 ns)`` (the
-    33500B's edge time). The grid holds every corner of that waveform plus a uniform grid of
-    ``SIM_POINTS`` over the span (finer where the AWG's or the scope's sampling is coarser).
-    The scope then samples the physics' current by linear interpolation: the charge is kept.
+    The AWG's output passes through its sample points (sample k at ``k*dt_s``) linearly, as
+    its interpolating output filter does; before and after the burst it sits at ``idle_v``.
+    The grid holds every sample where the slope changes plus a uniform grid of ``SIM_POINTS``
+    over the span (finer where the AWG's or the scope's sampling is coarser). The scope then
+    samples the charge the physics moved, so the record conserves it.
     """
-    duration_s = samples_v.size * dt_s
     span_s = t_end_s - t_start_s
     step_s = max(span_s / SIM_POINTS, min(dt_s / 4.0, span_s / 64.0))
     if scope_grid_s is not None and scope_grid_s.size > 1:
         step_s = max(step_s, float(scope_grid_s[1] - scope_grid_s[0]))
     time_s = np.arange(t_start_s, t_end_s + step_s / 2, step_s)
-    edge_s = min(dt_s / 10.0, 8e-9)
-    starts = np.arange(samples_v.size) * dt_s
+    n = samples_v.size
     corner_t = np.concatenate(
-        [[t_start_s - dt_s, 0.0], np.ravel(np.column_stack([starts + edge_s, starts + dt_s]))]
+        [[min(t_start_s, -dt_s) - dt_s, -dt_s], np.arange(n) * dt_s, [n * dt_s]]
     )
-    corner_v = np.concatenate([[idle_v, idle_v], np.repeat(samples_v, 2)])
-    corner_t = np.concatenate([corner_t, [duration_s + edge_s, max(t_end_s, duration_s) + dt_s]])
-    corner_v = np.concatenate([corner_v, [idle_v, idle_v]])
-    # Keep only corners where the level changes (a held level needs no extra points).
-    changes = np.abs(np.diff(corner_v, prepend=np.nan, append=np.nan))
-    keep = (changes[:-1] > 0) | (changes[1:] > 0)
-    inside = keep & (corner_t > t_start_s) & (corner_t < t_end_s)
+    corner_t = np.concatenate([corner_t, [max(t_end_s, n * dt_s) + dt_s]])
+    corner_v = np.concatenate([[idle_v, idle_v], samples_v, [idle_v, idle_v]])
+    # Keep the corners where the slope changes (a straight stretch needs no extra points).
+    slope = np.diff(corner_v) / np.diff(corner_t)
+    bends = np.concatenate(
+        [[True], np.abs(np.diff(slope)) > 1e-9 * (1.0 + np.abs(slope[1:])), [True]]
+    )
+    inside = bends & (corner_t > t_start_s) & (corner_t < t_end_s)
     if np.count_nonzero(inside) <= MAX_SIM_POINTS:
         time_s = np.union1d(time_s, corner_t[inside])
     voltage_v = np.interp(time_s, corner_t, corner_v)

@@ -69,7 +69,7 @@ def _rram_state(device: SimDevice) -> Any:
 
 # ----- DC (SMU) ---------------------------------------------------------------------------------
 
-DC_STEPS = 16
+DC_STEPS = 4
 
 
 def dc_current_a(

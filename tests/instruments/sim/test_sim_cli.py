@@ -8,12 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import pyvisa
 import yaml
 
 BRUNO_LAB = Path(sys.executable).with_name("bruno-lab")
 
 
+@pytest.mark.slow  # a subprocess that imports torch: several seconds
 def test_sim_serve_writes_station_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     station_path = tmp_path / "station.yaml"
     process = subprocess.Popen(
@@ -47,6 +49,7 @@ def test_sim_serve_writes_station_serves_and_stops_on_sigterm(tmp_path: Path) ->
     assert "smu: TCPIP::127.0.0.1::" in stderr
 
 
+@pytest.mark.slow
 def test_sim_serve_bad_truth_exits_2(tmp_path: Path) -> None:
     truth = tmp_path / "truth.yaml"
     truth.write_text("name: x\nwafer: {diameter_mm: -1}\n")

@@ -21,7 +21,6 @@ def _pund_samples(rate_hz: float):
     return samples_v, pulses, float(time_s[-1])
 
 
-@pytest.mark.slow
 def test_pund_switching_charge_matches_the_devices_switched_polarization(
     sim_lab, sim_station
 ) -> None:
@@ -95,7 +94,6 @@ def _reference_sweep(voltages_v, state, params, limit_a, dwell_s, seed):
     return np.array(currents), state
 
 
-@pytest.mark.slow
 def test_rram_iv_sweep_shows_forming_set_and_reset_at_the_devices_thresholds(
     sim_lab, sim_station
 ) -> None:
