@@ -157,7 +157,7 @@ class VirtualBench:
     # ----- AWG and scope ------------------------------------------------------------------------
 
     def awg_burst(self, waveform_v: np.ndarray, dt_s: float, n_cycles: int, idle_v: float) -> None:
-        """Play ``n_cycles`` of the waveform (volts at the device, each sample held ``dt_s``)."""
+        """Play ``n_cycles`` of the waveform (volts at the device, samples ``dt_s`` apart)."""
         awg_on = bool(self.awg.state.output_on)
         samples_v = np.tile(waveform_v, n_cycles) if awg_on else np.zeros(waveform_v.size)
         duration_s = samples_v.size * dt_s if awg_on else waveform_v.size * n_cycles * dt_s

@@ -6,7 +6,8 @@ values; the instrument refuses a name already in memory, values outside [-1, 1],
 or more than 1 M points. The waveform at a high-impedance device is
 ``offset + samples*Vpp/2`` when ``OUTP1:LOAD INF``; with the default 50 Ω load setting the
 amplitude into the (high-Z) device is twice the setting, as on the real instrument. The 16-bit
-DAC quantizes the samples; each sample is held for 1/srate. ``*TRG`` with ``TRIG1:SOUR BUS``
+DAC quantizes the samples; the output passes linearly through them, 1/srate apart (the
+interpolating output filter). ``*TRG`` with ``TRIG1:SOUR BUS``
 plays ``BURS:NCYC`` cycles on the bench in virtual time.
 """
 

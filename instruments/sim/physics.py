@@ -118,14 +118,19 @@ def transient(device: SimDevice, record: Any, wiring: Any, seed: int, now_s: flo
         from bruno_lab.devices import rram
 
         state = _rram_state(device)
-        dt_s = np.diff(record.time_s, prepend=record.time_s[0])
-        # Samples are held for dt; the grid is near uniform, so its median step is the hold.
-        hold_s = float(np.median(dt_s[1:])) if dt_s.size > 1 else 0.0
-        voltage = torch.as_tensor(record.voltage_v, dtype=DTYPE).reshape(1, -1)
+        # The model holds each sample for dt: resample the record onto a uniform grid.
+        uniform_s = np.linspace(record.time_s[0], record.time_s[-1], record.time_s.size)
+        hold_s = float(uniform_s[1] - uniform_s[0]) if uniform_s.size > 1 else 0.0
+        voltage = np.interp(uniform_s, record.time_s, record.voltage_v)
         current, device.state = rram.rram_apply_voltage(
-            voltage, hold_s, state, params_for(device), None, _generator(seed)
+            torch.as_tensor(voltage, dtype=DTYPE).reshape(1, -1),
+            hold_s,
+            state,
+            params_for(device),
+            None,
+            _generator(seed),
         )
-        record.current_a = current.reshape(-1).numpy()
+        record.current_a = np.interp(record.time_s, uniform_s, current.reshape(-1).numpy())
     else:
         _felif_run(device, record, wiring)
 
