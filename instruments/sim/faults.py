@@ -21,10 +21,12 @@ another's faults. A config file is YAML::
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +106,7 @@ class FaultInjector:
         self._generators: dict[str, np.random.Generator] = {}
         self._forced: dict[str, list[FaultKind]] = defaultdict(list)
         self.injected: list[tuple[str, FaultKind, str]] = []
+        self._paused = 0
 
     def _rng(self, role: str) -> np.random.Generator:
         if role not in self._generators:
@@ -118,8 +121,20 @@ class FaultInjector:
             self._forced[role].extend([kind] * count)
 
     def clear(self) -> None:
+        """Forget every forced fault."""
         with self._lock:
             self._forced.clear()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No fault by rate inside the block (forced faults still apply): set-up, clean-up."""
+        with self._lock:
+            self._paused += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._paused -= 1
 
     def decide(self, role: str, command: str) -> FaultKind | None:
         """The transport fault for this command, or None. Identity queries are never faulted
@@ -129,7 +144,7 @@ class FaultInjector:
             if forced is not None:
                 self.injected.append((role, forced, command))
                 return forced
-            if self.config.roles is not None and role not in self.config.roles:
+            if self._paused or (self.config.roles is not None and role not in self.config.roles):
                 return None
             if command.upper().startswith(_IDENTITY):
                 return None
@@ -147,7 +162,7 @@ class FaultInjector:
             if self._take_forced(role, (kind,)) is not None:
                 self.injected.append((role, kind, "<stimulus>"))
                 return True
-            rate = getattr(self.config.rates, kind.value)
+            rate = 0.0 if self._paused else getattr(self.config.rates, kind.value)
             if rate > 0.0 and self._rng(f"{role}/{kind.value}").random() < rate:
                 self.injected.append((role, kind, "<stimulus>"))
                 return True

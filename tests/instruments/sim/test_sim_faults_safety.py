@@ -170,3 +170,35 @@ def test_random_smu_sweeps_reach_the_socket_only_inside_the_envelope(
     values = [float(v) for v in lists[-1].split(" ", 1)[1].split(",")]
     assert max(abs(v) for v in values) <= limits.max_voltage_v
     assert float(sim_lab.servers["smu"].state.current_limit_a) <= limits.max_current_a
+
+
+@pytest.mark.slow
+def test_faults_at_random_rates_never_hang_and_the_bench_ends_safe(sim_lab_factory, tmp_path):
+    """A soak: every transport and device fault at a few percent on the SMU, 40 readings.
+    Each either returns or raises a typed InstrumentError within the timeout."""
+    from instruments.errors import InstrumentError
+
+    rates = {"drop": 0.02, "slow": 0.02, "no_reply": 0.02, "garbled": 0.02, "error": 0.02}
+    rates |= {"compliance": 0.05, "short": 0.0}
+    faults = {"seed": 9, "slow_delay_s": 2 * TIMEOUT_S, "rates": rates, "roles": ["smu"]}
+    lab = sim_lab_factory(faults=faults)
+    station = lab.write_station(tmp_path / "station.yaml")
+    outcomes: dict[str, int] = {}
+    bench = open_bench(station, timeout_s=TIMEOUT_S)
+    try:
+        with lab.faults.paused():
+            _biased_smu(bench, lab, voltage_v=0.2)
+        for _ in range(40):
+            start = time.monotonic()
+            try:
+                bench.smu.measure_current_a()
+                outcome = "ok"
+            except InstrumentError as exc:
+                outcome = type(exc).__name__
+            assert time.monotonic() - start < 3 * TIMEOUT_S + 1.0, outcome
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    finally:
+        with lab.faults.paused():  # the safe state itself is not faulted
+            bench.__exit__(None, None, None)
+    assert outcomes.get("ok", 0) > 10 and len(outcomes) > 3, outcomes
+    _assert_safe(lab)
