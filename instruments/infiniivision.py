@@ -6,7 +6,8 @@ preamble: ``t = (i - xreference) * xincrement + xorigin``,
 ``v = (code - yreference) * yincrement + yorigin``. ``:TIM:REF LEFT`` puts the trigger
 reference at the left of the screen; ``:TIM:POS`` is the delay from the trigger to it. The
 trigger comes from the AWG's sync on the EXT input. ``arm_single`` reads ``:TER?`` first,
-which clears a stale "triggered" flag, then sends ``:SING``; ``wait_acquired`` polls ``:TER?``.
+which clears a stale "triggered" flag, sends ``:SING`` and polls ``:AER?`` (arm event
+register) until armed; ``wait_acquired`` polls ``:TER?``.
 
     scope.configure(1e-6, {1: (0.5, 0.0), 2: (0.2, 0.0)})
     scope.arm_single(); awg.trigger(); scope.wait_acquired(2.0)
@@ -112,24 +113,29 @@ class InfiniiVision(ScpiInstrument, Oscilloscope):
             int(ch): (float(v[0]), float(v[1])) for ch, v in channels.items()
         }
 
-    def arm_single(self) -> None:
-        """Clear the trigger flag (``:TER?``) and arm one acquisition (``:SING``)."""
+    def arm_single(self, timeout_s: float = 5.0) -> None:
+        """Clear the trigger flag (``:TER?``), arm one acquisition (``:SING``) and wait until
+        the scope reports itself armed (``:AER?``): only then may the stimulus be triggered,
+        or its start is missed."""
         _ = self.acquisition_done
         self.write(":SING")
+        self._poll(":AER?", timeout_s, "scope not armed")
+
+    def _poll(self, query: str, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + float(timeout_s)
+        pause_s = 1e-3
+        while not self.query_parsed(query, parse_bool):
+            if time.monotonic() >= deadline:
+                raise InstrumentTimeout(
+                    f"{what} within {timeout_s:g} s", instrument=self.name, command=query
+                )
+            time.sleep(pause_s)
+            pause_s = min(2 * pause_s, 0.05)
 
     def wait_acquired(self, timeout_s: float) -> None:
         """Poll ``:TER?`` until the acquisition is done; ``InstrumentTimeout`` after
         ``timeout_s`` seconds (wall time)."""
-        deadline = time.monotonic() + float(timeout_s)
-        pause_s = 1e-3
-        while not self.acquisition_done:
-            if time.monotonic() >= deadline:
-                raise InstrumentTimeout(
-                    f"acquisition not complete within {timeout_s:g} s",
-                    instrument=self.name, command=":TER?",
-                )  # fmt: skip
-            time.sleep(pause_s)
-            pause_s = min(2 * pause_s, 0.05)
+        self._poll(":TER?", timeout_s, "acquisition not complete")
 
     def read_waveform(
         self, channel: int, points: int | None = None

@@ -97,8 +97,8 @@ class Oscilloscope(abc.ABC):
         ``left_edge_s``: where the screen starts relative to the trigger, s."""
 
     @abc.abstractmethod
-    def arm_single(self) -> None:
-        """Arm one acquisition on the next trigger."""
+    def arm_single(self, timeout_s: float = 5.0) -> None:
+        """Arm one acquisition on the next trigger; returns once the scope is armed."""
 
     @abc.abstractmethod
     def wait_acquired(self, timeout_s: float) -> None:

@@ -61,9 +61,16 @@ def test_configure_validates_before_sending():
             scope.configure(1e-12, {1: (0.1, 0.0)})
 
 
-def test_arm_single_clears_the_trigger_flag_then_arms():
-    with expected_protocol(InfiniiVision, [*CONNECT, (":TER?", "+1"), (":SING", None)]) as scope:
+def test_arm_single_clears_the_trigger_flag_arms_and_waits_until_armed():
+    script = [*CONNECT, (":TER?", "+1"), (":SING", None), (":AER?", "+0"), (":AER?", "+1")]
+    with expected_protocol(InfiniiVision, script) as scope:
         scope.arm_single()
+
+
+def test_arm_single_times_out_if_never_armed():
+    script = [*CONNECT, (":TER?", "+0"), (":SING", None), (":AER?", "+0")]
+    with expected_protocol(InfiniiVision, script) as scope, pytest.raises(InstrumentTimeout):
+        scope.arm_single(timeout_s=0.0)
 
 
 def test_wait_acquired_polls_until_done():
