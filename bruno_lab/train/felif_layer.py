@@ -132,7 +132,9 @@ def bptt_step(
         return fine_window_autograd(i, v, p, params, n_micro, dt)
 
     if checkpointed:
-        v, pol = checkpoint(window, *args, use_reentrant=False)
+        # reentrant: the forward runs without a graph, so neither the saved tensors nor the
+        # graph's nodes of the 1000 micro-steps are kept (with tiny tensors the nodes dominate)
+        v, pol = checkpoint(window, *args, use_reentrant=True)
     else:
         v, pol = window(*args)
     return superspike(v - params.v_thr_v), FeLIFState(v, pol)
