@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "train",
     "device",
+    "deploy",
+    "evaluate",
 )
 
 

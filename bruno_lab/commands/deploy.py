@@ -1,0 +1,90 @@
+"""``bruno-lab deploy``: program a trained network's RRAM cells onto a die, cell by cell.
+
+Each logical cell of the network's programming map goes to the die's next RRAM site (site
+order) and is formed and programmed by program-and-verify through the wafer-run orchestrator:
+one stored measurement per cell, in a run that names the network and the die. A deployment
+record (JSON) is written beside the network. Exit 0 when the run completed (cells that did not
+reach their target are recorded, not fatal), 1 if it stopped early, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy")(deploy)
+
+
+def progress_printer(console: Any, bar: Any, task: Any) -> Any:
+    """An orchestrator progress callback that advances a rich bar (cells = measurements)."""
+
+    def on_progress(p: Any) -> None:
+        bar.update(
+            task,
+            completed=p.measurements_done,
+            total=p.measurements_total,
+            description=f"deploy {p.current} ({p.failed} failed)",
+        )
+
+    return on_progress
+
+
+def deploy(
+    network: Annotated[
+        Path, typer.Option("--network", help="Trained network (bruno-lab train --out).")
+    ],
+    station: Annotated[
+        Path, typer.Option("--station", help="Station file (sim serve writes one).")
+    ],
+    die: Annotated[str, typer.Option("--die", help='Die label or "col,row".')],
+    db: Annotated[
+        str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file.", show_default=False)
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Deploy NETWORK onto DIE: form and program-verify every cell, record what each reached."""
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
+
+    from bruno_lab.errors import BadInputError
+    from bruno_lab.store import open_store_for_cli
+    from protocols.deployment import deploy_network
+
+    for path, what in ((network, "--network"), (station, "--station")):
+        if not path.is_file():
+            raise BadInputError(f"{what} {path}: no such file")
+    console = Console(stderr=True)
+    store = open_store_for_cli(db)
+    try:
+        with Progress(
+            SpinnerColumn(),
+            *Progress.get_default_columns(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=as_json,
+        ) as bar:
+            task = bar.add_task("deploy", total=None)
+            result = deploy_network(
+                network, station, die, store, on_progress=progress_printer(console, bar, task)
+            )
+    finally:
+        store.close()
+    summary = result.summary()
+    if as_json:
+        from bruno_lab.cli import emit_json
+
+        emit_json(summary)
+    else:
+        console.print(
+            f"deployed {summary['n_cells']} cells on die {summary['die']}: "
+            f"{summary['n_success']} within tolerance, {summary['mean_attempts']:.1f} pulses per "
+            f"cell, rms error {summary['rms_error_siemens'] * 1e6:.1f} uS; run "
+            f"{summary['run_id']}; record {summary['record']} ({summary['wall_s']:.0f} s)"
+        )
+    if result.status != "completed":
+        raise typer.Exit(code=1)
