@@ -52,26 +52,50 @@ def domain_activation_fields(p: fecap.FeCapParams, n_domains: int) -> Tensor:
     return p.e_a_v_m[:, None] * torch.exp(p.e_a_spread_rel[:, None] * z[None, :])
 
 
-def _substep_times(time_s: Tensor, voltage_v: Tensor, max_dv: float, min_h: float) -> Tensor:
-    """End times of every sub-step (sorted, ending exactly on every sample after the first)."""
-    t = time_s.detach().to(torch.float64).cpu()
-    dv = (voltage_v.detach()[:, 1:] - voltage_v.detach()[:, :-1]).abs().amax(0).cpu().double()
-    ends: list[Tensor] = []
+class _Schedule(NamedTuple):
+    """Sub-steps: duration (s), enclosing sample interval, fraction of it at the sub-step's end,
+    and whether the sub-step ends on a sample (the last one of its interval)."""
+
+    h_s: list[float]
+    interval: Tensor
+    frac: Tensor
+    ends_sample: list[bool]
+
+
+def _schedule(time_s: Tensor, voltage_v: Tensor, max_dv: float, min_h: float) -> _Schedule:
+    """The sub-steps of every sample interval, built in float64 from the waveform alone."""
+    t = time_s.detach().to(torch.float64).cpu().tolist()
+    dv = (voltage_v.detach()[:, 1:] - voltage_v.detach()[:, :-1]).abs().amax(0).double().tolist()
+    h_s: list[float] = []
+    interval: list[int] = []
+    frac: list[float] = []
+    ends_sample: list[bool] = []
     edge_before = True
-    for j in range(t.numel() - 1):
-        t0, t1 = float(t[j]), float(t[j + 1])
-        span = t1 - t0
-        n_v = max(1, math.ceil(float(dv[j]) / max_dv))
-        pts = [t0 + span * i / n_v for i in range(1, n_v + 1)]
+    for j in range(len(t) - 1):
+        span = t[j + 1] - t[j]
+        n_v = max(1, math.ceil(dv[j] / max_dv))
+        fr = {i / n_v for i in range(1, n_v)}
         if edge_before and span > 2 * min_h:
             h = min_h
             while h < span:
-                pts.append(t0 + h)
+                fr.add(h / span)
                 h *= 2.0
-        ends.append(torch.tensor(sorted(set(pts)), dtype=torch.float64))
-        nxt = float(dv[j + 1]) if j + 1 < dv.numel() else 0.0
-        edge_before = float(dv[j]) > max_dv and nxt < 0.5 * float(dv[j])  # V stops changing
-    return torch.cat(ends) if ends else torch.zeros(0, dtype=torch.float64)
+        pts = [*sorted(f for f in fr if 0.0 < f < 1.0), 1.0]
+        prev = 0.0
+        for f in pts:
+            h_s.append((f - prev) * span)
+            interval.append(j)
+            frac.append(f)
+            ends_sample.append(f == 1.0)
+            prev = f
+        nxt = dv[j + 1] if j + 1 < len(dv) else 0.0
+        edge_before = dv[j] > max_dv and nxt < 0.5 * dv[j]  # V stops changing
+    return _Schedule(
+        h_s,
+        torch.tensor(interval, dtype=torch.int64),
+        torch.tensor(frac, dtype=torch.float64),
+        ends_sample,
+    )
 
 
 def fecap_simulate(
@@ -84,8 +108,9 @@ def fecap_simulate(
     min_substep_s: float = 1e-10,
 ) -> FeCapTrace:
     """Current, P and charge of ``n`` capacitors driven by ``voltage_v`` ([n, T] or [T], V) at
-    ``time_s`` ([T], s, increasing). ``initial_polarization_c_m2``: P of every domain at the first
-    sample (default -P_s: negatively poled). Differentiable in the parameters."""
+    ``time_s`` ([T], s, increasing). ``initial_polarization_c_m2``: P at the first sample, one value
+    for all domains (scalar or ``[n]``) or per domain ``[n, K]``; default -P_s (negatively poled).
+    Differentiable in the parameters."""
     dtype = params.e_a_v_m.dtype
     time_s = torch.as_tensor(time_s, dtype=dtype)
     voltage_v = torch.as_tensor(voltage_v, dtype=dtype)
@@ -104,30 +129,23 @@ def fecap_simulate(
     if initial_polarization_c_m2 is None:
         pol = (-ps).expand(n, n_domains)
     else:
-        p0 = torch.as_tensor(initial_polarization_c_m2, dtype=dtype).reshape(-1, 1)
-        pol = torch.minimum(torch.maximum(p0.expand(n, 1), -ps), ps).expand(n, n_domains)
-    ends = _substep_times(time_s, voltage_v, max_dv_substep_v, min_substep_s).to(dtype)
-    # voltage at each sub-step end: linear between samples (index of the enclosing interval)
-    t_det = time_s.detach()
-    idx = torch.searchsorted(t_det, ends, right=False).clamp(1, time_s.numel() - 1)
-    t0, t1 = time_s[idx - 1], time_s[idx]
-    w = ((ends - t0) / (t1 - t0)).clamp(0.0, 1.0)
-    v_end = voltage_v[:, idx - 1] * (1 - w) + voltage_v[:, idx] * w
-    is_sample = torch.isin(ends, t_det)
+        p0 = torch.as_tensor(initial_polarization_c_m2, dtype=dtype)
+        p0 = p0 if p0.shape == (n, n_domains) else p0.reshape(-1, 1).expand(n, n_domains)
+        pol = torch.minimum(torch.maximum(p0, -ps), ps)
+    sched = _schedule(time_s, voltage_v, max_dv_substep_v, min_substep_s)
+    # voltage at each sub-step end: linear within its sample interval
+    w = sched.frac.to(dtype=dtype, device=voltage_v.device)
+    j = sched.interval.to(voltage_v.device)
+    v_end = voltage_v[:, j] * (1 - w) + voltage_v[:, j + 1] * w
     k_c, k_d = fecap.field_coefficients(params)
     sub = _Sub(params, e_a, ps, k_c[:, None], k_d[:, None])
     samples = [pol.mean(1)]
     rates: list[tuple[Tensor, Tensor]] = []  # (dP/dt, dV/dt) over the last sub-step of a sample
-    t_prev = float(time_s[0])
     v_prev = voltage_v[:, 0]
-    ends_list = ends.tolist()
-    sample_flags = is_sample.tolist()
-    for s, t_end in enumerate(ends_list):
-        h = t_end - t_prev
+    for s, h in enumerate(sched.h_s):
         p_before = samples[-1] if s == 0 else pol.mean(1)
         pol = sub.step(pol, v_end[:, s : s + 1], h)
-        t_prev = t_end
-        if sample_flags[s]:
+        if sched.ends_sample[s]:
             p_now = pol.mean(1)
             samples.append(p_now)
             rates.append(((p_now - p_before) / h, (v_end[:, s] - v_prev) / h))

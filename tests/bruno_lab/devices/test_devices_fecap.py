@@ -201,3 +201,17 @@ def test_pv_loop_features_gradcheck():
         torch.tensor(0.4, dtype=torch.float64, requires_grad=True),
     )
     assert torch.autograd.gradcheck(feats, args)
+
+
+def test_awkward_time_grids_keep_every_sample():
+    """Sample times whose differences do not add up exactly in binary floating point."""
+    p = FeCapParams.default(2)
+    t = torch.tensor([0.1, 0.3, 0.7, 1.3, 1.9000000000000001, 2.3], dtype=torch.float64) * 1e-6
+    v = torch.tensor([0.0, 0.7, 2.9, 3.0, -0.2, -3.0], dtype=torch.float64)
+    tr = fecap_simulate(t, v, p, n_domains=3)
+    assert tr.current_a.shape == (2, 6) and tr.polarization_c_m2.shape == (2, 6)
+    assert torch.isfinite(tr.current_a).all()
+    # per-domain initial state: all domains at +P_s is the same as a scalar +P_s
+    a = fecap_simulate(t, v, p, n_domains=3, initial_polarization_c_m2=torch.full((2, 3), PS))
+    b = fecap_simulate(t, v, p, n_domains=3, initial_polarization_c_m2=PS)
+    assert torch.allclose(a.polarization_c_m2, b.polarization_c_m2, rtol=1e-12, atol=1e-15)
