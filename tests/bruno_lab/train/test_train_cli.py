@@ -58,10 +58,18 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
 def test_device_training_saves_network_map_and_nir(tmp_path):
     card_file = tmp_path / "rram.json"
     card_file.write_text(json.dumps(rram_card_dict(read_slope_rel=0.01, stuck_fraction=0.01)))
+    felif_file = tmp_path / "felif.yaml"
+    felif_file.write_text(
+        "device_kind: felif\nscope: lot\nscope_id: L7\nmodel_name: felif-lumped\n"
+        "model_version: '1'\nn_devices: 50\nn_defective: 0\nparameters:\n"
+        "  area_m2: {unit: 'm**2', mean: 2.0e-11, std: 2.0e-12, n_devices: 50}\n"
+    )
     out, pmap, nir_file = tmp_path / "net.pt", tmp_path / "map.json", tmp_path / "net.nir"
     doc = _run(
         [
             *QUICK,
+            "--card",
+            str(felif_file),
             "--epochs",
             "1",
             "--synapse",
@@ -81,6 +89,9 @@ def test_device_training_saves_network_map_and_nir(tmp_path):
     assert doc["cards"]["rram"]["scope_id"] == "W-test"
     net = load_network(out)
     assert net.rram_card is not None and net.config.relaxation_time_s == 3600
+    assert doc["cards"]["felif"]["scope_id"] == "L7"
+    area = net.output.params().area_m2
+    assert float(area.mean()) == pytest.approx(2e-11, rel=0.2) and float(area.std()) > 0
     assert json.loads(pmap.read_text())["n_cells"] == 2 * (16 * 20 + 4 * 16)
     assert nir_file.stat().st_size > 0
 
