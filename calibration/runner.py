@@ -8,6 +8,7 @@ are the same either way, a cluster run reproduces a local run exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ def run_task(task: FitTask, n_threads: int | None = 1) -> FitResult:
         torch.set_num_threads(n_threads)
     fm = get_model(task.model_name)
     model = fm.build({**task.shared, **task.per_device})
+    options = task.options
+    if options.jacobian == "auto":
+        options = dataclasses.replace(options, jacobian=fm.jacobian)
     return fit_batched(
         model,
         fm.specs,
@@ -57,7 +61,7 @@ def run_task(task: FitTask, n_threads: int | None = 1) -> FitResult:
         task.initial,
         sigma=task.sigma,
         mask=task.mask,
-        options=task.options,
+        options=options,
     )
 
 
