@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from instruments.roles import Clock, register_model
-from instruments.scpi import Instrument, format_float, in_range, parse_float
+from instruments.scpi import Instrument
+from instruments.validators import format_float, in_range, parse_float
 
 _WAIT = in_range(0.0, 1e9)
 

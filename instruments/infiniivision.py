@@ -24,15 +24,8 @@ import numpy as np
 
 from instruments.errors import GarbledReply, InstrumentTimeout, SettingRangeError
 from instruments.roles import Oscilloscope, register_model
-from instruments.scpi import (
-    ScpiInstrument,
-    in_range,
-    integer_in_range,
-    one_of,
-    parse_bool,
-    scpi_measurement,
-    scpi_setting,
-)
+from instruments.scpi import ScpiInstrument, scpi_measurement, scpi_setting
+from instruments.validators import in_range, integer_in_range, one_of, parse_bool
 
 N_CHANNELS = 4
 LEFT_REFERENCE_DIVISIONS = 1.0  # :TIM:REF LEFT is one division in from the left edge

@@ -27,6 +27,11 @@ from instruments.roles import SourceMeter, register_model
 from instruments.scpi import (
     ScpiInstrument,
     ScpiProperty,
+    scpi_control,
+    scpi_measurement,
+    scpi_setting,
+)
+from instruments.validators import (
     as_bool,
     format_float,
     format_on_off,
@@ -34,9 +39,6 @@ from instruments.scpi import (
     parse_bool,
     parse_float,
     parse_int,
-    scpi_control,
-    scpi_measurement,
-    scpi_setting,
 )
 
 MAX_SWEEP_POINTS = 2500  # the 2450's source-list capacity

@@ -26,17 +26,8 @@ import numpy as np
 
 from instruments.errors import SettingRangeError
 from instruments.roles import WaveformGenerator, register_model
-from instruments.scpi import (
-    ScpiInstrument,
-    ScpiProperty,
-    as_bool,
-    format_on_off,
-    in_range,
-    integer_in_range,
-    parse_bool,
-    scpi_control,
-    scpi_setting,
-)
+from instruments.scpi import ScpiInstrument, ScpiProperty, scpi_control, scpi_setting
+from instruments.validators import as_bool, format_on_off, in_range, integer_in_range, parse_bool
 
 MIN_POINTS, MAX_POINTS = 8, 1_000_000  # standard arb memory per channel
 MIN_VPP_HIGH_Z = 2e-3  # 1 mVpp into 50 ohm is 2 mVpp into a high-Z load

@@ -39,7 +39,7 @@ from instruments.scpi import DEFAULT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-_NOT_DRIVERS = {"errors", "envelope", "roles", "scpi", "station", "testing", "sim"}
+_NOT_DRIVERS = {"errors", "envelope", "roles", "scpi", "station", "testing", "validators", "sim"}
 
 
 def load_driver_modules() -> None:

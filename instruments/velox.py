@@ -26,7 +26,8 @@ from typing import Any
 
 from instruments.errors import GarbledReply, InstrumentErrorQueue, _Named
 from instruments.roles import DiePosition, MapPosition, ProbeStation, register_model
-from instruments.scpi import Instrument, integer_in_range
+from instruments.scpi import Instrument
+from instruments.validators import integer_in_range
 
 END_OF_WAFER = 703
 _REPLY = re.compile(r"^\s*(-?\d+):\s?(.*)$")

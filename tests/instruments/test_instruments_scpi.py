@@ -21,7 +21,8 @@ from instruments.errors import (
     SettingRangeError,
 )
 from instruments.keithley2450 import Keithley2450
-from instruments.scpi import (
+from instruments.testing import expected_protocol, visa_timeout
+from instruments.validators import (
     as_bool,
     in_range,
     integer_in_range,
@@ -29,7 +30,6 @@ from instruments.scpi import (
     parse_bool,
     parse_error_entry,
 )
-from instruments.testing import expected_protocol, visa_timeout
 
 IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04096331,1.7.3c"
 CONNECT = [("*IDN?", IDN), ("*CLS", None)]
