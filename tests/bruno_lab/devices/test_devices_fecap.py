@@ -212,6 +212,8 @@ def test_awkward_time_grids_keep_every_sample():
     assert tr.current_a.shape == (2, 6) and tr.polarization_c_m2.shape == (2, 6)
     assert torch.isfinite(tr.current_a).all()
     # per-domain initial state: all domains at +P_s is the same as a scalar +P_s
-    a = fecap_simulate(t, v, p, n_domains=3, initial_polarization_c_m2=torch.full((2, 3), PS))
+    a = fecap_simulate(
+        t, v, p, n_domains=3, initial_polarization_c_m2=torch.full((2, 3), PS, dtype=torch.float64)
+    )
     b = fecap_simulate(t, v, p, n_domains=3, initial_polarization_c_m2=PS)
     assert torch.allclose(a.polarization_c_m2, b.polarization_c_m2, rtol=1e-12, atol=1e-15)
