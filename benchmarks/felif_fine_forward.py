@@ -2,8 +2,9 @@
 
 Paths, one run: the torch eager reference loop (``felif_reference_window``), a numpy loop of the
 same equations, the fused fast path (``felif_fine_window``: C kernel) and, with
-``--with-compile``, ``torch.compile`` of the eager loop body. Inputs are 0..2 nA so that no neuron
-reaches threshold within the window: every path does every micro-step (no early exit).
+``--with-compile`` / ``--with-numba``, ``torch.compile`` of the eager step and a numba kernel.
+Inputs are 0..2 nA so that no neuron reaches threshold within the window: every path does every
+micro-step (no early exit).
 Figures: median wall time of ``--repeats`` after a warm-up; ``cpu`` is the process CPU time
 (all threads), so ``per cpu-s`` is the throughput per core-second, the honest figure on a shared,
 loaded machine (wall-clock throughput on 2 idle cores is about twice it for the 2-thread paths).
@@ -55,6 +56,40 @@ def _numpy_window(cur: np.ndarray, v: np.ndarray, p: np.ndarray, c: dict, n: int
     return v, p
 
 
+def _numba_path(cur: np.ndarray, c: dict, n_steps: int) -> Callable[[], None]:
+    """The numba alternative the fast path was chosen against: prange over neurons, the time loop
+    inside, fastmath, libm pow/exp (compiled once, cached by numba)."""
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def window(cur, v, p, kc, kd, ea, so, al, tau0, ps, area, i0a, vt, idsc, ctot, vthr, n, dt):
+        for i in prange(v.shape[0]):
+            vi, pi = v[i], p[i]
+            for _ in range(n):
+                if vi >= vthr[i]:
+                    break
+                e = vi * kc[i] - pi * kd[i]
+                x = min((ea[i] / (abs(e) + so[i])) ** al[i], 80.0)
+                tgt = ps[i] if e > 0 else (-ps[i] if e < 0 else 0.0)
+                pn = min(max(pi + dt * (tgt - pi) * np.exp(-x) / tau0[i], -ps[i]), ps[i])
+                sg = 1.0 if vi > 0 else (-1.0 if vi < 0 else 0.0)
+                leak = (i0a[i] * (np.exp(min(vi / vt[i], 40.0)) - 1.0) + idsc[i]) * sg
+                vn = vi + (dt * (cur[i] - leak) - area[i] * (pn - pi)) / ctot[i]
+                vi, pi = min(max(vn, -5.0), 5.0), pn
+            v[i], p[i] = vi, pi
+
+    flat = {k: a.reshape(-1) for k, a in c.items()}
+    keys = ("k_c", "k_d", "e_a", "soft_e", "alpha", "tau0", "ps", "area", "i0a", "v_t", "i_dsc")
+    args = [flat[k] for k in keys] + [flat["ctot"], flat["v_thr"]]
+
+    def run() -> None:
+        v = np.zeros(cur.size, np.float32)
+        p = np.full(cur.size, -0.22, np.float32)
+        window(cur.reshape(-1), v, p, *args, n_steps, np.float32(1e-6))
+
+    return run
+
+
 def _time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     fn()  # warm-up (kernel load, compile)
     walls, cpus = [], []
@@ -81,7 +116,9 @@ def _compiled_loop(cur, state, params, n_steps: int) -> Callable[[], None]:
     return compiled
 
 
-def run(sizes: list[tuple[int, int]], repeats: int, n_steps: int, with_compile: bool) -> list[dict]:
+def run(
+    sizes: list[tuple[int, int]], repeats: int, n_steps: int, with_compile: bool, with_numba: bool
+) -> list[dict]:
     from bruno_lab.devices.felif_fast import kernel_constants
 
     rows = []
@@ -100,6 +137,8 @@ def run(sizes: list[tuple[int, int]], repeats: int, n_steps: int, with_compile: 
             "numpy loop": partial(_numpy_window, c0, v0, p0, consts, n_steps, 1e-6),
             "fast path (C kernel)": partial(felif_fine_window, cur, state, params, n_steps),
         }
+        if with_numba:
+            paths["numba prange, time loop inside"] = _numba_path(c0, consts, n_steps)
         if with_compile:
             paths["torch.compile step (no freeze)"] = _compiled_loop(cur, state, params, n_steps)
         for name, fn in paths.items():
@@ -124,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=1000, help="micro-steps per window")
     ap.add_argument("--with-compile", action="store_true", help="also time torch.compile")
+    ap.add_argument("--with-numba", action="store_true", help="also time a numba kernel")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
-    rows = run(sizes, args.repeats, args.steps, args.with_compile)
+    rows = run(sizes, args.repeats, args.steps, args.with_compile, args.with_numba)
     header = {
         "benchmark": "felif_fine_forward",
         "device": "cpu",
