@@ -68,5 +68,8 @@ class WallClock(Clock):
         if math.isfinite(seconds) and seconds > 0:
             time.sleep(seconds)
 
+    def snapshot(self) -> dict[str, str]:
+        return {"role": self.role, "model": "wall", "idn": self.idn}
+
     def close(self) -> None:
         """Nothing to close."""

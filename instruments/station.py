@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import instruments
 from bruno_lab.errors import PlanError
 from instruments.envelope import Envelope, SafetyGuard
+from instruments.errors import ConnectionLost, InstrumentError
 from instruments.roles import MODELS, ROLES, DiePosition
 from instruments.scpi import DEFAULT_TIMEOUT_S
 
@@ -155,6 +156,19 @@ class Bench:
         log.warning("%s reconnected", role)
         return new
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every instrument's identity and sent settings, plus station, wiring and the device
+        kind the envelope applies: what a measurement row stores as provenance (no I/O)."""
+        out: dict[str, Any] = {
+            "station": self.station,
+            "wiring": dict(self.wiring),
+            "device_kind": self.guard.device_kind,
+        }
+        for role, instrument in self.instruments().items():
+            take = getattr(instrument, "snapshot", None)
+            out[role] = take() if callable(take) else {"idn": getattr(instrument, "idn", "?")}
+        return out
+
     def instruments(self) -> dict[str, Any]:
         return {r: getattr(self, r) for r in ROLES if getattr(self, r) is not None}
 
@@ -235,8 +249,6 @@ class Bench:
         finally:
             self.close()
         if problems and exc is None:
-            from instruments.errors import InstrumentError
-
             raise InstrumentError("bench not left safe: " + "; ".join(problems))
 
 
@@ -260,9 +272,14 @@ def open_instrument(
         import pyvisa
 
         resource_manager = pyvisa.ResourceManager("@py")
-    handle = resource_manager.open_resource(
-        resource, read_termination="\n", write_termination="\n", timeout=timeout_s * 1000.0
-    )
+    try:
+        handle = resource_manager.open_resource(
+            resource, read_termination="\n", write_termination="\n", timeout=timeout_s * 1000.0
+        )
+    except Exception as exc:  # VisaIOError, refused, unreachable, malformed resource string
+        raise ConnectionLost(
+            f"cannot open {resource}: {exc}", instrument=role, command=None
+        ) from exc
     try:
         return entry.cls(handle, role=role, guard=guard, timeout_s=timeout_s)
     except BaseException:

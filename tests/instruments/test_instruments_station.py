@@ -213,3 +213,22 @@ def test_safe_state_reconnects_an_instrument_whose_link_dropped(tmp_path):
     with pytest.raises(ConnectionLost), open_bench(path, resource_manager=rm) as bench:
         bench.smu.measure_current_a()
     assert rm.reopened["SMU"].index == len(reconnect)  # the new link shut the SMU down
+
+
+def test_an_unreachable_instrument_is_connection_lost_and_nothing_stays_open(tmp_path):
+    path = write_station(tmp_path, STATION)
+    rm = FakeResourceManager({"SMU": SCRIPTS_CONNECT["SMU"], "AWG": SCRIPTS_CONNECT["AWG"]})
+    with pytest.raises(ConnectionLost, match="cannot open PROBER"):
+        open_bench(path, resource_manager=rm)
+    assert all(resource.closed for resource in rm.opened.values())
+
+
+def test_bench_snapshot_names_every_instrument(tmp_path):
+    path = write_station(tmp_path, STATION, wiring={"tia_gain_v_per_a": 1e4})
+    scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
+    rm = FakeResourceManager(scripts)
+    bench = open_bench(path, resource_manager=rm)
+    snap = bench.snapshot()
+    assert snap["smu"]["model"] == "keithley2450" and snap["prober"]["idn"] == "Velox 3.3.0.10"
+    assert snap["clock"]["model"] == "wall" and snap["wiring"]["tia_gain_v_per_a"] == 1e4
+    bench.close()
