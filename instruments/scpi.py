@@ -122,8 +122,11 @@ class Instrument:
                     raise ConnectionLost(
                         "connection closed by the instrument", instrument=self.name, command=command
                     ) from exc
+                waited_s = (getattr(self.resource, "timeout", None) or 0.0) / 1000.0
                 raise InstrumentTimeout(
-                    f"no reply within {self.timeout_s:g} s", instrument=self.name, command=command
+                    f"no reply within {waited_s or self.timeout_s:g} s",
+                    instrument=self.name,
+                    command=command,
                 ) from exc
             raise ConnectionLost(
                 f"VISA I/O error {exc.error_code}: {exc.description}",
