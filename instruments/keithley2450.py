@@ -12,8 +12,10 @@ sent, and the output is switched on only with a compliance set and the prober in
     i_a = smu.measure_current_a()
     smu.shutdown()
 
-Not in the dialect shared with the sim (so not used): ``:SOUR:LIST:VOLT:APP`` for lists longer
-than one command line, and ``:TRAC:CLE``; a sweep reads the last ``len(voltages)`` readings.
+Known gap against the hardware: the 2450 takes at most 100 values per ``:SOUR:LIST:VOLT``
+command and appends more with ``:SOUR:LIST:VOLT:APP``; that command is not in the dialect shared
+with the simulated lab, so lists are sent in one command (up to 2500 points, the list capacity).
+``:TRAC:CLE`` is not in it either: a sweep reads the last ``len(voltages)`` readings.
 """
 
 from __future__ import annotations
