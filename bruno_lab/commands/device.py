@@ -22,11 +22,20 @@ def register(app: typer.Typer) -> None:
     app.add_typer(device_app, name="device")
 
 
+def _q(value: str, unit: str, where: str) -> float:
+    """A quantity from the command line: a bare number is already in SI ``unit``."""
+    from bruno_lab.units import parse_quantity
+
+    try:
+        return float(value)
+    except ValueError:
+        return parse_quantity(value.strip(), unit, where=where)
+
+
 def _params(kind: str, overrides: list[str]) -> Any:
     """The kind's default parameters with ``NAME=VALUE`` overrides (units via parse_quantity)."""
     from bruno_lab.devices.scenarios import params_class
     from bruno_lab.errors import BadInputError
-    from bruno_lab.units import parse_quantity
 
     cls = params_class(kind)
     specs = cls.specs()
@@ -40,22 +49,17 @@ def _params(kind: str, overrides: list[str]) -> Any:
             raise BadInputError(
                 f"--param {name!r}: not a {kind} parameter; valid names: {', '.join(specs)}"
             )
-        try:  # a bare number is already in the parameter's SI unit
-            values[name] = float(raw)
-        except ValueError:
-            values[name] = parse_quantity(raw.strip(), specs[name].unit, where=f"--param {name}")
+        values[name] = _q(raw, specs[name].unit, where=f"--param {name}")
     return cls.from_json(values, n=1, where="--param")
 
 
 def _segments(specs: list[str]) -> list[tuple[float, float]]:
     """``VALUE`` or ``VALUE@START`` (e.g. "5 nA@10 ms") -> (start_s, current_a) segments."""
-    from bruno_lab.units import parse_quantity
-
     out = []
     for spec in specs:
         value, _, start = spec.partition("@")
-        start_s = parse_quantity(start.strip(), "s", where="--current start") if start else 0.0
-        out.append((start_s, parse_quantity(value.strip(), "A", where="--current")))
+        start_s = _q(start, "s", where="--current start") if start else 0.0
+        out.append((start_s, _q(value, "A", where="--current")))
     return out
 
 
@@ -96,8 +100,8 @@ def simulate(
 ) -> None:
     """Simulate one device and report spike times (felif), loop and PUND (fecap) or I-V (rram)."""
     from bruno_lab.devices import scenarios
-    from bruno_lab.units import parse_quantity as q
 
+    q = _q
     params = _params(kind, param or [])
     if kind == "felif":
         result = scenarios.felif_scenario(

@@ -36,6 +36,8 @@ def test_param_override_with_units_changes_the_result():
     assert low["spike_times_s"][0] < base["spike_times_s"][0]
     big = _run("felif", "--current", "10 nA", "--duration", "5 ms", "--param", "area_m2=50 um**2")
     assert big["params"]["area_m2"] == pytest.approx(50e-12)
+    bare = _run("felif", "--current", "1e-8", "--duration", "0.005", "--param", "v_thr_v=1.5")
+    assert bare["spike_times_s"] == low["spike_times_s"]  # bare numbers are SI
 
 
 def test_fecap_loop_and_pund():
