@@ -126,9 +126,10 @@ def rram_scenario(
     n_cycles: int = 1,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Form the cell (ramp under compliance), then DC I-V cycles 0 -> +Vmax -> 0 -> -Vmax -> 0,
-    compliance on the SET half only. SET: first V with I above half the compliance; RESET: first
-    V on the way down where the chord conductance |I/V| has halved (None if not seen)."""
+    """Form the cell (ramp under compliance), RESET it once (0 -> -Vmax -> 0), then DC I-V cycles
+    0 -> +Vmax -> 0 -> -Vmax -> 0, compliance on the SET half only. SET: first V with I above
+    half the compliance; RESET: first V on the way down where the chord conductance |I/V| has
+    halved (None if not seen)."""
     if v_set_max_v <= 0 or v_reset_max_v >= 0 or step_v <= 0 or sweep_rate_v_s <= 0:
         raise BadInputError("rram sweep: need v_set_max > 0 > v_reset_max, step and rate > 0")
     gen = torch.Generator().manual_seed(seed)
@@ -138,6 +139,8 @@ def rram_scenario(
     down = torch.arange(0.0, -v_reset_max_v + step_v / 2, step_v, dtype=torch.float64)
     sweep = torch.cat([up, up.flip(0), -down, -down.flip(0)])
     limit = torch.where(sweep > 0, compliance_a, 1.0)[None]
+    neg_half = torch.cat([-down, -down.flip(0)])[None]  # first RESET after forming
+    _, state = rram.rram_apply_voltage(neg_half, step_v / sweep_rate_v_s, state, params, 1.0, gen)
     cycles = []
     for _ in range(n_cycles):
         g_before = float(rram.rram_conductance_siemens(state, params)[0])
