@@ -182,7 +182,10 @@ def test_fast_path_equals_reference_loop_float64_and_float32():
     currents = torch.tensor(
         [[3e-9, 1e-8, 2e-8, 5e-8], [8e-9, 0.0, -1e-8, 1.2e-8]], dtype=torch.float64
     )
-    params = FeLIFParams.default(4)
+    from bruno_lab.devices.params import sample_population
+
+    spread = {"area_m2": 0.1, "e_a_v_m": 0.1, "ps_c_m2": 0.1, "i0_a_m2": 0.1, "t_hzo_m": 0.05}
+    params = sample_population(FeLIFParams.default(1), spread, 4, torch.Generator().manual_seed(5))
     ref_steps, _ = _reference_steps(currents, params, 4, 1000, 1e-6)
     assert int((ref_steps >= 0).sum()) >= 6
     for dtype, step_tol in ((torch.float64, 0), (torch.float32, 2)):
