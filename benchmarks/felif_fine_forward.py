@@ -164,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1000, help="micro-steps per window")
     ap.add_argument("--with-compile", action="store_true", help="also time torch.compile")
     ap.add_argument("--with-numba", action="store_true", help="also time a numba kernel")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the fast path splits neurons over as many threads
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     rows = run(sizes, args.repeats, args.steps, args.with_compile, args.with_numba)
     header = {
