@@ -55,7 +55,7 @@ class ProgramVerifyMixin(RramProtocolParams):
     tolerance_siemens: Siemens = Field(4e-6, gt=0)
     set_start_v: Volts = Field(0.8, gt=0)
     set_max_v: Volts = Field(2.0, gt=0)
-    reset_start_v: Volts = Field(0.5, gt=0)
+    reset_start_v: Volts = Field(0.6, gt=0)
     reset_max_v: Volts = Field(2.5, gt=0)
     step_v: Volts = Field(0.02, gt=0)
     max_attempts: int = Field(100, ge=1, le=10_000)
@@ -93,10 +93,11 @@ def program_verify(
     """Pulse until the read conductance is within ``p.tolerance_siemens`` of the target.
 
     Adaptive incremental-step pulsing: SET (positive) pulses below the band, RESET (negative)
-    above it. A pulse that moved G by less than half the tolerance raises that polarity's
-    amplitude by ``step_v`` (up to its maximum); one that overshot the band lowers it by a step
-    (down to its start). Pass the same ``amplitude`` dict (polarity -> V) for successive
-    targets of one device so each polarity keeps its learned amplitude.
+    above it. A pulse that moved G by less than half the tolerance, or by less than a tenth of
+    the remaining distance, raises that polarity's amplitude by ``step_v`` (up to its maximum);
+    one that overshot the band lowers it by a step (down to its start). Pass the same
+    ``amplitude`` dict (polarity -> V) for successive targets of one device so each polarity
+    keeps its learned amplitude.
     """
     amplitude = {} if amplitude is None else amplitude
     g = p.read(bench)
@@ -109,7 +110,7 @@ def program_verify(
         p.pulse(bench, d * v)
         attempts += 1
         g_new = p.read(bench)
-        if d * (g_new - g) < 0.5 * tol:
+        if d * (g_new - g) < max(0.5 * tol, 0.1 * abs(g - target_siemens)):
             amplitude[d] = min(v + p.step_v, top)
         elif d * (g_new - target_siemens) > tol:
             amplitude[d] = max(v - p.step_v, start)

@@ -24,7 +24,7 @@ class RramEnduranceParams(RramProtocolParams):
 
     set_v: Volts = Field(1.4, gt=0)
     reset_v: Volts = Field(1.6, gt=0)
-    max_cycles: int = Field(10_000, ge=1, le=10**9)
+    max_cycles: int = Field(1000, ge=1, le=10**9)
     checkpoints_per_decade: int = Field(2, ge=1, le=20)
     min_window_ratio: float = Field(2.0, gt=1)
 
@@ -57,7 +57,7 @@ def _cycle(bench: Any, params: RramEnduranceParams, n_cycles: int) -> None:
     awg.configure_burst(n_cycles)
     awg.output_enabled = True
     try:
-        bench_ops.trigger_and_wait(awg, bench_ops.TRIGGER_TIMEOUT_S + 1e-3 * n_cycles)
+        bench_ops.trigger_and_wait(awg, bench_ops.TRIGGER_TIMEOUT_S + 0.05 * n_cycles)
     finally:
         awg.output_enabled = False
 

@@ -25,7 +25,7 @@ from protocols.rram_common import RramProtocolParams
 class RramPulsedParams(RramProtocolParams):
     """Pulse amplitudes (magnitudes, V) and repeats."""
 
-    set_amplitudes_v: VoltsList = Field(default_factory=lambda: [0.8, 1.0, 1.2, 1.4], min_length=1)
+    set_amplitudes_v: VoltsList = Field(default_factory=lambda: [1.2, 1.4, 1.6, 1.8], min_length=1)
     reset_amplitudes_v: VoltsList = Field(
         default_factory=lambda: [0.8, 1.0, 1.2, 1.4, 1.6], min_length=1
     )

@@ -55,19 +55,24 @@ def write_plan(tmp_path: Path) -> Callable[[dict[str, Any], str], Path]:
     return write
 
 
-QUICK_PROTOCOLS: list[dict[str, Any]] = [
-    {"protocol": "pund", "params": {"amplitude_v": "3 V"}},
-    {"protocol": "rram_forming", "params": {"max_v": "3.5 V", "step_v": "100 mV"}},
-]
-
-
-def quick_plan(name: str = "quick", dies: Any = "all") -> dict[str, Any]:
-    """One FeCap site (PUND) and the RRAM site (forming) per die."""
+def quick_plan(name: str = "quick", dies: Any = "all", fecap: bool = False) -> dict[str, Any]:
+    """Forming and a short pulsed SET/RESET on the RRAM site of each die (about 1 s per device
+    on the sim); with ``fecap``, PUND on FeCap site 0 too (about 4 s)."""
+    protocols: list[dict[str, Any]] = [
+        {"protocol": "rram_forming", "params": {"max_v": "3.5 V", "step_v": "100 mV"}},
+        {
+            "protocol": "rram_pulsed",
+            "params": {"set_amplitudes_v": ["1.8 V"], "reset_amplitudes_v": ["1.6 V"],
+                       "n_repeats": 1},
+        },
+    ]  # fmt: skip
+    if fecap:
+        protocols.insert(0, {"protocol": "pund", "params": {"amplitude_v": "3 V"}})
     return {
         "name": name,
         "dies": dies,
         "sites": {"fecap": [0], "rram": "all", "felif": []},
-        "protocols": copy.deepcopy(QUICK_PROTOCOLS),
+        "protocols": protocols,
     }
 
 

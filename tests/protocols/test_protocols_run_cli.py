@@ -52,7 +52,7 @@ def test_dry_run_prints_schedule_and_touches_nothing(
     doc = json.loads(result.stdout)
     n_dies = len(lab.wafer.dies)
     assert doc["n_dies"] == n_dies and doc["n_measurements"] == 2 * n_dies
-    assert doc["schedule"][0]["key"] == f"{doc['schedule'][0]['die']}/0/pund/0"
+    assert doc["schedule"][0]["key"] == f"{doc['schedule'][0]['die']}/2/rram_forming/0"
     assert doc["estimated_duration_s"] > 0
     human = _cli("run", str(plan), "--station", str(station), "--dry-run")
     assert (
@@ -65,8 +65,8 @@ def test_dry_run_prints_schedule_and_touches_nothing(
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda p: p["protocols"][0]["params"].update(amplitude_v="3 A"), "amplitude_v"),
-        (lambda p: p["protocols"][1]["params"].update(max_v="9 V"), "max_voltage_v"),
+        (lambda p: p["protocols"][0]["params"].update(max_v="3 A"), "max_v"),
+        (lambda p: p["protocols"][1]["params"].update(set_amplitudes_v=["9 V"]), "max_voltage_v"),
         (lambda p: p["protocols"][0].update(protocol="pundit"), "unknown protocol"),
         (lambda p: p.update(dies=[[0, 0], [42, 42]]), "no such die"),
         (None, "malformed YAML"),
