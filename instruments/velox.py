@@ -3,7 +3,9 @@
 Followed: the Velox SCI command names as FormFactor's own Python module ``veloxsci`` (generated
 from ``commands.info.xml``) and its die-stepping example use them: ``ReportKernelVersion``,
 ``StepFirstDie``, ``StepNextDie [Column Row Site]``, ``ReadMapPosition``, ``MoveChuckContact``,
-``MoveChuckSeparation``, ``ReadChuckStatus``. Every command is one line and gets one reply
+``MoveChuckSeparation``, ``ReadChuckStatus`` (the chuck height is read from its first field, as
+the shared dialect has it, or from Velox's own ``PresetHeight`` field: ``C``/``O`` contact,
+``A``/``S`` not). Every command is one line and gets one reply
 ``<errcode>: <data>``; ``0`` is success (e.g. ``0: 3 4 0``), any other code is an error with a
 message (``703: End of wafer``). Sites (sub-dies) count from 0. Replies with more fields than
 used (real ``ReadMapPosition`` adds die and cluster indices) are accepted; only the leading
@@ -52,11 +54,22 @@ def _map_position(data: str) -> MapPosition:
     return MapPosition(int(col), int(row), int(site), float(x_um) * 1e-6, float(y_um) * 1e-6)
 
 
+_HEIGHTS = ("C", "O", "A", "S")  # contact, overtravel, align, separation
+_PRESET_HEIGHT_FIELD = 6  # real ReadChuckStatus: FlagsInit FlagsMode FlagsLimit FlagsMoving
+#                           Comp IsVacuumOn PresetHeight LoadPos IsLiftDown ...
+
+
 def _contact(data: str) -> bool:
-    state = _tokens(data, 1)[0].upper()
-    if state not in ("C", "S"):
-        raise ValueError(f"chuck state {state!r}, expected C or S")
-    return state == "C"
+    """Whether the chuck is at contact (or overtravel) height. The shared dialect puts the
+    height first (``C 1 0``); Velox itself reports it as the 7th field, ``PresetHeight``."""
+    words = [w.upper() for w in _tokens(data, 1)]
+    if words[0] in _HEIGHTS:
+        height = words[0]
+    elif len(words) > _PRESET_HEIGHT_FIELD and words[_PRESET_HEIGHT_FIELD][:1] in _HEIGHTS:
+        height = words[_PRESET_HEIGHT_FIELD][:1]
+    else:
+        raise ValueError(f"no chuck height (C, O, A or S) in {data!r}")
+    return height in ("C", "O")
 
 
 class VeloxError(InstrumentErrorQueue):

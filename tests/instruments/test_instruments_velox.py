@@ -99,3 +99,25 @@ def test_garbled_replies(reply):
         pytest.raises(GarbledReply),
     ):
         prober.step_first_die()
+
+
+@pytest.mark.parametrize(
+    ("reply", "in_contact"),
+    [
+        ("0: C 1 0", True),
+        ("0: S 1 0", False),
+        ("0: 15 3 0 0 D 1 C 0 0 1 0", True),  # Velox's own field order: PresetHeight 7th
+        ("0: 15 3 0 0 D 1 O 0 0 1 0", True),
+        ("0: 15 3 0 0 D 1 S 0 0 1 0", False),
+        ("0: 15 3 0 0 D 1 A 0 0 1 0", False),
+    ],
+)
+def test_chuck_status_in_both_field_orders(reply, in_contact):
+    with expected_protocol(VeloxProber, [*CONNECT, ("ReadChuckStatus", reply)]) as prober:
+        assert prober.in_contact is in_contact
+
+
+def test_chuck_status_without_a_height_is_garbled():
+    script = [*CONNECT, ("ReadChuckStatus", "0: 15 3 0")]
+    with expected_protocol(VeloxProber, script) as prober, pytest.raises(GarbledReply):
+        _ = prober.in_contact
