@@ -89,7 +89,8 @@ class VeloxProber(Instrument, ProbeStation):
     """FormFactor Velox prober: wafer-map stepping by die index, chuck contact/separation."""
 
     IDENTITY_QUERY = "ReportKernelVersion"
-    IDENTITY_PATTERN = r"(?i)^0:.*velox"
+    # Velox answers "0: <Version> <Description>"; the shared dialect "0: Velox <ver>"
+    IDENTITY_PATTERN = r"(?i)^0:\s*(\d+(\.\d+)+\b|.*velox)"
 
     def __init__(self, resource: Any, **kwargs: Any) -> None:
         self.before_move: list[Callable[[], None]] = []

@@ -19,6 +19,11 @@ SEPARATED = ("ReadChuckStatus", "0: S 1 0")
 CONTACT = ("ReadChuckStatus", "0: C 1 0")
 
 
+def test_connect_accepts_velox_own_version_reply():
+    with expected_protocol(VeloxProber, [("ReportKernelVersion", "0: 3.3 Kernel 3.3.0.10")]) as p:
+        assert p.idn == "3.3 Kernel 3.3.0.10"
+
+
 def test_connect_reads_kernel_version():
     with expected_protocol(VeloxProber, CONNECT) as prober:
         assert prober.idn == "Velox 3.3.0.10"
