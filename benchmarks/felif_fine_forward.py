@@ -170,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)  # the fast path splits neurons over as many threads
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+    threads = torch.get_num_threads()  # numba's threading layer may change it later
     rows = run(sizes, args.repeats, args.steps, args.with_compile, args.with_numba)
     header = {
         "benchmark": "felif_fine_forward",
         "device": "cpu",
         "dtype": "float32",
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "sizes": args.sizes,
         "repeats": args.repeats,
     }
