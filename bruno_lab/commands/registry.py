@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "device",
     "deploy",
     "evaluate",
+    "demo",
 )
 
 
