@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bruno_lab.cards import ModelCardBody, parse_card
 from bruno_lab.errors import DataError
 from calibration.data import check_kind, load_devices
@@ -114,6 +116,8 @@ def build_card(kind_fit: KindFit, kind: str, scope_id: str, scope: str = "wafer"
         raise DataError(f"{kind} on {scope_id}: no usable device (flags seen: {reasons})")
     names = [s.name for s in kind_fit.specs]
     values, errs = kind_fit.table(names)
+    names = [n for n in names if np.isfinite(values[n]).any()]  # e.g. no rram_iv in the plan
+    values = {n: values[n] for n in names}
     units = _units(kind_fit)
     params = population_parameters(values, units, errs, names)
     corr = correlations(values)
