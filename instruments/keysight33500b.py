@@ -159,8 +159,10 @@ class Keysight33500B(ScpiInstrument, WaveformGenerator):
             "OUTP1:LOAD INF",
             ("amplitude_vpp", vpp),
             ("offset_v", offset_v),
+            check=False,
         )
         self.wait_complete()
+        self.check_errors()
 
     def configure_burst(self, n_cycles: int) -> None:
         """Play ``n_cycles`` periods on each bus trigger (``*TRG``)."""

@@ -411,8 +411,9 @@ class ScpiInstrument(Instrument):
         if self._batch_depth == 0:
             self.check_errors()
 
-    def configure_settings(self, *items: str | tuple[str, Any]) -> None:
-        """Send plain commands and ``(setting_name, value)`` pairs in order, then check errors.
+    def configure_settings(self, *items: str | tuple[str, Any], check: bool = True) -> None:
+        """Send plain commands and ``(setting_name, value)`` pairs in order, then check errors
+        (unless ``check`` is False: the caller checks once it has sent the rest).
 
         Every pair is validated and checked against the envelope before the first command is
         sent, so a refused value leaves the instrument untouched.
@@ -435,7 +436,8 @@ class ScpiInstrument(Instrument):
             if name is not None:
                 self._sent_settings[name] = value
                 self._after_set(name, value)
-        self.check_errors()
+        if check:
+            self.check_errors()
 
     def _apply_setting(self, prop: ScpiProperty, value: Any) -> None:
         where = f"{self.name}: {prop.name}"

@@ -45,8 +45,8 @@ def upload_script(samples_v: np.ndarray, rate: str = "100000000", binary: bool =
         ("OUTP1:LOAD INF", None),
         (f"SOUR1:VOLT {vpp:.9g}", None),
         (f"SOUR1:VOLT:OFFS {offset:.9g}", None),
-        OK,
         ("*OPC?", "1"),
+        OK,
     ]
 
 
