@@ -29,6 +29,10 @@ def fit(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, help="Devices per fit task (per Dask task).")
     ] = 256,
+    n_domains: Annotated[
+        int,
+        typer.Option("--n-domains", min=1, help="FeCap domains in the fitted multi-domain model."),
+    ] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Fit every device of each kind on WAFER, store the fits and a new model-card version.
@@ -53,8 +57,8 @@ def fit(
     store = open_store_for_cli(db)
     results = []
     try:
-        if not kinds:  # every kind that has measurements on the wafer
-            for k in KINDS:
+        if not kinds:  # every kind that has measurements on the wafer (felif: not fitted yet)
+            for k in ("fecap", "rram"):
                 try:
                     load_devices(store, wafer, k)
                     kinds.append(k)
@@ -79,6 +83,7 @@ def fit(
                     k,
                     scheduler=scheduler,
                     chunk_size=chunk_size,
+                    n_domains=n_domains,
                     on_progress=lambda n, t=task: bar.advance(t, n),
                 )
                 bar.update(task, completed=1, total=1)
