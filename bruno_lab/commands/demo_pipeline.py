@@ -36,10 +36,11 @@ class DemoSize:
     epochs: int
     n_micro: int
     eval_passes: int
+    lr: float = 5e-3
 
 
 FULL = DemoSize(
-    dies=((1, 1), (3, 1), (0, 2), (4, 2), (1, 3), (3, 3)),
+    dies=((1, 1), (3, 1), (0, 2), (4, 2), (2, 3)),
     task={
         "n_classes": 2,
         "n_channels": 4,
@@ -49,8 +50,8 @@ FULL = DemoSize(
         "rate": 0.3,
         "seed": 0,
     },
-    n_hidden=2,
-    epochs=10,
+    n_hidden=3,
+    epochs=12,
     n_micro=100,
     eval_passes=3,
 )
@@ -69,6 +70,7 @@ QUICK = DemoSize(
     epochs=2,
     n_micro=20,
     eval_passes=1,
+    lr=2e-2,
 )
 
 
@@ -191,7 +193,7 @@ def train_network(state: DemoState, progress: Progress) -> None:
     result = train(
         network,
         data,
-        TrainConfig(epochs=size.epochs, lr=2e-2, batch_size=32, seed=state.seed),
+        TrainConfig(epochs=size.epochs, lr=size.lr, batch_size=32, seed=state.seed),
         on_epoch=on_epoch,
     )
     state.history = result.to_json()["history"]
