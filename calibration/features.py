@@ -44,7 +44,7 @@ def pv_loop_features(voltage_v: np.ndarray, polarization_c_m2: np.ndarray) -> di
     p = _vec(polarization_c_m2, "polarization_c_m2", min_len=8)
     if v.size != p.size:
         raise DataError(f"voltage_v ({v.size}) and polarization_c_m2 ({p.size}) differ in length")
-    dv = np.gradient(v)
+    dv = _direction(v)
     out: dict[str, float] = {}
     for sign, tag in ((1.0, "pos"), (-1.0, "neg")):
         branch = np.sign(dv) == sign
@@ -64,6 +64,21 @@ def pv_loop_features(voltage_v: np.ndarray, polarization_c_m2: np.ndarray) -> di
         )
     out["imprint_v"] = 0.5 * (out["vc_pos_v"] + out["vc_neg_v"])
     return out
+
+
+def _direction(v: np.ndarray) -> np.ndarray:
+    """Sign of dV/dt that survives a quantized voltage (runs of equal samples): the slope over
+    a window of ~1% of the trace, zeros filled with the previous direction."""
+    w = max(1, v.size // 100)
+    idx = np.arange(v.size)
+    d = np.sign(v[np.minimum(idx + w, v.size - 1)] - v[np.maximum(idx - w, 0)])
+    nz = np.flatnonzero(d)
+    if nz.size == 0:
+        return d
+    fill = np.maximum.accumulate(np.where(d != 0, idx, 0))
+    d = d[fill]
+    d[: nz[0]] = d[nz[0]]
+    return d
 
 
 def integrate_charge_c(time_s: np.ndarray, current_a: np.ndarray) -> np.ndarray:

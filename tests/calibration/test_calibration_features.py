@@ -105,3 +105,11 @@ def test_endurance_window_closes() -> None:
     hrs = np.full(5, 1e-5)
     assert endurance_cycles_to_close(cyc, lrs, hrs, 5.0) == 1000
     assert math.isnan(endurance_cycles_to_close(cyc, lrs, hrs, 1.5))
+
+
+def test_pv_loop_features_survive_a_quantized_voltage() -> None:
+    v, p = _loop(1.2, -0.8)
+    vq = np.round(v / 0.025) * 0.025  # an 8-bit scope channel: runs of equal samples
+    f = pv_loop_features(vq, p)
+    assert f["vc_pos_v"] == pytest.approx(1.2, abs=0.02)
+    assert f["vc_neg_v"] == pytest.approx(-0.8, abs=0.02)
