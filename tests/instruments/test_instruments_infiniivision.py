@@ -146,3 +146,14 @@ def test_configure_left_edge_at_the_trigger_sets_the_position_one_division_later
     script += [(":TRIG:SOUR EXT", None), (":ACQ:TYPE NORM", None), OK]
     with expected_protocol(InfiniiVision, script) as scope:
         scope.configure(2e-6, {1: (0.1, 0.0)}, left_edge_s=0.0)
+
+
+def test_single_settings():
+    script = [*CONNECT, (":TRIG:SOUR CHAN1", None), OK, (":TIM:SCAL 0.001", None), OK]
+    script += [(":TIM:POS -0.0001", None), OK]
+    with expected_protocol(InfiniiVision, script) as scope:
+        scope.trigger_source = "CHAN1"
+        scope.time_scale_s_per_div = 1e-3
+        scope.time_position_s = -1e-4
+        with pytest.raises(SettingRangeError):
+            scope.trigger_source = "LINE"

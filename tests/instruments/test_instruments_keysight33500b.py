@@ -158,3 +158,28 @@ def test_configure_burst_and_trigger():
         awg.trigger()
     with expected_protocol(Keysight33500B, CONNECT) as awg, pytest.raises(SettingRangeError):
         awg.configure_burst(0)
+
+
+def test_write_only_settings_with_the_output_known_off():
+    v = pulse_v()
+    script = [*CONNECT, *upload_script(v), ("SOUR1:VOLT:OFFS 0.25", None), OK]
+    script += [("SOUR1:FUNC:ARB:SRAT 50000000", None), OK, ("SOUR1:BURS:NCYC 5", None), OK]
+    with expected_protocol(Keysight33500B, script, guard=guard()) as awg:
+        awg.upload_waveform("pund", v, 100e6)
+        awg.offset_v = 0.25
+        awg.sample_rate_hz = 50e6
+        awg.burst_cycles = 5
+        played, rate = awg.played_waveform_v()
+        assert rate == 50e6 and played.max() == pytest.approx(0.25 + 1.5)
+        with pytest.raises(SettingRangeError):
+            awg.sample_rate_hz = 1e9
+        with pytest.raises(AttributeError):
+            _ = awg.offset_v
+
+
+def test_settings_of_an_unknown_live_output_need_a_known_waveform():
+    with (
+        expected_protocol(Keysight33500B, CONNECT, guard=guard()) as awg,
+        pytest.raises(EnvelopeError, match="known_waveform_required"),
+    ):
+        awg.offset_v = 0.1  # the output state is unknown: it may be playing
