@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "fecap-pv"
 PV_ARRAYS = ("time_s", "voltage_v", "polarization_c_m2")
+BAD_FIT_CHI2_FACTOR = 25.0
 
 
 def noise_sigma(y: np.ndarray) -> float:
@@ -142,8 +143,13 @@ def fit_fecap(
         chunk_size=chunk_size,
     )
     result = run_tasks(tasks, scheduler=scheduler, on_chunk_done=on_progress)
+    # The noise estimate of an integrated (smooth, quantized) polarization is only a scale, so a
+    # bad fit is one far worse than the wafer's typical fit, not one far above chi2 = 1.
+    chi2_typ = float(np.nanmedian(result.chi2_red))
     for j, i in enumerate(fit_idx):
         dev = complete[i]
-        out.add_fitted(dev, [rows[dev.device_id][f]["measurement_id"] for f in freqs], result, j)
+        extra = [] if result.chi2_red[j] <= BAD_FIT_CHI2_FACTOR * chi2_typ else ["bad_fit:chi2"]
+        mids = [rows[dev.device_id][f]["measurement_id"] for f in freqs]
+        out.add_fitted(dev, mids, result, j, extra)
     out.extra = {"frequencies_hz": freqs, "n_domains": n_domains}
     return out

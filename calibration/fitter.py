@@ -60,7 +60,7 @@ class FitOptions:
     lambda0: float = 1e-3
     jacobian: str = "auto"  # "forward" (autograd dual numbers), "fd", or "auto" (= forward)
     bad_fit_r2: float = 0.9
-    bad_fit_chi2: float = 25.0
+    bad_fit_chi2: float | None = None  # absolute chi2_red limit; stages apply a wafer-relative one
 
 
 @dataclass
@@ -311,7 +311,8 @@ def _summarise(
             f.append("nonfinite")
         if not bool(converged[i]):
             f.append("not_converged")
-        if float(r2[i]) < opts.bad_fit_r2 or float(chi2_red[i]) > opts.bad_fit_chi2:
+        chi2_bad = opts.bad_fit_chi2 is not None and float(chi2_red[i]) > opts.bad_fit_chi2
+        if float(r2[i]) < opts.bad_fit_r2 or chi2_bad:
             f.append("bad_fit")
         at = [s.name for k, s in enumerate(specs) if not 1e-4 < float(frac[i, k]) < 1 - 1e-4]
         if at:

@@ -91,7 +91,7 @@ def split_tasks(
                 per_device={k: np.asarray(v)[sl] for k, v in per_device.items()},
                 y=np.ascontiguousarray(y[sl]),
                 initial=np.ascontiguousarray(initial[sl]),
-                sigma=np.ascontiguousarray(sig[sl]),
+                sigma=np.array(sig[sl], dtype=np.float64),
                 mask=np.ascontiguousarray(msk[sl]),
                 options=options or FitOptions(),
             )
