@@ -96,7 +96,16 @@ def dc_current_a(
             voltage, duration_s / DC_STEPS, state, params, limit_a, generator
         )
         device.state = state
-        return float(current.mean())
+        # One reading is one read of the cell: the model's read noise (which grows with G) on
+        # top of the current the source drove. The noise is the model's own, taken as the
+        # difference of a noisy and a noiseless read at this voltage.
+        # The read noise is the filament's (random telegraph noise and the like): a pristine,
+        # unformed cell has none beyond the instrument's own. It scales with the voltage.
+        if voltage_v == 0.0 or not bool(state.formed.reshape(-1)[0]):
+            return float(current.mean())
+        g = rram.rram_conductance_siemens(state, params, voltage_v)
+        noise = rram.rram_read_current_a(voltage_v, state, params, generator) - voltage_v * g
+        return float(current.mean() + noise.reshape(-1)[0])
     total_s = settle_s + duration_s
     time_s = np.concatenate([[0.0], settle_s + np.linspace(0.0, duration_s, DC_STEPS * 8 + 1)])
     if settle_s <= 0.0:

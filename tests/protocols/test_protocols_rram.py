@@ -88,11 +88,6 @@ def test_program_verify_reaches_the_eight_level_ladder(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="the simulated SMU reads RRAM through rram_apply_voltage, without the model's read "
-    "noise (rram_read_current_a): measured sigma is ~1e-3 of the device's",
-    strict=False,
-)
 def test_read_noise_grows_with_conductance_as_the_device_says(
     sim_lab_factory, truth_factory, tmp_path
 ) -> None:
@@ -136,7 +131,8 @@ def test_retention_runs_a_day_of_virtual_time_in_seconds(
         virtual_s = bench.clock.now_s() - t0
     assert time.perf_counter() - start < 60
     times, _ = result.arrays["time_s"]
-    assert times[0] >= 1.0 and times[-1] >= 86400.0 and virtual_s >= 86400.0
+    # read times are differences of virtual clock readings: allow float rounding
+    assert times[0] >= 1.0 - 1e-9 and times[-1] >= 86400.0 - 1e-6 and virtual_s >= 86400.0 - 1e-6
     assert np.all(np.diff(times) > 0)
     assert np.isfinite(result.scalars["drift_rel_per_decade"])
 
