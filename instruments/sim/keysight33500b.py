@@ -61,10 +61,12 @@ class AwgState:
         return gain * (self.offset_v + samples * self.vpp_v / 2.0)
 
     def idle_v(self) -> float:
-        """The level between bursts (the offset), at the device."""
-        if not self.output_on:
+        """The level between triggered bursts, at the device: an arb's burst idles at the
+        waveform's first point (the burst start phase), not at the offset; 0 V when off."""
+        waveform = self.device_waveform_v()
+        if not self.output_on or waveform is None or waveform.size == 0:
             return 0.0
-        return (1.0 if self.load_highz else 2.0) * self.offset_v
+        return float(waveform[0])
 
 
 class Keysight33500BServer(ScpiServer):
