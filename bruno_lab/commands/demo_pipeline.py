@@ -40,7 +40,7 @@ class DemoSize:
 
 
 FULL = DemoSize(
-    dies=((1, 1), (3, 1), (0, 2), (4, 2), (2, 3)),
+    dies=((1, 1), (3, 1), (0, 2), (4, 2)),
     task={
         "n_classes": 2,
         "n_channels": 4,

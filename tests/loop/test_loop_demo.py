@@ -1,0 +1,86 @@
+"""The reduced demo end to end: its report's content and its database's contents."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report_summary_and_database(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+    from typer.testing import CliRunner
+
+    from bruno_lab.cli import app
+    from bruno_lab.store import open_store
+    from bruno_lab.store.models import Fit, Measurement, ModelCard, Run
+
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        app, ["demo", "--quick", "--out", str(out), "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+    # the summary: ids, accuracies, timings
+    acc = summary["accuracy"]
+    for key in ("software", "ideal_map", "on_chip", "chance"):
+        assert 0.0 <= acc[key] <= 1.0
+    assert summary["cards"]["rram"]["card_id"] >= 1
+    stages = ("lab", "characterize", "fit", "train", "deploy", "evaluate", "report", "total")
+    assert all(summary["timings_s"][s] >= 0.0 for s in stages)
+    dep = summary["deployment"]
+    assert dep["die"] == "2,2" and dep["n_cells"] == 8 and dep["status"] == "completed"
+
+    # the report: self-contained, with every kind of plot and the accuracies
+    report = (out / "report.html").read_text()
+    images = re.findall(
+        r'<img alt="([^"]+)" src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', report
+    )
+    for plot in ("rram level histograms", "rram wafer maps", "training curves",
+                 "deployment conductances", "accuracy"):  # fmt: skip
+        assert plot in images, (plot, images)
+    if "fecap" in summary["cards"]:  # P-V loops and FeCap maps when the FeCap card was fitted
+        assert any("fecap" in name or "pv" in name for name in images), images
+    assert "software vs chip" in report
+    assert f"{acc['on_chip']:.3f}" in report or str(acc["on_chip"]) in report
+    assert 'src="plots/' not in report and "http" not in report.split("<pre>")[0]
+
+    # the database: characterization, fits, cards and the deployment's measurements
+    store = open_store(summary["db"])
+    try:
+        with store.session() as s:
+            per_protocol = dict(
+                s.execute(
+                    select(Measurement.protocol, func.count())
+                    .where(Measurement.run_id == summary["characterization"]["run_id"])
+                    .group_by(Measurement.protocol)
+                ).all()
+            )
+            assert per_protocol["pund"] == 2 and per_protocol["pv_loop"] == 4
+            for proto in ("rram_forming", "rram_iv", "rram_program_verify", "rram_read_noise",
+                          "rram_retention"):  # fmt: skip
+                assert per_protocol[proto] == 2
+            assert s.execute(select(func.count()).select_from(Fit)).scalar() >= 2
+            cards = s.execute(select(ModelCard.id, ModelCard.device_kind)).all()
+            assert (summary["cards"]["rram"]["card_id"], "rram") in [
+                (i, str(getattr(k, "value", k))) for i, k in cards
+            ]
+            deploy_rows = s.execute(
+                select(Measurement.key, Measurement.status).where(
+                    Measurement.run_id == dep["run_id"]
+                )
+            ).all()
+            run = s.get(Run, dep["run_id"])
+            assert run.plan["document"]["deployment"]["wafer"] == "demo-wafer"
+        pv = sorted(k for k, _ in deploy_rows if "/rram_program_verify/" in k)
+        assert pv == sorted(f"2,2/{site}/rram_program_verify/0" for site in range(3, 11))
+        assert sum(1 for k, _ in deploy_rows if "/rram_forming/" in k) == 8
+    finally:
+        store.close()
+    record = json.loads(Path(dep["record"]).read_text())
+    assert [c["cell"] for c in record["cells"]] == list(range(8))
