@@ -211,7 +211,8 @@ def train_network(state: DemoState, progress: Progress) -> None:
 
 def deploy_and_evaluate(state: DemoState, store: Any, progress: Progress) -> None:
     """Deploy the network onto the centre die, then read it back and evaluate on chip."""
-    from protocols.deployment import deploy_network, evaluate_on_chip
+    from protocols.deployment import deploy_network
+    from protocols.deployment_eval import evaluate_on_chip
 
     assert state.network_path is not None and state.station_path is not None
 

@@ -47,7 +47,7 @@ def evaluate(
     console = Console(stderr=True)
     if not on_chip:
         from bruno_lab.train.io import load_network
-        from protocols.deployment import accuracy_with, task_for_network
+        from protocols.deployment_eval import accuracy_with, task_for_network
 
         acc = accuracy_with(load_network(network), task_for_network(network, data), None, {})
         summary: dict = {"software_accuracy": acc}
@@ -56,7 +56,7 @@ def evaluate(
             raise BadInputError("--on-chip needs --station FILE and --die D")
         if not station.is_file():
             raise BadInputError(f"--station {station}: no such file")
-        from protocols.deployment import evaluate_on_chip
+        from protocols.deployment_eval import evaluate_on_chip
 
         with Progress(
             SpinnerColumn(),

@@ -84,20 +84,28 @@ def _run_cli(args: list[str]) -> Any:
     return CliRunner().invoke(app, args, catch_exceptions=False)
 
 
-def test_evaluate_on_chip_without_station_exits_2(tmp_path: Path, tiny_network_factory) -> None:
-    import subprocess
+def _main_exit_code(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> int:
     import sys
 
-    net = tiny_network_factory(tmp_path / "net.pt")
-    exe = Path(sys.executable).with_name("bruno-lab")
-    done = subprocess.run(
-        [str(exe), "evaluate", "--network", str(net), "--on-chip"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2
-    assert "--on-chip needs --station" in done.stderr
+    from bruno_lab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["bruno-lab", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    return int(exc.value.code)
+
+
+def test_bad_deploy_and_evaluate_input_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    net = tmp_path / "net.pt"
+    net.write_bytes(b"not read before the arguments are checked")
+    assert _main_exit_code(monkeypatch, ["evaluate", "--network", str(net), "--on-chip"]) == 2
+    assert "--on-chip needs --station" in capsys.readouterr().err
+    missing = ["deploy", "--network", str(tmp_path / "nope.pt"), "--station", str(net),
+               "--die", "1,1"]  # fmt: skip
+    assert _main_exit_code(monkeypatch, missing) == 2
+    assert "no such file" in capsys.readouterr().err
 
 
 @pytest.mark.slow

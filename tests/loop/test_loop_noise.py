@@ -66,7 +66,8 @@ def test_noisier_chip_gives_lower_on_chip_accuracy(
     sim_lab_factory, loop_truth_factory, loop_db_url, tmp_path
 ) -> None:
     from bruno_lab.store import open_store
-    from protocols.deployment import DeploySettings, deploy_network, evaluate_on_chip
+    from protocols.deployment import DeploySettings, deploy_network
+    from protocols.deployment_eval import evaluate_on_chip
     from protocols.rram_forming import RramFormingParams
     from protocols.rram_program_verify import RramProgramVerifyParams
 
