@@ -12,10 +12,10 @@ sent, and the output is switched on only with a compliance set and the prober in
     i_a = smu.measure_current_a()
     smu.shutdown()
 
-Known gap against the hardware: the 2450 takes at most 100 values per ``:SOUR:LIST:VOLT``
-command and appends more with ``:SOUR:LIST:VOLT:APP``; that command is not in the dialect shared
-with the simulated lab, so lists are sent in one command (up to 2500 points, the list capacity).
-``:TRAC:CLE`` is not in it either: a sweep reads the last ``len(voltages)`` readings.
+The 2450 takes at most 100 values per ``:SOUR:LIST:VOLT`` command; longer lists (up to the
+2500-point capacity) are sent as one ``:SOUR:LIST:VOLT`` and then ``:SOUR:LIST:VOLT:APP`` commands
+of at most 100 values each, as the reference manual describes. ``:TRAC:CLE`` is not in the
+dialect shared with the sim: a sweep reads the last ``len(voltages)`` readings.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from instruments.validators import (
 )
 
 MAX_SWEEP_POINTS = 2500  # the 2450's source-list capacity
+LIST_VALUES_PER_COMMAND = 100  # :SOUR:LIST:VOLT and :SOUR:LIST:VOLT:APP take at most 100 each
 POWER_LINE_HZ_MAX = 60.0  # shortest NPLC time: used for the worst-case sweep step rate
 BUFFER = '"defbuffer1"'
 
@@ -180,10 +181,15 @@ class Keithley2450(ScpiInstrument, SourceMeter):
         self.guard.check_sweep(self.name, v, dwell_s, start_v=start_v)
         self.guard.check_contact(self.name, "sweep output")
 
+        chunks = [
+            ",".join(format_float(x) for x in v[i : i + LIST_VALUES_PER_COMMAND])
+            for i in range(0, v.size, LIST_VALUES_PER_COMMAND)
+        ]
         self.configure_settings(
             ":SOUR:FUNC VOLT",
             ("current_limit_a", current_limit_a),
-            ":SOUR:LIST:VOLT " + ",".join(format_float(x) for x in v),
+            ":SOUR:LIST:VOLT " + chunks[0],
+            *(":SOUR:LIST:VOLT:APP " + chunk for chunk in chunks[1:]),
             f":SOUR:SWE:VOLT:LIST 1,{format_float(delay_s)}",
         )
         expected_s = v.size * dwell_s

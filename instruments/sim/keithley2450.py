@@ -83,6 +83,7 @@ class Keithley2450Server(ScpiServer):
         ("READ?", "_read"),
         ("MEASure:CURRent?", "_read"),
         ("SOURce:LIST:VOLTage", "_list"),
+        ("SOURce:LIST:VOLTage:APPend", "_list_append"),
         ("SOURce:SWEep:VOLTage:LIST", "_sweep_list"),
         ("INITiate", "_init"),
         ("TRACe:ACTual?", "_trace_actual"),
@@ -225,10 +226,21 @@ class Keithley2450Server(ScpiServer):
     # ----- list sweep --------------------------------------------------------------------------
 
     def _list(self, s, args, b) -> None:
+        self.state.sweep_list_v = self._list_values(args)
+
+    def _list_append(self, s, args, b) -> None:
+        values = self._list_values(args)
+        if len(self.state.sweep_list_v) + len(values) > 2500:
+            raise CommandError(-222, "Data out of range; source list full")
+        self.state.sweep_list_v = [*self.state.sweep_list_v, *values]
+
+    @staticmethod
+    def _list_values(args: str) -> list[float]:
+        """At most 100 values per command, as on the real 2450."""
         values = [parse_float(v, -MAX_VOLTAGE_V, MAX_VOLTAGE_V) for v in args.split(",")]
-        if not values or len(values) > 2500:
-            raise CommandError(-222, "Data out of range")
-        self.state.sweep_list_v = values
+        if not values or len(values) > 100:
+            raise CommandError(-222, "Data out of range; 1 to 100 list values per command")
+        return values
 
     def _sweep_list(self, s, args, b) -> None:
         parts = [p.strip() for p in args.split(",")]

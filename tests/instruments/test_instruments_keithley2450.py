@@ -15,6 +15,7 @@ from instruments.errors import (
     WrongInstrument,
 )
 from instruments.keithley2450 import Keithley2450
+from instruments.scpi import format_float
 from instruments.testing import ProtocolMismatch, expected_protocol
 
 IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04096331,1.7.3c"
@@ -295,3 +296,27 @@ def test_snapshot_holds_what_was_sent_without_io():
         snap = smu.snapshot()
     assert snap["model"] == "keithley2450" and snap["idn"] == IDN and snap["role"] == "smu"
     assert snap["current_limit_a"] == 1e-4 and snap["nplc"] == 1.0 and snap["source_range_v"] == 20
+
+
+def test_long_sweep_lists_go_in_commands_of_at_most_100_values():
+    v = np.linspace(0.0, 1.0, 250)
+    chunks = [",".join(format_float(x) for x in v[i : i + 100]) for i in range(0, 250, 100)]
+    data = ",".join(f"{format_float(x)},1E-9" for x in v)
+    script = [
+        *CONNECT,
+        (":SOUR:FUNC VOLT", None),
+        (":SOUR:VOLT:ILIM 0.0001", None),
+        (":SOUR:LIST:VOLT " + chunks[0], None),
+        (":SOUR:LIST:VOLT:APP " + chunks[1], None),
+        (":SOUR:LIST:VOLT:APP " + chunks[2], None),
+        (":SOUR:SWE:VOLT:LIST 1,0.001", None),
+        OK,
+        (":INIT", None),
+        ("*WAI", None),
+        (':TRAC:ACT? "defbuffer1"', "250"),
+        (':TRAC:DATA? 1,250,"defbuffer1",SOUR,READ', data),
+        OK,
+    ]
+    with expected_protocol(Keithley2450, script, guard=guard()) as smu:
+        volts, _ = smu.sweep_voltage_list(v, 1e-4, 1e-3)
+    assert volts.size == 250
