@@ -246,8 +246,10 @@ def run(
     if n_threads == 1 or n == 0:
         _call(fn, 0, n, n, cur_c, v_c, p_c, c, n_steps, dt_s, step)
     else:
-        bounds = [(i * n // n_threads) // 16 * 16 for i in range(n_threads)] + [n]
-        pairs = list(itertools.pairwise(bounds))
+        # a few chunks per thread, so a thread the OS descheduled does not hold up the window
+        n_chunks = max(n_threads, min(4 * n_threads, n // 2048))
+        bounds = [(i * n // n_chunks) // 128 * 128 for i in range(n_chunks)] + [n]
+        pairs = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
         c_parts = [c[:, a:b].contiguous() for a, b in pairs]
         futures = [
             _executor(n_threads).submit(
