@@ -26,7 +26,8 @@ def _vec(x: np.ndarray, name: str, *, min_len: int = 2) -> np.ndarray:
 def _crossings(x: np.ndarray, y: np.ndarray, level: float = 0.0) -> np.ndarray:
     """x where y crosses ``level`` (linear interpolation between samples)."""
     s = y - level
-    idx = np.nonzero(np.signbit(s[:-1]) != np.signbit(s[1:]))[0]
+    above = s > 0  # a sample exactly at the level counts as below: 0 -> + is a crossing
+    idx = np.nonzero(above[:-1] != above[1:])[0]
     if idx.size == 0:
         return np.empty(0)
     x0, x1, y0, y1 = x[idx], x[idx + 1], s[idx], s[idx + 1]

@@ -111,8 +111,9 @@ def fit_fecap(
     feats = []
     for d in complete:
         a = arrays[rows[d.device_id][freqs[0]]["measurement_id"]]
-        last = a["time_s"] >= a["time_s"][-1] - 1.0 / freqs[0]
-        feats.append(pv_loop_features(a["voltage_v"][last], a["polarization_c_m2"][last]))
+        # every branch after the first rise to +V (which erases the device's history)
+        after = a["time_s"] >= a["time_s"][0] + 0.25 / freqs[0]
+        feats.append(pv_loop_features(a["voltage_v"][after], a["polarization_c_m2"][after]))
     pr = np.array([0.5 * (f["pr_pos_c_m2"] - f["pr_neg_c_m2"]) for f in feats])
     med = float(np.nanmedian(pr))
     switching = np.isfinite(pr) & (pr > 0.1 * med)

@@ -55,7 +55,7 @@ class FitOptions:
     max_iter: int = 40
     adam_steps: int = 0
     adam_lr: float = 0.05
-    ftol: float = 1e-8
+    ftol: float = 1e-7
     xtol: float = 1e-8
     lambda0: float = 1e-3
     jacobian: str = "auto"  # "forward" (autograd dual numbers), "fd", or "auto" (= forward)
