@@ -1,13 +1,13 @@
 """Wafer run on the simulated lab: wall time and orchestration overhead per measurement.
 
-A plan (PUND and one P-V loop on FeCap site 0, forming and an 8-level program-and-verify on the
-RRAM site, by default) runs over the first ``N`` dies of the simulated wafer (shipped truth,
+A plan (by default PUND on FeCap site 0, forming and a pulsed SET/RESET on the RRAM site; add
+``pv_loop`` or ``rram_program_verify`` with ``--protocols``) runs over the first ``N`` dies of the simulated wafer (shipped truth,
 seed 1) through the real drivers into a fresh SQLite database. Overhead is the wall time spent
 outside the protocols and prober moves (instrument I/O and the sim's physics): schedule
 bookkeeping, the store's commits, progress. Median of ``--repeats`` after a one-die warm-up.
 
     .venv/bin/python benchmarks/wafer_run.py [--sizes 20] [--repeats 1] [--json]
-        [--protocols pund,pv_loop,rram_forming,rram_program_verify]
+        [--protocols pund,rram_forming,rram_pulsed,pv_loop,rram_program_verify]
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from typing import Any
 
 import yaml
 
-DEFAULT_STEPS: dict[str, dict[str, Any]] = {
+STEPS: dict[str, dict[str, Any]] = {
     "pund": {"amplitude_v": "3 V"},
     "pv_loop": {"amplitude_v": "3 V", "frequencies_hz": ["100 kHz"]},
     "rram_forming": {"max_v": "3.5 V", "step_v": "50 mV"},
-    "rram_program_verify": {"n_levels": 8, "max_attempts": 40},
+    "rram_pulsed": {"set_amplitudes_v": ["1.8 V"], "reset_amplitudes_v": ["1.6 V"]},
+    "rram_program_verify": {"n_levels": 8},
 }
+DEFAULT_PROTOCOLS = ("pund", "rram_forming", "rram_pulsed")
 
 
 def _plan(n_dies: int, dies: list[list[int]], protocols: list[str]) -> dict[str, Any]:
@@ -37,7 +39,7 @@ def _plan(n_dies: int, dies: list[list[int]], protocols: list[str]) -> dict[str,
         "name": f"bench-{n_dies}-dies-{'-'.join(protocols)}",
         "dies": [list(d) for d in dies[:n_dies]],
         "sites": {"fecap": [0], "rram": "all", "felif": []},
-        "protocols": [{"protocol": p, "params": DEFAULT_STEPS.get(p, {})} for p in protocols],
+        "protocols": [{"protocol": p, "params": STEPS.get(p, {})} for p in protocols],
     }
 
 
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="20", help="comma-separated numbers of dies")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--protocols", default=",".join(DEFAULT_STEPS))
+    parser.add_argument("--protocols", default=",".join(DEFAULT_PROTOCOLS))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -21,11 +21,7 @@ CONTRACT = {
         {"switched_charge_pos_c", "switched_charge_neg_c", "switched_polarization_c_m2"},
     ),
     "rram_forming": ({"voltage_v", "current_a"}, {"forming_voltage_v", "formed"}),
-    "rram_program_verify": (
-        {"target_level", "target_conductance_siemens", "reached_conductance_siemens",
-         "attempts", "success"},
-        {"n_levels", "n_success", "mean_attempts"},
-    ),
+    "rram_pulsed": ({"amplitude_v", "width_s", "conductance_siemens", "polarity"}, {"n_pulses"}),
 }  # fmt: skip
 
 
@@ -44,7 +40,10 @@ def test_wafer_of_21_dies_end_to_end(
             "protocols": [
                 {"protocol": "pund", "params": {"amplitude_v": "3 V"}},
                 {"protocol": "rram_forming", "params": {"max_v": "3.5 V", "step_v": "100 mV"}},
-                {"protocol": "rram_program_verify", "params": {"n_levels": 8}},
+                {
+                    "protocol": "rram_pulsed",
+                    "params": {"set_amplitudes_v": ["1.8 V"], "reset_amplitudes_v": ["1.6 V"]},
+                },
             ],
         }
     )
