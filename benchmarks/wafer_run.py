@@ -1,10 +1,11 @@
 """Wafer run on the simulated lab: wall time and orchestration overhead per measurement.
 
 A plan (by default PUND on FeCap site 0, forming and a pulsed SET/RESET on the RRAM site; add
-``pv_loop`` or ``rram_program_verify`` with ``--protocols``) runs over the first ``N`` dies of the simulated wafer (shipped truth,
-seed 1) through the real drivers into a fresh SQLite database. Overhead is the wall time spent
-outside the protocols and prober moves (instrument I/O and the sim's physics): schedule
-bookkeeping, the store's commits, progress. Median of ``--repeats`` after a one-die warm-up.
+``pv_loop`` or ``rram_program_verify`` with ``--protocols``) runs over the first ``N`` dies of
+the simulated wafer (shipped truth, seed 1) through the real drivers into a fresh SQLite
+database. Overhead is the wall time spent outside the protocols and prober moves (instrument
+I/O and the sim's physics): schedule bookkeeping, the store's commits, progress. Median of
+``--repeats`` after a one-die warm-up.
 
     .venv/bin/python benchmarks/wafer_run.py [--sizes 20] [--repeats 1] [--json]
         [--protocols pund,rram_forming,rram_pulsed,pv_loop,rram_program_verify]
