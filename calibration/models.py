@@ -130,7 +130,7 @@ _REGISTRY: dict[str, Callable[[], FitModel]] = {
         units=_fecap_units(),
         # forward-mode autograd of the switching exponent's tensor pow falls back to Python
         # decompositions in torch 2.13 (measured ~20x slower than the plain ops), so the
-        # Jacobian is central differences in the bounded z-space, all 2p+1 points in one call.
+        # Jacobian is forward differences in the bounded z-space, p points stacked in one call.
         jacobian="fd",
     ),
 }
