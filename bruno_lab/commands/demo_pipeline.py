@@ -20,7 +20,15 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "protocols" / "examples"
+
+def _examples() -> Path:
+    """The example plans and truths that ship with the ``protocols`` package."""
+    import protocols
+
+    return Path(protocols.__file__).resolve().parent / "examples"
+
+
+EXAMPLES = _examples()
 DEMO_TRUTH = EXAMPLES / "demo_truth.yaml"
 DEMO_PLAN = EXAMPLES / "demo_plan.yaml"
 DEPLOY_DIE = "2,2"  # the centre die: its RRAM array is not touched by the characterization
