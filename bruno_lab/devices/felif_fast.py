@@ -11,7 +11,7 @@ processes load the cached ``.so``.
 
 * float64: libm ``exp``/``log``/``expm1``; agrees with the torch reference loop to rounding.
 * float32: polynomial ``exp2``/``log2`` approximations (relative error below 1e-8 and absolute
-  below 2e-9 before float32 rounding, i.e. within a few ulps). Tested tolerance against the
+  below 2e-8 before float32 rounding, i.e. within a few ulps). Tested tolerance against the
   float64 reference loop: the same neurons spike, at the same micro-step within ±2 steps, over
   several windows with resets; V within 2e-3 V and P within 1e-4 C/m² after a window.
 
