@@ -89,11 +89,13 @@ def capture_response(
     name: str = "BRUNO",
     voltage_full_scale_v: float | None = None,
     timeout_s: float = 10.0,
+    points: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Play ``samples_v`` once on the AWG and capture device voltage and current on the scope.
 
     The scope is triggered by the AWG (external trigger), reference left, so its time axis is
-    the waveform's; it shows the whole waveform over its 10 divisions. Returns
+    the waveform's; it shows the whole waveform over its 10 divisions. ``points`` asks the
+    scope for that many points per channel (default: the scope's). Returns
     ``(time_s, voltage_v, current_a)``; channel 2 is divided by the TIA gain.
     """
     awg, scope = bench.awg, bench.scope
@@ -121,8 +123,9 @@ def capture_response(
         scope.wait_acquired(timeout_s)
     finally:
         awg.output_enabled = False
-    time_s, voltage_v = scope.read_waveform(1)
-    _, current_v = scope.read_waveform(2)
+    more = {"points": points} if points and _accepts(scope.read_waveform, "points") else {}
+    time_s, voltage_v = scope.read_waveform(1, **more)
+    _, current_v = scope.read_waveform(2, **more)
     return time_s, voltage_v, current_v / gain
 
 

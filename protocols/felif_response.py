@@ -4,7 +4,7 @@ One trial per input amplitude: a train of rectangular current pulses (``pulse_wi
 ``pulse_period_s`` for ``trial_s``), delivered by the AWG through the station's
 transconductance stage (``wiring.felif_input_transconductance_a_per_v``). The scope's channel 1
 records the membrane voltage; a spike is a reset, seen as a fall of more than ``reset_drop_v``
-within ``reset_samples`` samples; its time is the last sample before the fall.
+within ``reset_window_s``, timed where the fall crosses half-way.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ class FelifResponseParams(ProtocolParams):
     trial_s: Seconds = Field(2e-2, gt=0, le=10.0)
     samples_per_pulse: int = Field(10, ge=2, le=1000)
     reset_drop_v: Volts = Field(2.0, gt=0)
-    reset_samples: int = Field(3, ge=1, le=100)
+    reset_window_s: Seconds = Field(2e-5, gt=0)
     membrane_full_scale_v: Volts = Field(5.0, gt=0)
     timeout_s: Seconds = Field(60.0, gt=0, description="wait for one trial's capture")
+    scope_points: int = Field(20_000, ge=100, le=8_000_000)
 
     @model_validator(mode="after")
     def _duty(self) -> FelifResponseParams:
@@ -76,20 +77,35 @@ class FelifResponseParams(ProtocolParams):
 
 
 def detect_spikes(
-    time_s: np.ndarray, voltage_v: np.ndarray, drop_v: float, span: int
+    time_s: np.ndarray, voltage_v: np.ndarray, drop_v: float, window_s: float
 ) -> np.ndarray:
-    """Times of resets: the last sample before a fall of more than ``drop_v`` within ``span``."""
+    """Times of resets (s): each fall of more than ``drop_v`` within ``window_s``, timed where
+    it crosses half-way from the peak before it to the bottom after it (the scope's front end
+    may spread the fall over several samples)."""
+    if len(time_s) < 2:
+        return np.empty(0)
+    span = max(1, round(window_s / float(np.median(np.diff(time_s)))))
     if len(voltage_v) <= span:
         return np.empty(0)
     fall = voltage_v[:-span] - voltage_v[span:]
     candidates = np.flatnonzero(fall > drop_v)
-    spikes: list[int] = []
+    peaks: list[int] = []
+    times: list[float] = []
     for i in candidates:
-        if spikes and i - spikes[-1] <= span:
+        if peaks and i - peaks[-1] <= 2 * span:
             continue
         j = i + int(np.argmax(voltage_v[i : i + span + 1]))  # peak just before the fall
-        spikes.append(j)
-    return time_s[np.array(spikes, dtype=int)] if spikes else np.empty(0)
+        k = j + int(np.argmin(voltage_v[j : j + 2 * span + 1]))  # bottom just after it
+        peaks.append(j)
+        # the spike time is where the fall crosses half-way (robust to a smoothed edge)
+        half = 0.5 * (voltage_v[j] + voltage_v[k])
+        m = j + int(np.argmax(voltage_v[j : k + 1] <= half))
+        v0, v1 = voltage_v[m - 1], voltage_v[m]
+        frac = (v0 - half) / (v0 - v1) if m > j and v0 != v1 else 0.0
+        times.append(
+            float(time_s[m - 1] + frac * (time_s[m] - time_s[m - 1])) if m > j else float(time_s[m])
+        )
+    return np.array(times)
 
 
 def run(bench: Any, device: DeviceUnderTest, params: FelifResponseParams) -> ProtocolResult:
@@ -108,8 +124,9 @@ def run(bench: Any, device: DeviceUnderTest, params: FelifResponseParams) -> Pro
             voltage_full_scale_v=params.membrane_full_scale_v,
             name="FELIF",
             timeout_s=params.timeout_s,
+            points=params.scope_points,
         )
-        spikes = detect_spikes(time_s, voltage_v, params.reset_drop_v, params.reset_samples)
+        spikes = detect_spikes(time_s, voltage_v, params.reset_drop_v, params.reset_window_s)
         spike_times.append(spikes - time_s[0])
         spike_trial.append(np.full(len(spikes), trial, dtype=np.int64))
         rates.append(len(spikes) / params.trial_s)

@@ -35,7 +35,7 @@ def _membrane_trace(current_a: float, duration_s: float, dt_s: float) -> tuple[n
 def test_detected_spikes_are_the_physics_resets() -> None:
     time_s, voltage_v, resets = _membrane_trace(5e-9, 8e-3, 1e-6)
     assert len(resets) >= 2
-    spikes = detect_spikes(time_s, voltage_v, drop_v=2.0, span=3)
+    spikes = detect_spikes(time_s, voltage_v, drop_v=2.0, window_s=3e-6)
     assert spikes == pytest.approx(resets, abs=3e-6)
 
 
@@ -43,7 +43,7 @@ def test_no_input_no_spike_and_noise_is_not_a_spike() -> None:
     rng = np.random.default_rng(5)
     time_s = np.arange(2000) * 1e-6
     voltage_v = 0.5 + 0.05 * rng.standard_normal(2000)
-    assert detect_spikes(time_s, voltage_v, drop_v=2.0, span=3).size == 0
+    assert detect_spikes(time_s, voltage_v, drop_v=2.0, window_s=3e-6).size == 0
 
 
 def test_pulse_train_waveform_and_validation() -> None:
@@ -54,3 +54,33 @@ def test_pulse_train_waveform_and_validation() -> None:
     assert np.mean(samples > 0) == pytest.approx(0.25, abs=0.01)
     with pytest.raises(ValueError, match="shorter than pulse_period_s"):
         FelifResponseParams(pulse_width_s=1e-5, pulse_period_s=1e-5)
+
+
+def test_felif_response_on_the_sim_finds_the_true_resets(
+    sim_lab_factory, truth_factory, tmp_path
+) -> None:
+    """Through AWG, transconductance stage and scope: the detected spike times are the sim's
+    own membrane resets (within 10 us), and more input current fires faster."""
+    from instruments.station import open_bench
+    from protocols.base import DeviceUnderTest
+    from protocols.felif_response import run
+
+    lab = sim_lab_factory(truth=truth_factory(), seed=51)
+    params = FelifResponseParams(input_currents_a=[5e-9, 2e-8], trial_s=8e-3)
+    with open_bench(lab.write_station(tmp_path / "station.yaml")) as bench:
+        bench.prober.step_to(1, 1, 3)
+        bench.prober.contact()
+        truth = lab.truth_for((1, 1), 3)
+        device = DeviceUnderTest(1, 1, "1,1", 3, "felif", {"area_m2": truth.area_m2})
+        result = run(bench, device, params)
+        burst = lab.last_burst()
+    membrane = burst.extra["membrane_v"]
+    true_resets = burst.time_s[1:][np.diff(membrane) < -2.0]
+    spikes, _ = result.arrays["spike_times_s"]
+    trial, _ = result.arrays["spike_trial"]
+    last = spikes[trial == 1]
+    assert len(last) == len(true_resets) >= 2
+    assert last == pytest.approx(true_resets - burst.time_s[0], abs=1e-5)
+    rates, _ = result.arrays["trial_firing_rate_hz"]
+    assert rates[1] > rates[0]
+    assert result.scalars["first_spike_s"] == pytest.approx(last[0])
