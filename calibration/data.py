@@ -128,6 +128,38 @@ _FIXED = {
 }
 
 
+def lot_wafers(store: Any, lot: str) -> list[str]:
+    """Names of the wafers of ``lot``; an unknown lot raises ``DataError``."""
+    from sqlalchemy import select
+
+    from bruno_lab.store.models import Wafer
+
+    with store.engine.connect() as conn:
+        names = [r[0] for r in conn.execute(select(Wafer.name).where(Wafer.lot == lot))]
+    if not names:
+        raise DataError(f"no wafer of lot {lot!r} in the database")
+    return sorted(names)
+
+
+def load_scope(store: Any, scope: str, scope_id: str, kind: str) -> list[DeviceRecords]:
+    """Devices of ``kind`` on a wafer (``scope`` "wafer") or on every wafer of a lot ("lot")."""
+    if scope == "wafer":
+        return load_devices(store, scope_id, kind)
+    if scope != "lot":
+        raise BadInputError(f"unknown scope {scope!r}; choose wafer or lot")
+    devices: list[DeviceRecords] = []
+    for wafer in lot_wafers(store, scope_id):
+        try:
+            devices += load_devices(store, wafer, kind)
+        except DataError as exc:
+            if "no wafer named" in str(exc):
+                raise
+            log.info("lot %s: wafer %s has no %s measurements", scope_id, wafer, kind)
+    if not devices:
+        raise DataError(f"no {kind} measurements on any wafer of lot {scope_id!r}: nothing to fit")
+    return devices
+
+
 def load_arrays(
     store: Any, measurement_ids: Sequence[int], names: Sequence[str]
 ) -> dict[int, dict[str, np.ndarray]]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from bruno_lab.cards import ModelCardBody, parse_card
 from bruno_lab.errors import BrunoLabError, DataError
-from calibration.data import check_kind, load_devices
+from calibration.data import check_kind, load_scope
 from calibration.fitter import FitOptions
 from calibration.models import MODEL_VERSION, get_model
 from calibration.stage import KindFit
@@ -90,10 +90,12 @@ def run_stage(
     options: FitOptions | None = None,
     n_domains: int = DEFAULT_FECAP_DOMAINS,
     on_progress: Callable[[int], None] | None = None,
+    scope: str = "wafer",
 ) -> KindFit:
-    """Load the wafer's measurements of ``kind`` and fit them (nothing is written)."""
+    """Load the measurements of ``kind`` on a wafer (or, ``scope="lot"``, on every wafer of the
+    lot named ``wafer``) and fit them (nothing is written)."""
     check_kind(kind)
-    devices = load_devices(store, wafer, kind)
+    devices = load_scope(store, scope, wafer, kind)
     kw = {"scheduler": scheduler, "chunk_size": chunk_size, "options": options}
     if kind == "fecap":
         from calibration.fecap_fit import fit_fecap
@@ -158,8 +160,10 @@ def calibrate(
     n_domains: int = DEFAULT_FECAP_DOMAINS,
     on_progress: Callable[[int], None] | None = None,
     version: str | None = None,
+    scope: str = "wafer",
 ) -> CalibrationOutcome:
-    """Fit ``kind`` on ``wafer``, store every device's fit and a new model-card version."""
+    """Fit ``kind`` on ``wafer`` (or on every wafer of the lot ``wafer`` with ``scope="lot"``),
+    store every device's fit and a new model-card version of that scope."""
     kind_fit = run_stage(
         store,
         wafer,
@@ -169,8 +173,9 @@ def calibrate(
         options=options,
         n_domains=n_domains,
         on_progress=on_progress,
+        scope=scope,
     )
-    body = build_card(kind_fit, kind, wafer)
+    body = build_card(kind_fit, kind, wafer, scope)
     fit_ids = []
     for f in kind_fit.fits:
         fit_ids.append(

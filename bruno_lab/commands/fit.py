@@ -14,7 +14,13 @@ def register(app: typer.Typer) -> None:
 
 
 def fit(
-    wafer: Annotated[str, typer.Option("--wafer", help="Wafer name as stored by `run`.")],
+    wafer: Annotated[
+        str | None, typer.Option("--wafer", help="Wafer name as stored by `run`.")
+    ] = None,
+    lot: Annotated[
+        str | None,
+        typer.Option("--lot", help="Instead of --wafer: one card over every wafer of the lot."),
+    ] = None,
     kind: Annotated[
         list[str] | None,
         typer.Option("--kind", help="Device kind: fecap, felif or rram (repeat; default all)."),
@@ -35,13 +41,16 @@ def fit(
     ] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Fit every device of each kind on WAFER, store the fits and a new model-card version.
+    """Fit every device of each kind on a wafer (or a lot), store the fits and a new card version.
 
     A refit adds a version and never overwrites. Bad input (no measurements, a corrupt array,
     an unknown kind) exits 2 and writes no card.
     """
     from bruno_lab.errors import BadInputError, DataError
 
+    if (wafer is None) == (lot is None):
+        raise BadInputError("give exactly one of --wafer or --lot")
+    scope, scope_id = ("wafer", wafer) if wafer is not None else ("lot", lot)
     kinds = list(kind or [])
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -51,7 +60,7 @@ def fit(
 
     from bruno_lab.cli import emit_json
     from bruno_lab.store import open_store_for_cli
-    from calibration.data import load_devices
+    from calibration.data import load_scope
     from calibration.pipeline import calibrate
 
     store = open_store_for_cli(db)
@@ -60,13 +69,13 @@ def fit(
         if not kinds:  # every kind that has measurements on the wafer (felif: not fitted yet)
             for k in ("fecap", "rram"):
                 try:
-                    load_devices(store, wafer, k)
+                    load_scope(store, scope, scope_id, k)
                     kinds.append(k)
                 except DataError as exc:
-                    if "no wafer named" in str(exc):
+                    if "no wafer named" in str(exc) or "no wafer of lot" in str(exc):
                         raise
             if not kinds:
-                raise DataError(f"no measurements on wafer {wafer!r}: nothing to fit")
+                raise DataError(f"no measurements on {scope} {scope_id!r}: nothing to fit")
         console = Console(stderr=True)
         with Progress(
             SpinnerColumn(),
@@ -79,8 +88,9 @@ def fit(
                 task = bar.add_task(f"fit {k}", total=None)
                 outcome = calibrate(
                     store,
-                    wafer,
+                    scope_id,
                     k,
+                    scope=scope,
                     scheduler=scheduler,
                     chunk_size=chunk_size,
                     n_domains=n_domains,
@@ -97,4 +107,4 @@ def fit(
     finally:
         store.close()
     if as_json:
-        emit_json({"wafer": wafer, "cards": results})
+        emit_json({"scope": scope, "scope_id": scope_id, "cards": results})

@@ -259,3 +259,21 @@ def test_report_writes_level_histograms_and_wafer_maps(db, tmp_path: Path) -> No
     assert plots == {"rram_level_histograms.png", "rram_wafer_maps.png"}
     for name in plots:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lot_card_spans_the_lot(db, monkeypatch, capsys) -> None:
+    from bruno_lab.cli import app
+
+    url, _ = db
+    res = CliRunner().invoke(app, ["fit", "--lot", "L1", "--kind", "rram", "--db", url, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert (doc["scope"], doc["scope_id"]) == ("lot", "L1")
+    store = open_store(url)
+    card = store.latest_model_card("rram", "lot", "L1").card()
+    store.close()
+    assert card.scope == "lot" and card.n_devices == N_CELLS - len(STUCK)
+    code, _, err = _main(monkeypatch, capsys, "fit", "--lot", "NOPE", "--db", url)
+    assert code == 2 and "lot 'NOPE'" in err
+    code, _, err = _main(monkeypatch, capsys, "fit", "--lot", "L1", "--wafer", "W7", "--db", url)
+    assert code == 2 and "exactly one" in err
