@@ -100,3 +100,31 @@ def test_protocol_refuses_beyond_envelope_before_sending(
         run_pund(bench, device, PundParams(amplitude_v=6.0))
     sent = lab.commands("awg") + lab.commands("smu")
     assert not any("DATA:ARB" in c or ":OUTP ON" in c for c in sent), sent
+
+
+@pytest.mark.slow
+def test_switching_kinetics_grows_with_width_and_amplitude(
+    sim_lab_factory, truth_factory, tmp_path
+) -> None:
+    """Longer and stronger write pulses switch more; a long strong pulse switches what PUND
+    sees as the switchable polarization (2 Pr), within 10 %."""
+    from protocols.pund import PundParams
+    from protocols.pund import run as run_pund
+    from protocols.switching_kinetics import SwitchingKineticsParams
+    from protocols.switching_kinetics import run as run_kinetics
+
+    lab = sim_lab_factory(truth=truth_factory(), seed=34)
+    station = lab.write_station(tmp_path / "station.yaml")
+    params = SwitchingKineticsParams(widths_s=[1e-7, 1e-5], amplitudes_v=[1.5, 3.5])
+    bench, device = _on_device(lab, station, 1, 1, 0)
+    with bench:
+        result = run_kinetics(bench, device, params)
+        pund = run_pund(bench, device, PundParams(amplitude_v=3.5))
+    widths, _ = result.arrays["width_s"]
+    amps, _ = result.arrays["amplitude_v"]
+    p_sw, _ = result.arrays["switched_polarization_c_m2"]
+    grid = {(w, a): p for w, a, p in zip(widths, amps, p_sw, strict=True)}
+    assert grid[(1e-5, 3.5)] > grid[(1e-7, 3.5)] >= 0
+    assert grid[(1e-5, 3.5)] > grid[(1e-5, 1.5)]
+    assert grid[(1e-5, 3.5)] == pytest.approx(pund.scalars["switched_polarization_c_m2"], rel=0.1)
+    assert result.scalars["n_points"] == 4
