@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from conftest import rram_card_dict
+from train_cards import rram_card_dict
 from typer.testing import CliRunner
 
 from bruno_lab.cli import app, main

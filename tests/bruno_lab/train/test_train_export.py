@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import felif_card, rram_card
+from train_cards import felif_card, rram_card
 
 from bruno_lab.errors import BadInputError
 from bruno_lab.train.io import (
