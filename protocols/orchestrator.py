@@ -186,6 +186,14 @@ class Orchestrator:
             s.status, s.reason = "failed", stop.reason
             self._make_safe()
             self.store.set_run_status(s.run_id, "failed")
+        except Exception as exc:  # a bug or the store failing: bench safe first, then raise
+            s.status, s.reason = "failed", f"{type(exc).__name__}: {exc}"
+            self._make_safe()
+            try:
+                self.store.set_run_status(s.run_id, "failed")
+            except Exception:
+                log.exception("could not mark run %s failed", s.run_id)
+            raise
         finally:
             self._close_bench()
             s.wall_s = time.perf_counter() - self._t0
