@@ -17,101 +17,30 @@ Progress goes to a callback; this module draws nothing.
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from protocols.base import DeviceFailure, DeviceUnderTest, ProtocolResult
 from protocols.plan import Plan
 from protocols.registry import get_protocol
 from protocols.retry import DeferredSignals, RetryPolicy, connection_errors
+from protocols.run_state import (
+    RunProgress,
+    RunStopped,
+    RunSummary,
+    group_by_device,
+    instrument_record,
+    last_indices,
+    now_utc,
+)
 from protocols.schedule import Planned
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED_STATUS = "aborted"  # the store's run status for an interrupted run
-
-
-@dataclass
-class RunProgress:
-    """A progress report, sent after each measurement (and once at the start)."""
-
-    dies_done: int
-    dies_total: int
-    devices_done: int
-    devices_total: int
-    measurements_done: int
-    measurements_total: int
-    failed: int
-    skipped: int
-    elapsed_s: float
-    eta_s: float | None
-    current: str
-
-
-@dataclass
-class RunSummary:
-    """The outcome of one invocation; counts are over the whole run (resumes included)."""
-
-    run_id: int
-    status: str  # "completed", "interrupted" or "failed"
-    planned: int
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    resumed: bool = False
-    reason: str | None = None
-    wall_s: float = 0.0
-    instrument_s: float = 0.0  # inside protocols and prober moves (instrument I/O + physics)
-    store_s: float = 0.0
-    measured_here: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "planned": self.planned,
-            "done": self.done,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "resumed": self.resumed,
-            "reason": self.reason,
-            "wall_s": self.wall_s,
-        }
-
-
-class RunStopped(Exception):
-    """The run must stop cleanly (lost bench, stop condition): ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _instrument_record(bench: Any) -> dict[str, Any]:
-    """Role -> identity and the settings the driver sent (``snapshot()``, no I/O): provenance."""
-    record: dict[str, Any] = {}
-    for role in ("smu", "awg", "scope", "prober", "clock"):
-        instrument = getattr(bench, role, None)
-        if instrument is None:
-            continue
-        snapshot = getattr(instrument, "snapshot", None)
-        try:
-            entry = dict(snapshot()) if callable(snapshot) else {}
-        except Exception:  # provenance must never fail a measurement
-            entry = {}
-        entry.setdefault("idn", str(getattr(instrument, "idn", type(instrument).__name__)))
-        record[role] = json.loads(json.dumps(entry, default=str))
-    return record
 
 
 class Orchestrator:
@@ -153,7 +82,7 @@ class Orchestrator:
         self._est_done = 0.0
         self._est_total = sum(p.estimate_s for p in schedule)
         self._est_skipped = 0.0
-        self._die_last, self._dev_last = _last_indices(schedule)
+        self._die_last, self._dev_last = last_indices(schedule)
         self.bench: Any = None
 
     # -- public ---------------------------------------------------------------------------
@@ -174,7 +103,7 @@ class Orchestrator:
             with signals:
                 if todo:
                     self.bench = self._open_bench()
-                    for device, items in _group_by_device(todo):
+                    for device, items in group_by_device(todo):
                         self._run_device(device, items, signals)
             s.status = "completed"
             self.store.set_run_status(s.run_id, "completed")
@@ -217,7 +146,7 @@ class Orchestrator:
             for item in items:
                 signals.check()
                 self._check_stop()
-                self._commit(item, device_id, None, reason, {}, _now(), signals)
+                self._commit(item, device_id, None, reason, {}, now_utc(), signals)
             return
         for item in items:
             signals.check()
@@ -244,7 +173,7 @@ class Orchestrator:
         spec = get_protocol(item.protocol)
         from bruno_lab.errors import EnvelopeError, InstrumentError
 
-        started = _now()
+        started = now_utc()
         result: ProtocolResult | None = None
         error: str | None = None
         arrays: dict[str, Any] = {}
@@ -290,9 +219,9 @@ class Orchestrator:
             device_id=device_id,
             protocol=item.protocol,
             parameters=item.params.as_record(),
-            instruments=_instrument_record(self.bench),
+            instruments=instrument_record(self.bench),
             started_at=started,
-            finished_at=_now(),
+            finished_at=now_utc(),
             status="ok" if ok else "failed",
             error=error,
             scalars=result.scalars if result is not None else {},
@@ -482,23 +411,3 @@ class Orchestrator:
                 current=current,
             )
         )
-
-
-def _last_indices(schedule: list[Planned]) -> tuple[list[int], list[int]]:
-    """Sorted index of the last measurement of each die and of each device."""
-    die_last: dict[str, int] = {}
-    dev_last: dict[tuple[str, int], int] = {}
-    for i, p in enumerate(schedule):
-        die_last[p.device.die_label] = i
-        dev_last[(p.device.die_label, p.device.site)] = i
-    return sorted(die_last.values()), sorted(dev_last.values())
-
-
-def _group_by_device(items: list[Planned]) -> list[tuple[DeviceUnderTest, list[Planned]]]:
-    groups: list[tuple[DeviceUnderTest, list[Planned]]] = []
-    for item in items:
-        if groups and groups[-1][0] == item.device:
-            groups[-1][1].append(item)
-        else:
-            groups.append((item.device, [item]))
-    return groups
