@@ -72,6 +72,13 @@ def train(
     input_scale_a: Annotated[
         float, typer.Option("--input-scale-a", help="Amperes per network unit into FeLIF.")
     ] = 1e-8,
+    coarse_gradient: Annotated[
+        str,
+        typer.Option(
+            "--coarse-gradient",
+            help="BRUNO coarse-step gradient: hold-switching (default) or full (explodes).",
+        ),
+    ] = "hold-switching",
     relax_time_s: Annotated[
         float, typer.Option("--relax-time-s", help="Device mode: read this long after programming.")
     ] = 0.0,
@@ -122,6 +129,12 @@ def train(
     ):
         if value not in allowed:
             raise BadInputError(f"{name} {value!r}: allowed {', '.join(allowed)}")
+    from bruno_lab.train.felif_layer import COARSE_GRADIENTS
+
+    if coarse_gradient not in COARSE_GRADIENTS:
+        raise BadInputError(
+            f"--coarse-gradient {coarse_gradient!r}: allowed {', '.join(COARSE_GRADIENTS)}"
+        )
     if resume and checkpoint is None:
         raise BadInputError("--resume needs --checkpoint PATH")
     torch.set_num_threads(threads)
@@ -154,6 +167,7 @@ def train(
         init_scale_out=d.init_out[neuron],
         relaxation_time_s=relax_time_s,
         encoder_tiles=d.encoder_tiles,
+        coarse_gradient=coarse_gradient,
     )
     network = SpikingNetwork(net_cfg, rram_card=cards.get("rram"), felif_card=cards.get("felif"))
     train_cfg = TrainConfig(

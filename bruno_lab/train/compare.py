@@ -17,11 +17,9 @@ def layer_gradients(
     """Gradients of every trainable tensor (name -> grad) for one batch with ``method``.
 
     The network is rebuilt from ``config`` (same seed: identical weights and devices)."""
-    net = SpikingNetwork(dataclasses.replace(config, method=method))
     if coarse_gradient is not None:
-        for m in net.modules():
-            if hasattr(m, "coarse_gradient"):
-                m.coarse_gradient = coarse_gradient
+        config = dataclasses.replace(config, coarse_gradient=coarse_gradient)
+    net = SpikingNetwork(dataclasses.replace(config, method=method))
     loss, _, _ = batch_loss(net, x, y, config.kind, skip_steps=0)
     loss.backward()
     return {

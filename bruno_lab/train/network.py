@@ -51,6 +51,7 @@ class NetworkConfig:
     init_scale_out: float = 1.0
     relaxation_time_s: float = 0.0
     encoder_tiles: int = 0  # >0: the Braille encoder (tile channels, fixed gain and offset)
+    coarse_gradient: str = "hold-switching"  # BRUNO's coarse-step gradient (felif_layer)
 
     def validate(self) -> None:
         if self.kind not in KINDS:
@@ -60,6 +61,10 @@ class NetworkConfig:
         for name in ("n_in", "n_hidden", "n_out", "n_micro"):
             if getattr(self, name) < 1:
                 raise BadInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.input_scale_a > 0 or not self.step_s > 0:
+            raise BadInputError("input_scale_a and step_s must be > 0")
+        if self.relaxation_time_s < 0:
+            raise BadInputError(f"relaxation time must be >= 0 s, got {self.relaxation_time_s}")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,6 +152,7 @@ class SpikingNetwork(nn.Module):
                 step_s=config.step_s,
                 n_micro=config.n_micro,
                 input_scale_a=config.input_scale_a,
+                coarse_gradient=config.coarse_gradient,
             )
         if sequence:
             self.hidden = felif if config.neuron == "felif" else self._lif(h, gen)

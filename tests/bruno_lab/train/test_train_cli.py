@@ -119,6 +119,9 @@ def test_card_by_database_id(tmp_path):
         ["--task", "braille"],  # no --data
         ["--card", "not-a-card"],
         ["--resume"],  # no --checkpoint
+        ["--coarse-gradient", "exact"],
+        ["--input-scale-a", "0"],
+        ["--relax-time-s", "-1", "--synapse", "paper3"],
     ],
 )
 def test_bad_input_exits_2(monkeypatch, capsys, args):
