@@ -70,7 +70,8 @@ static inline float log2_fast(float x) {  /* x > 0, normal */
     return (float)e + u * q;
 }
 
-void felif_window_f32(int64_t n, const float *cur, float *v, float *p, const float *c,
+void felif_window_f32(int64_t n, int64_t g0, int64_t np, const float *cur, float *v, float *p,
+                      const float *c,
                       int64_t n_steps, double dt_d, int32_t *step_out) {
     const float dt = (float)dt_d, L2E = 1.4426950408889634f, VC = 5.0f;
     const float XMAX = 80.0f, LEAKMAX = 40.0f;
@@ -81,12 +82,12 @@ void felif_window_f32(int64_t n, const float *cur, float *v, float *p, const flo
         int32_t ST[BLK], DN[BLK];
         for (int i = 0; i < BLK; i++) {
             int j = i < m ? i : 0;
-            int64_t g = b0 + j;
+            int64_t g = b0 + j, q = (g0 + g) % np;   /* q: this neuron's constants */
             V[i] = v[g]; P[i] = p[g]; I[i] = cur[g];
-            KC[i] = c[0*n+g]; KD[i] = c[1*n+g]; LEA[i] = log2f(c[2*n+g]); SO[i] = c[3*n+g];
-            AL[i] = c[4*n+g]; IT[i] = 1.0f / c[5*n+g]; PS[i] = c[6*n+g]; AR[i] = c[7*n+g];
-            I0[i] = c[8*n+g]; IVT[i] = 1.0f / c[9*n+g]; ID[i] = c[10*n+g];
-            ICT[i] = 1.0f / c[11*n+g]; TH[i] = c[12*n+g];
+            KC[i] = c[0*np+q]; KD[i] = c[1*np+q]; LEA[i] = log2f(c[2*np+q]); SO[i] = c[3*np+q];
+            AL[i] = c[4*np+q]; IT[i] = 1.0f / c[5*np+q]; PS[i] = c[6*np+q]; AR[i] = c[7*np+q];
+            I0[i] = c[8*np+q]; IVT[i] = 1.0f / c[9*np+q]; ID[i] = c[10*np+q];
+            ICT[i] = 1.0f / c[11*np+q]; TH[i] = c[12*np+q];
             DN[i] = (V[i] >= TH[i]) ? -1 : 0;   /* frozen: all bits set */
             ST[i] = (V[i] >= TH[i]) ? 0 : -1;   /* spike micro-step, -1 for none yet */
         }
@@ -129,12 +130,14 @@ _SOURCE_F64 = r"""
 #define LEAK_EXP_MAX 40.0
 #define V_CLIP 5.0
 /* float64: libm functions, no fast-math, no FMA contraction: the reference's operations. */
-void felif_window_f64(int64_t n, const double *cur, double *v, double *p, const double *c,
+void felif_window_f64(int64_t n, int64_t g0, int64_t np, const double *cur, double *v,
+                      double *p, const double *c,
                       int64_t n_steps, double dt, int32_t *step_out) {
     for (int64_t g = 0; g < n; g++) {
-        double kc = c[0*n+g], kd = c[1*n+g], ea = c[2*n+g], so = c[3*n+g], al = c[4*n+g];
-        double tau0 = c[5*n+g], ps = c[6*n+g], ar = c[7*n+g], i0a = c[8*n+g], vt = c[9*n+g];
-        double idsc = c[10*n+g], ct = c[11*n+g], th = c[12*n+g], I = cur[g];
+        int64_t q = (g0 + g) % np;
+        double kc = c[0*np+q], kd = c[1*np+q], ea = c[2*np+q], so = c[3*np+q], al = c[4*np+q];
+        double tau0 = c[5*np+q], ps = c[6*np+q], ar = c[7*np+q], i0a = c[8*np+q], vt = c[9*np+q];
+        double idsc = c[10*np+q], ct = c[11*np+q], th = c[12*np+q], I = cur[g];
         double V = v[g], P = p[g];
         int32_t st = V >= th ? 0 : -1;
         if (st < 0) for (int64_t k = 0; k < n_steps; k++) {
@@ -211,7 +214,8 @@ def _build(kind: str) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(so_path))
     fn = getattr(lib, f"felif_window_{kind}")
     ptr = ctypes.c_void_p
-    fn.argtypes = [ctypes.c_int64, ptr, ptr, ptr, ptr, ctypes.c_int64, ctypes.c_double, ptr]
+    i64 = ctypes.c_int64
+    fn.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, i64, ctypes.c_double, ptr]
     fn.restype = None
     return lib
 
@@ -236,7 +240,7 @@ def run(
     cur: Tensor, v: Tensor, pol: Tensor, params: object, n_steps: int, dt_s: float, shape
 ) -> tuple[Tensor, Tensor, Tensor] | None:
     """Run the kernel in place on contiguous copies; None if no kernel is available."""
-    from bruno_lab.devices.felif_fast import kernel_constants
+    from bruno_lab.devices.felif_fast import kernel_constant_rows
 
     kind = "f32" if v.dtype == torch.float32 else "f64"
     lib = kernel(kind)
@@ -244,26 +248,23 @@ def run(
         return None
     fn = getattr(lib, f"felif_window_{kind}")
     n = v.numel()
-    consts = kernel_constants(params, shape, v.dtype)
-    c = torch.stack([t.reshape(-1) for t in consts.values()]).contiguous()
+    c, n_par = kernel_constant_rows(params, shape, v.dtype)
     cur_c = cur.reshape(-1).contiguous()
     v_c = v.reshape(-1).contiguous()
     p_c = pol.reshape(-1).contiguous()
     step = torch.empty(n, dtype=torch.int32)
     n_threads = max(1, min(torch.get_num_threads(), n // 256))
     if n_threads == 1 or n == 0:
-        _call(fn, 0, n, n, cur_c, v_c, p_c, c, n_steps, dt_s, step)
+        _call(fn, 0, n, n_par, cur_c, v_c, p_c, c, n_steps, dt_s, step)
     else:
         # a few chunks per thread, so a thread the OS descheduled does not hold up the window
         n_chunks = max(n_threads, min(4 * n_threads, n // 2048))
         bounds = [(i * n // n_chunks) // 128 * 128 for i in range(n_chunks)] + [n]
         pairs = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
-        c_parts = [c[:, a:b].contiguous() for a, b in pairs]
+        pool = _executor(n_threads)
         futures = [
-            _executor(n_threads).submit(
-                _call, fn, a, b, b - a, cur_c, v_c, p_c, cp, n_steps, dt_s, step
-            )
-            for (a, b), cp in zip(pairs, c_parts, strict=True)
+            pool.submit(_call, fn, a, b, n_par, cur_c, v_c, p_c, c, n_steps, dt_s, step)
+            for a, b in pairs
         ]
         for f in futures:
             f.result()
@@ -279,12 +280,15 @@ def _executor(n_threads: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def _call(fn, a, b, n, cur, v, p, c, n_steps, dt_s, step) -> None:
-    if n == 0:
+def _call(fn, a, b, n_par, cur, v, p, c, n_steps, dt_s, step) -> None:
+    """Neurons [a, b) of the flattened state (pointers offset; constants indexed globally)."""
+    if b <= a:
         return
     isz = cur.element_size()
     fn(
-        n,
+        b - a,
+        a,
+        n_par,
         cur.data_ptr() + a * isz,
         v.data_ptr() + a * isz,
         p.data_ptr() + a * isz,

@@ -84,13 +84,32 @@ def fine_window(
     return FeLIFState(v, pol), step
 
 
-def kernel_constants(params: object, shape: torch.Size, dtype: torch.dtype) -> dict[str, Tensor]:
-    """Per-neuron constants of the fused step, expanded to ``shape`` and contiguous.
+def kernel_constant_rows(
+    params: object, shape: torch.Size, dtype: torch.dtype
+) -> tuple[Tensor, int]:
+    """The constants as one contiguous ``[13, n_par]`` block for the kernel, which reads neuron
+    ``g`` of the flattened state from column ``g % n_par``: ``n_par`` is the neuron count when
+    every parameter is per-neuron ``(n,)`` (or scalar), else the whole state is expanded."""
+    raw = _raw_constants(params)
+    n_last = shape[-1] if len(shape) else 1
+    per_neuron = all(t.ndim <= 1 and t.numel() in (1, n_last) for t in raw.values())
+    if per_neuron:
+        rows = [t.to(dtype).reshape(-1).expand(n_last) for t in raw.values()]
+        return torch.stack(rows).contiguous(), n_last
+    full = kernel_constants(params, shape, dtype)
+    return torch.stack([t.reshape(-1) for t in full.values()]).contiguous(), int(shape.numel())
 
-    Computed by the same ``fecap`` functions the reference calls (no equation restated)."""
+
+def kernel_constants(params: object, shape: torch.Size, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Per-neuron constants of the fused step, expanded to ``shape`` and contiguous."""
+    return {k: t.to(dtype).expand(shape).contiguous() for k, t in _raw_constants(params).items()}
+
+
+def _raw_constants(params: object) -> dict[str, Tensor]:
+    """Computed by the same ``fecap`` functions the reference calls (no equation restated)."""
     k_c, k_d = fecap.field_coefficients(params)
     ctot = fecap.linear_capacitance_f(params)
-    raw = {
+    return {
         "k_c": k_c,
         "k_d": k_d,
         "e_a": params.e_a_v_m,
@@ -105,4 +124,3 @@ def kernel_constants(params: object, shape: torch.Size, dtype: torch.dtype) -> d
         "ctot": ctot,
         "v_thr": params.v_thr_v,
     }
-    return {k: t.to(dtype).expand(shape).contiguous() for k, t in raw.items()}

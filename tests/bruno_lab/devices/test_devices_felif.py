@@ -233,3 +233,20 @@ def test_loading_the_fast_kernel_keeps_denormals():
     assert felif_ccall.kernel("f32") is not None
     tiny = torch.tensor([1e-40], dtype=torch.float32)
     assert float(tiny * 1.0) > 0.0 and float(torch.tensor(1e-310, dtype=torch.float64) * 1.0) > 0
+
+
+def test_fast_path_with_per_sample_parameters():
+    """Parameters that vary along a batch dim (not per neuron) take the fully expanded path."""
+    base = FeLIFParams.default(1)
+    params = base.replace(**{n: getattr(base, n).reshape(1, 1).expand(3, 1) for n in base.specs()})
+    params = params.replace(
+        area_m2=torch.tensor([[20e-12], [25e-12], [30e-12]], dtype=torch.float64)
+    )
+    cur = torch.linspace(5e-9, 3e-8, 15, dtype=torch.float64).reshape(3, 5)
+    s = FeLIFState(
+        torch.zeros(3, 5, dtype=torch.float64), torch.full((3, 5), -0.22, dtype=torch.float64)
+    )
+    ref, ref_spk = felif_reference_window(cur, s, params)
+    fast, spk = felif_fine_window(cur, s, params)
+    assert torch.equal(spk, ref_spk) and bool(spk.any()) and not bool(spk.all())
+    assert (fast.voltage_v - ref.voltage_v).abs().max() < 1e-9
