@@ -78,7 +78,11 @@ def plot_fecap(store: Any, devices: list[DeviceRecords], out: Path, n_domains: i
         for ax, (d, r) in zip(axes[0], rows, strict=True):
             a = arrays[r["measurement_id"]]
             params = _fecap_params(fits[d.device_id], float(d.geometry["area_m2"]))
-            cur, charge = _simulate_fecap(a["time_s"], a["voltage_v"], params, n_domains)
+            # drive the model with the measured voltage, lightly smoothed: the scope's noise
+            # and 8-bit steps would otherwise show up as C*dV/dt spikes in the fitted current
+            v_smooth = np.convolve(a["voltage_v"], np.ones(5) / 5, mode="same")
+            v_smooth[:2], v_smooth[-2:] = a["voltage_v"][:2], a["voltage_v"][-2:]
+            cur, charge = _simulate_fecap(a["time_s"], v_smooth, params, n_domains)
             if protocol == "pv_loop":
                 f = float(r["parameters"].get("frequency_hz", 0.0)) or 1.0 / a["time_s"][-1]
                 last = a["time_s"] >= a["time_s"][-1] - 1.0 / f

@@ -209,3 +209,7 @@ def test_fecap_truth_through_sim_lab(sim_lab_factory, tmp_path: Path) -> None:
             assert fit.parameters[name] == pytest.approx(true[name], rel=0.03), (name, fit.id)
     for name in ("ps_c_m2", "e_a_v_m"):
         assert summary["parameters"][name]["mean"] == pytest.approx(TRUTH[name][0], rel=0.05)
+    out = tmp_path / "report"
+    res = runner.invoke(app, ["report", "--wafer", "W-sim-truth", "--out", str(out), "--db", db])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in out.glob("*.png")} == {"fecap_pv_loops.png", "fecap_wafer_maps.png"}
