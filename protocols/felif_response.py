@@ -59,7 +59,8 @@ class FelifResponseParams(ProtocolParams):
         n = round(self.trial_s * rate)
         t = np.arange(n) / rate
         on = (t % self.pulse_period_s) < self.pulse_width_s
-        on[-1] = False
+        # 0 V at both ends: an AWG idles at the first point between bursts
+        on[0] = on[-1] = False
         return np.where(on, current_a / transconductance_a_per_v, 0.0)
 
     def check_envelope(self, guard: Any, wiring: Mapping[str, Any] | None = None) -> None:
