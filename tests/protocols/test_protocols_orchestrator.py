@@ -123,6 +123,10 @@ def test_resume_by_id_refuses_another_plan(
         execute_run(other, store, resume=done.run_id)
     with pytest.raises(BadInputError, match="no such run"):
         execute_run(prepared, store, resume=999)
+    again = execute_run(prepared, store, resume=done.run_id)
+    assert again.run_id == done.run_id and again.resumed
+    assert again.skipped == again.planned == 2 and again.measured_here == 0
+    assert again.status == "completed"
     store.close()
 
 
