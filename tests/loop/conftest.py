@@ -33,9 +33,10 @@ def loop_truth(n_rram: int = 16, rram_params: dict[str, Any] | None = None) -> d
     return truth
 
 
-def rram_card_dict(n_levels: int = 4) -> dict[str, Any]:
-    """An RRAM card whose ladder spans what the sim's cells reach: 10..200 µS."""
-    means = [10e-6 + k * (190e-6 / (n_levels - 1)) for k in range(n_levels)]
+def rram_card_dict(n_levels: int = 4, g_max_siemens: float = 100e-6) -> dict[str, Any]:
+    """An RRAM card whose ladder spans 10 µS .. ``g_max_siemens``: the range the sim's formed
+    cells reach by RESET pulses alone (higher targets need a SET, which often overshoots)."""
+    means = [10e-6 + k * ((g_max_siemens - 10e-6) / (n_levels - 1)) for k in range(n_levels)]
     return {
         "device_kind": "rram",
         "scope": "wafer",
