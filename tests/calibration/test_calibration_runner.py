@@ -53,7 +53,7 @@ def test_local_chunking_recovers_truth() -> None:
 
 @pytest.mark.slow
 def test_dask_local_cluster_equals_local_run() -> None:
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     shared, per, y, _ = _data(40)
     tasks = split_tasks(
@@ -61,13 +61,10 @@ def test_dask_local_cluster_equals_local_run() -> None:
     )
     local = run_tasks(tasks)
     done = []
-    with (
-        LocalCluster(
-            processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        remote = run_tasks(tasks, scheduler=client, on_chunk_done=done.append)
+    with LocalCluster(
+        processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None
+    ) as cluster:  # by address, as `bruno-lab fit --scheduler tcp://...` does
+        remote = run_tasks(tasks, scheduler=cluster.scheduler_address, on_chunk_done=done.append)
     assert sum(done) == 40
     # Same chunks, same algorithm: equal up to float reduction order in the worker threads
     # (~1e-10 relative, seven orders below the fits' own uncertainties).
