@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     app.command("deploy")(deploy)
 
 
-def progress_printer(console: Any, bar: Any, task: Any) -> Any:
+def progress_printer(bar: Any, task: Any) -> Any:
     """An orchestrator progress callback that advances a rich bar (cells = measurements)."""
 
     def on_progress(p: Any) -> None:
@@ -70,7 +70,7 @@ def deploy(
         ) as bar:
             task = bar.add_task("deploy", total=None)
             result = deploy_network(
-                network, station, die, store, on_progress=progress_printer(console, bar, task)
+                network, station, die, store, on_progress=progress_printer(bar, task)
             )
     finally:
         store.close()
