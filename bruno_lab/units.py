@@ -29,6 +29,10 @@ def parse_quantity(value: str | float | int, unit: str, *, where: str = "value")
     if isinstance(value, int | float):
         return float(value)
     text = str(value).strip()
+    try:
+        return float(text)  # a bare number string is in `unit` already, like a bare number
+    except ValueError:
+        pass
     ureg = _registry()
     try:
         q = ureg.Quantity(text.replace("µ", "u").replace("Ω", "ohm"))

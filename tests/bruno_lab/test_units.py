@@ -15,6 +15,8 @@ from bruno_lab.units import parse_quantity
         ("25 um**2", "m**2", 25e-12),
         (3.0, "V", 3.0),
         ("2 mV", "V", 2e-3),
+        ("-1.3", "V", -1.3),
+        ("1e-9", "s", 1e-9),
     ],
 )
 def test_parse_quantity_converts_to_si(text, unit, expected):
