@@ -272,3 +272,28 @@ def test_random_faults_the_run_completes_with_reasons(
     assert summary.failed == len(failed)
     store.close()
     assert _is_safe(lab)
+
+
+def test_stop_condition_ends_the_run_cleanly(
+    sim_lab_factory, truth_factory, quick_plan_factory, write_plan, db_url, tmp_path
+) -> None:
+    """A shorted cell fails forming ("short"); with max_consecutive_failed: 1 the run stops
+    before the next measurement, bench safe, status failed; a rerun resumes and completes."""
+    lab = sim_lab_factory(truth=truth_factory(), seed=19)
+    lab.device((1, 0), 2).shorted = True
+    plan = quick_plan_factory(dies=[[1, 0], [0, 1]])
+    plan["stop"] = {"max_consecutive_failed": 1}
+    prepared = _prepared(lab, tmp_path, write_plan(plan))
+    store = open_store(db_url)
+    summary = execute_run(prepared, store, policy=FAST_RETRY)
+    assert summary.status == "failed" and "consecutive" in summary.reason
+    rows = _rows(db_url)
+    assert [r.key for r in rows] == ["1,0/2/rram_forming/0"]
+    assert "short" in rows[0].error
+    assert _is_safe(lab)
+    with store.session() as s:
+        assert s.get(Run, summary.run_id).status.value == "failed"
+    again = execute_run(prepared, store, policy=FAST_RETRY)
+    assert again.run_id == summary.run_id and again.skipped == 1
+    assert again.status == "completed" and again.done == again.planned == 4
+    store.close()
