@@ -45,6 +45,7 @@ class DemoSize:
     n_micro: int
     eval_passes: int
     lr: float = 5e-3
+    rram_sites: tuple[int, ...] = (3, 4)  # RRAM test cells characterized on each die
 
 
 FULL = DemoSize(
@@ -79,6 +80,7 @@ QUICK = DemoSize(
     n_micro=20,
     eval_passes=1,
     lr=2e-2,
+    rram_sites=(3,),
 )
 
 
@@ -125,6 +127,7 @@ def characterize(lab: Any, state: DemoState, store: Any, progress: Progress) -> 
 
     plan = yaml.safe_load(DEMO_PLAN.read_text())
     plan["dies"] = [list(d) for d in state.size.dies]
+    plan["sites"]["rram"] = list(state.size.rram_sites)
     plan_path = state.out / "plan.yaml"
     plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
     prepared = prepare_run(plan_path, state.station_path)
