@@ -163,7 +163,7 @@ def fit_cards(state: DemoState, store: Any, progress: Progress) -> None:
         path.write_text(json.dumps(outcome.body.model_dump(mode="json"), indent=1))
         state.cards[kind] = {**outcome.summary(), "path": str(path)}
     if "rram" not in state.cards:
-        raise RuntimeError("the demo cannot train without an RRAM card: " + "; ".join(state.notes))
+        raise BrunoLabError("the demo cannot train without an RRAM card: " + "; ".join(state.notes))
 
 
 def train_network(state: DemoState, progress: Progress) -> None:
