@@ -86,5 +86,7 @@ def deploy(
             f"cell, rms error {summary['rms_error_siemens'] * 1e6:.1f} uS; run "
             f"{summary['run_id']}; record {summary['record']} ({summary['wall_s']:.0f} s)"
         )
+    if result.status == "interrupted":
+        raise typer.Exit(code=130)
     if result.status != "completed":
         raise typer.Exit(code=1)
