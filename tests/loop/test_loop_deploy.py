@@ -116,10 +116,24 @@ def test_deploy_then_evaluate_on_chip_through_the_cli(
 
     from bruno_lab.store import open_store
     from bruno_lab.store.models import Measurement, Run
+    from protocols.deployment import deploy_network
 
     lab = sim_lab_factory(truth=loop_truth_factory(n_rram=12), seed=5)
     station = lab.write_station(tmp_path / "station.yaml")
     net = tiny_network_factory(tmp_path / "net.pt")  # 2 inputs, 1 hidden, 2 outputs: 8 cells
+
+    def stop_after_two_cells(p: Any) -> None:  # Ctrl-C once two cells are committed
+        if p.measurements_done >= 4:
+            raise KeyboardInterrupt
+
+    store = open_store(loop_db_url)
+    try:
+        first = deploy_network(net, station, "1,1", store, on_progress=stop_after_two_cells)
+    finally:
+        store.close()
+    assert first.status == "interrupted"
+    assert sum(c["measurement_id"] is not None for c in first.record["cells"]) == 2
+    # the command continues the interrupted deployment: same run, the two cells not redone
     result = _run_cli(
         ["deploy", "--network", str(net), "--station", str(station), "--die", "1,1",
          "--db", loop_db_url, "--json"]
@@ -127,9 +141,12 @@ def test_deploy_then_evaluate_on_chip_through_the_cli(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["n_cells"] == 8 and summary["die"] == "1,1"
+    assert summary["run_id"] == first.run_id and summary["status"] == "completed"
     record = json.loads(Path(summary["record"]).read_text())
     assert Path(summary["record"]) == tmp_path / "net.deploy-1_1.json"
     cells = record["cells"]
+    before = [c["measurement_id"] for c in first.record["cells"][:2]]
+    assert [c["measurement_id"] for c in cells[:2]] == before  # committed once, kept
     tol = record["settings"]["verify"]["tolerance_siemens"]
     assert [c["site"] for c in cells] == list(range(3, 11))  # sites 0-2: FeCap, FeCap, FeLIF
     ok = [c for c in cells if c["success"]]
