@@ -52,13 +52,22 @@ def upgrade(db: DbOption = None, as_json: JsonOption = False) -> None:
 def status(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Show the schema revision and whether it is at head. Exit 1 when an upgrade is needed."""
     from bruno_lab.cli import emit_json
+    from bruno_lab.config import mask_url, resolve_db_url
     from bruno_lab.store import open_store
+    from bruno_lab.store.engine import missing_sqlite_file
 
-    store = open_store(db, require_head=False)
-    try:
-        doc = _status_or_error(store)
-    finally:
-        store.close()
+    resolved = resolve_db_url(db)
+    if missing_sqlite_file(resolved) is not None:  # report it; never create an empty file
+        doc: dict[str, object] = {
+            "current": None, "head": _head_revision(), "at_head": False, "known": True,
+            "url": mask_url(resolved), "exists": False,
+        }  # fmt: skip
+    else:
+        store = open_store(db, require_head=False)
+        try:
+            doc = {**_status_or_error(store), "exists": True}
+        finally:
+            store.close()
     if as_json:
         emit_json(doc)
     else:
@@ -114,3 +123,9 @@ def export(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
+
+
+def _head_revision() -> str | None:
+    from bruno_lab.store.schema import head_revision
+
+    return head_revision()

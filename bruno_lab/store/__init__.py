@@ -33,10 +33,15 @@ def open_store(
 
     from bruno_lab.config import mask_url, resolve_db_url
     from bruno_lab.store.arrays import DEFAULT_CHUNK_BYTES
-    from bruno_lab.store.engine import make_engine
+    from bruno_lab.store.engine import make_engine, missing_sqlite_file
     from bruno_lab.store.store import Store
 
     resolved = resolve_db_url(url)
+    if require_head and missing_sqlite_file(resolved) is not None:
+        raise SchemaError(
+            f"database {mask_url(resolved)} does not exist: create it with "
+            f"`bruno-lab db upgrade --db '{mask_url(resolved)}'`"
+        )
     engine = make_engine(resolved)
     store = Store(engine, resolved, chunk_bytes=chunk_bytes or DEFAULT_CHUNK_BYTES)
     if not require_head:

@@ -68,6 +68,19 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The path of an SQLite database file that does not exist yet, else None.
+
+    Connecting would create it empty; commands that only read (``db status``, or any command
+    that needs a migrated schema) check this first so that a mistyped path leaves no file behind.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database).expanduser()
+    return None if path.exists() else path
+
+
 def make_engine(url: str, *, foreign_keys: bool = True) -> Engine:
     """Create an engine for ``url``. ``foreign_keys=False`` is for SQLite batch migrations only."""
     parsed = parse_url(url)

@@ -139,3 +139,18 @@ def test_database_from_a_newer_bruno_lab_is_refused(tmp_path: Path) -> None:
         open_store(url)
     with pytest.raises(SchemaError, match="upgrade bruno-lab, not the database"):
         open_store(url, require_head=False).upgrade()
+
+
+def test_status_and_commands_on_a_missing_sqlite_file_create_nothing(tmp_path):
+    path = tmp_path / "typo.db"
+    with pytest.raises(SchemaError, match="does not exist"):
+        open_store(str(path))
+    result = subprocess.run(
+        [sys.executable, "-m", "bruno_lab.cli_entry", "db", "status", "--db", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["exists"] is False
+    assert not path.exists()
