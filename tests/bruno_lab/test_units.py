@@ -25,5 +25,5 @@ def test_parse_quantity_converts_to_si(text, unit, expected):
 
 @pytest.mark.parametrize(("text", "unit"), [("1.5 A", "V"), ("fast", "s"), ("3 m", "s")])
 def test_parse_quantity_rejects_wrong_unit_and_names_field(text, unit):
-    with pytest.raises(UnitError, match="plan.amplitude"):
+    with pytest.raises(UnitError, match=r"plan\.amplitude"):
         parse_quantity(text, unit, where="plan.amplitude")
