@@ -56,11 +56,11 @@ class DeploySettings(BaseModel):
     )
     verify: RramProgramVerifyParams = Field(
         default_factory=lambda: RramProgramVerifyParams(
-            tolerance_siemens=10e-6,
+            tolerance_siemens=5e-6,
             set_start_v=0.3,
             reset_start_v=0.8,
             step_v=0.05,
-            max_attempts=15,
+            max_attempts=25,
         )
     )
 
