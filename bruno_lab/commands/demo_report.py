@@ -166,7 +166,7 @@ def write_report(state: Any, summary: dict[str, Any], store: Any | None) -> Path
     sections = [
         "<h2>Result: software vs chip</h2>",
         _table(results),
-        *(_img(p) for p in ours[::-1]),
+        *(_img(p) for p in ours[:0:-1]),  # accuracy, then the deployed conductances
         "<h2>Training</h2>",
         _img(ours[0]),
         "<h2>Characterization and calibration</h2>",
