@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from train_cards import rram_card_dict
+from train_cards import braille_file, rram_card_dict
 from typer.testing import CliRunner
 
 from bruno_lab.cli import app, main
@@ -130,3 +130,30 @@ def test_bad_input_exits_2(monkeypatch, capsys, args):
         main()
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_braille_task_trains_from_a_pickle(tmp_path):
+    path = tmp_path / "braille.pkl"
+    braille_file(path, n_per_letter=2)
+    doc = _run(
+        [
+            "--task",
+            "braille",
+            "--data",
+            str(path),
+            "--hidden",
+            "16",
+            "--n-micro",
+            "20",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--max-batches",
+            "1",
+            "--neuron",
+            "rlif",
+        ]
+    )
+    assert doc["n_train"] + doc["n_test"] == 2 * 27
+    assert doc["final"]["test_loss"] > 0

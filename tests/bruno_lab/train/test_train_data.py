@@ -7,9 +7,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from train_cards import braille_file
 
 from bruno_lab.errors import DataError
-from bruno_lab.train.data.braille import LETTERS, TAXELS, load_braille
+from bruno_lab.train.data.braille import TAXELS, load_braille
 from bruno_lab.train.data.chorales import (
     MIDI_HIGH,
     MIDI_LOW,
@@ -22,22 +23,9 @@ from bruno_lab.train.data.chorales import (
 from bruno_lab.train.data.patterns import make_patterns
 
 
-def _braille_file(path, n_per_letter=4, lengths=(53, 51, 60)):
-    rng = np.random.default_rng(0)
-    records = []
-    for k, letter in enumerate(LETTERS):
-        for j in range(n_per_letter):
-            t = lengths[(k + j) % len(lengths)]
-            data = rng.integers(0, 256, size=(t, 12), dtype=np.uint8)
-            data[:, 1] = 200 - k  # a letter-dependent level on a kept taxel
-            records.append({"taxel_data": data, "letter": "Space" if letter == " " else letter})
-    path.write_bytes(pickle.dumps(records))
-    return records
-
-
 def test_braille_loader_follows_the_papers_preprocessing(tmp_path):
     path = tmp_path / "braille.pkl"
-    records = _braille_file(path)
+    records = braille_file(path)
     data = load_braille(path, seed=0)
     assert data.n_in == len(TAXELS) == 4 and data.n_out == 27
     assert data.train_x.shape[1:] == (2 * 51, 4)  # cropped to the shortest, resampled x2

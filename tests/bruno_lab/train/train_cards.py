@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+
+import numpy as np
+
 from bruno_lab.cards import ModelCardBody, parse_card
+from bruno_lab.train.data.braille import LETTERS
 
 
 def rram_card_dict(
@@ -75,3 +80,17 @@ def felif_card(means: dict[str, float], sigma_rel: dict[str, float]) -> ModelCar
             "parameters": params,
         }
     )
+
+
+def braille_file(path, n_per_letter=4, lengths=(53, 51, 60)):
+    """A pickle in the published Braille format; taxel 1 carries a letter-dependent level."""
+    rng = np.random.default_rng(0)
+    records = []
+    for k, letter in enumerate(LETTERS):
+        for j in range(n_per_letter):
+            t = lengths[(k + j) % len(lengths)]
+            data = rng.integers(0, 256, size=(t, 12), dtype=np.uint8)
+            data[:, 1] = 200 - k  # a letter-dependent level on a kept taxel
+            records.append({"taxel_data": data, "letter": "Space" if letter == " " else letter})
+    path.write_bytes(pickle.dumps(records))
+    return records
