@@ -6,6 +6,7 @@ import pytest
 
 pytest_plugins = ["postgres_fixture", "simlab_fixture"]
 
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--station-address",
