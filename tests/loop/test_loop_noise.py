@@ -41,7 +41,7 @@ TASK = {
 def _trained_network(path: Path) -> Path:
     """The demo's network shape: 4 inputs, 3 hidden LIF, 2 FeLIF outputs, device synapses."""
     import torch
-    from conftest import rram_card_dict
+    from loop_helpers import rram_card_dict
 
     from bruno_lab.cards import parse_card
     from bruno_lab.train.data.patterns import make_patterns
