@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from bruno_lab.errors import BadInputError, DataError
+from bruno_lab.store.queries import FIXED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -107,25 +108,7 @@ def load_devices(store: Any, wafer: str, kind: str) -> list[DeviceRecords]:
     return list(devices.values())
 
 
-_FIXED = {
-    "measurement_id",
-    "run_id",
-    "key",
-    "protocol",
-    "status",
-    "started_at",
-    "finished_at",
-    "error",
-    "device_id",
-    "site",
-    "kind",
-    "die_id",
-    "die_x",
-    "die_y",
-    "die_label",
-    "wafer",
-    "lot",
-}
+_FIXED = frozenset(FIXED_COLUMNS)  # the store's fixed columns; every other one is a scalar
 
 
 def lot_wafers(store: Any, lot: str) -> list[str]:
