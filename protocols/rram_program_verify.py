@@ -73,6 +73,12 @@ def run(bench: Any, device: DeviceUnderTest, params: RramProgramVerifyParams) ->
         "success": (np.array([int(r.success) for r in results], dtype=np.int64), ""),
     }
     n_success = sum(r.success for r in results)
+    if n_success == 0 and len(targets) == 1:  # one target: no spread to tell "no switching" by
+        raise DeviceFailure(
+            f"target {targets[0]:.3g} S not reached within ±{params.tolerance_siemens:.3g} S "
+            f"after {results[0].attempts} pulses: ended at {reached[0]:.3g} S",
+            arrays,
+        )
     if n_success == 0 and float(np.ptp(reached)) < params.tolerance_siemens:
         raise DeviceFailure(
             f"no switching: conductance stayed at {np.median(reached):.3g} S for every target",

@@ -185,3 +185,17 @@ def test_endurance_records_the_window_at_checkpoints(
         assert np.all(ratio >= params.min_window_ratio) and cycles[-1] == 100
     else:
         assert ratio[-1] < params.min_window_ratio and closed == cycles[-1]
+
+
+def test_single_target_failure_names_the_target_not_no_switching(
+    sim_lab_factory, truth_factory, tmp_path
+) -> None:
+    from protocols.base import DeviceFailure
+    from protocols.rram_program_verify import RramProgramVerifyParams
+    from protocols.rram_program_verify import run as program_verify
+
+    lab = sim_lab_factory(truth=truth_factory(), seed=46)
+    bench, device = _bench_on_rram(lab, tmp_path)
+    params = RramProgramVerifyParams(targets_siemens=[100e-6], max_attempts=2)
+    with bench, pytest.raises(DeviceFailure, match=r"target 0\.0001 S not reached .* 2 pulses"):
+        program_verify(bench, device, params)  # a pristine (unformed) cell cannot reach it
