@@ -53,21 +53,6 @@ class ClockServer(ScpiServer):
         super().__init__(*args, **kwargs)
         self.clock = clock
 
-    def _idn(self, suffixes, args, block) -> str:
-        return self.IDN
-
-    def _nothing(self, suffixes, args, block) -> None:
-        return None
-
-    def _cls(self, suffixes, args, block) -> None:
-        self.error_queue.clear()
-
-    def _opc(self, suffixes, args, block) -> str:
-        return "1"
-
-    def _err(self, suffixes, args, block) -> str:
-        return self.error_reply()
-
     def _time(self, suffixes, args, block) -> str:
         return f"{self.clock.now_s():.12E}"
 

@@ -141,23 +141,8 @@ class InfiniiVisionServer(ScpiServer):
         self.bench = bench
         self.state = ScopeState()
 
-    def _idn(self, s, a, b) -> str:
-        return self.IDN
-
     def _rst(self, s, a, b) -> None:
         self.state = ScopeState()
-
-    def _cls(self, s, a, b) -> None:
-        self.error_queue.clear()
-
-    def _opc(self, s, a, b) -> str:
-        return "1"
-
-    def _nothing(self, s, a, b) -> None:
-        return None
-
-    def _err(self, s, a, b) -> str:
-        return self.error_reply()
 
     def _channel(self, suffixes: list[int]) -> Channel:
         if not 1 <= suffixes[0] <= N_CHANNELS:

@@ -99,24 +99,9 @@ class Keithley2450Server(ScpiServer):
 
     # ----- common ------------------------------------------------------------------------------
 
-    def _idn(self, s, a, b) -> str:
-        return self.IDN
-
     def _rst(self, s, a, b) -> None:
         self.state = SmuState()
         self.bench.smu_changed()
-
-    def _cls(self, s, a, b) -> None:
-        self.error_queue.clear()
-
-    def _opc(self, s, a, b) -> str:
-        return "1"
-
-    def _nothing(self, s, a, b) -> None:
-        return None
-
-    def _err(self, s, a, b) -> str:
-        return self.error_reply()
 
     # ----- source ------------------------------------------------------------------------------
 

@@ -119,24 +119,9 @@ class Keysight33500BServer(ScpiServer):
         if suffixes and suffixes[0] not in (1, 2):
             raise CommandError(-114, "Header suffix out of range")
 
-    def _idn(self, s, a, b) -> str:
-        return self.IDN
-
     def _rst(self, s, a, b) -> None:
         self.state = AwgState()  # volatile arbs are lost too
         self.bench.awg_changed()
-
-    def _cls(self, s, a, b) -> None:
-        self.error_queue.clear()
-
-    def _opc(self, s, a, b) -> str:
-        return "1"
-
-    def _nothing(self, s, a, b) -> None:
-        return None
-
-    def _err(self, s, a, b) -> str:
-        return self.error_reply()
 
     def _border(self, s, args, b) -> None:
         word = args.upper()

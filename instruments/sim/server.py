@@ -355,6 +355,24 @@ class ScpiServer(LineServer):
 
     COMMANDS: tuple[tuple[str, str], ...] = ()
     ERROR_NONE: str = '0,"No error"'
+    IDN: str = ""
+
+    # ----- IEEE 488.2 common commands, the same on every instrument ----------------------------
+
+    def _idn(self, suffixes, args, block) -> str:
+        return self.IDN
+
+    def _cls(self, suffixes, args, block) -> None:
+        self.error_queue.clear()
+
+    def _opc(self, suffixes, args, block) -> str:
+        return "1"
+
+    def _nothing(self, suffixes, args, block) -> None:
+        return None
+
+    def _err(self, suffixes, args, block) -> str:
+        return self.error_reply()
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
