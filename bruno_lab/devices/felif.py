@@ -203,3 +203,24 @@ def spike_times_s(micro_steps: Tensor, dt_s: float, n_micro: int) -> list[list[f
     for t, i in zip(t_idx.tolist(), n_idx.tolist(), strict=True):
         per[i].append((t * n_micro + int(micro_steps[t, i]) + 1) * micro_dt)
     return per
+
+
+def felif_run_sequence(
+    current_a: Tensor,
+    dt_s: Tensor,
+    n_steps: Tensor,
+    params: FeLIFParams,
+    state: FeLIFState | None = None,
+    **options: object,
+) -> object:
+    """Neurons under a piecewise-constant input: segment ``s`` holds ``current_a[s]`` (A, per
+    neuron ``(S, n)`` or shared ``(S,)``) for ``n_steps[s]`` Euler micro-steps of ``dt_s[s]``,
+    with threshold and immediate reset after every micro-step (the ``felif_euler_step`` +
+    ``felif_reset`` loop), float64, C kernel. Returns a ``felif_sequence.SequenceResult`` (final
+    state, interpolated spike times and steps, optional per-segment trace); ``options``: see
+    ``felif_sequence.run_sequence`` (``record``, ``reset_at_crossing``, ``max_spikes``, ...)."""
+    from bruno_lab.devices import felif_sequence
+
+    if state is None:
+        state = felif_initial_state(params, (params.v_thr_v.shape[-1],), torch.float64)
+    return felif_sequence.run_sequence(current_a, dt_s, n_steps, params, state, **options)

@@ -166,23 +166,6 @@ def _fecap_run(
 
 
 def _felif_run(device: SimDevice, record: Any, wiring: Any) -> None:
-    from bruno_lab.devices import felif
+    from instruments.sim.felif_burst import run_burst
 
-    params = params_for(device)
-    state = device.state or felif.felif_initial_state(params, (1,))
-    current_in_a = record.voltage_v * wiring.felif_input_transconductance_a_per_v
-    membrane = np.empty_like(record.time_s)
-    polarization = np.empty_like(record.time_s)
-    dts = np.diff(record.time_s, prepend=record.time_s[0])
-    for i, dt_s in enumerate(dts):
-        if dt_s > 0:
-            current = torch.tensor([current_in_a[i]], dtype=DTYPE)
-            state = felif.felif_euler_step(current, state, params, float(dt_s))
-            spiked = state.voltage_v >= params.v_thr_v
-            state = felif.felif_reset(state, spiked, params)
-        membrane[i] = float(state.voltage_v[0])
-        polarization[i] = float(state.polarization_c_m2[0])
-    device.state = state
-    record.current_a = current_in_a
-    record.polarization_c_m2 = polarization
-    record.extra["membrane_v"] = membrane
+    run_burst(device, params_for(device), record, wiring)
