@@ -220,6 +220,45 @@ def rram_apply_voltage(
     return out, RramState(gap, formed, stuck)
 
 
+def rram_apply_pulse(
+    voltage_v: Tensor,
+    duration_s: Tensor,
+    state: RramState,
+    params: RramParams,
+    current_limit_a: float | None,
+    generator: torch.Generator,
+) -> tuple[Tensor, RramState]:
+    """Apply one pulse given as piecewise-constant segments (``voltage_v [T]`` held for
+    ``duration_s [T]``, the same for every device) and return the current at the end of each
+    segment ``[n, T]`` (A) and the new state.
+
+    Why not ``rram_apply_voltage`` sample by sample: its cycle-to-cycle noise is one draw per
+    sample, so a pulse resolved by a fine time grid would average the noise away and the
+    switching variability would depend on the grid. A pulse is one switching event: the gap
+    evolves deterministically through every segment (sub-stepped as there), then its total
+    change is scaled by ``max(0, 1 + sigma_c2c*eps)`` once per device. Segments at 0 V move
+    nothing (no field, no forming) and are skipped; adjacent equal segments may be merged by
+    the caller (the evolution within a held voltage is sub-stepped, so merging is exact)."""
+    volts = torch.as_tensor(voltage_v, dtype=params.i0_a.dtype).reshape(-1)
+    durations = torch.as_tensor(duration_s, dtype=volts.dtype).reshape(-1)
+    quiet = params.replace(sigma_c2c=0.0)
+    n = state.gap_m.shape[0]
+    out = torch.zeros((n, volts.numel()), dtype=volts.dtype, device=state.gap_m.device)
+    start, current = state, state
+    for k, (v, dt) in enumerate(zip(volts.tolist(), durations.tolist(), strict=True)):
+        if v == 0.0 or dt <= 0.0:
+            continue
+        level = torch.full((n, 1), v, dtype=volts.dtype, device=out.device)
+        i, current = rram_apply_voltage(level, dt, current, quiet, current_limit_a, generator)
+        out[:, k] = i[:, 0]
+    # a cell that formed during the pulse starts its switching from g_max
+    g_start = torch.where(start.formed, start.gap_m, params.gap_max_m)
+    noise = (1.0 + params.sigma_c2c * _randn(current.gap_m, generator)).clamp(min=0.0)
+    gap = (g_start + (current.gap_m - g_start) * noise).clamp(params.gap_min_m, params.gap_max_m)
+    gap = torch.where(current.formed & (current.stuck == 0), gap, current.gap_m)
+    return out, RramState(gap, current.formed, current.stuck)
+
+
 def _forming(
     v: Tensor, dt_s: float, formed: Tensor, stuck: Tensor, p: RramParams, gen: torch.Generator
 ) -> Tensor:

@@ -127,19 +127,29 @@ def transient(device: SimDevice, record: Any, wiring: Any, seed: int, now_s: flo
         from bruno_lab.devices import rram
 
         state = _rram_state(device)
-        # The model holds each sample for dt: resample the record onto a uniform grid.
-        uniform_s = np.linspace(record.time_s[0], record.time_s[-1], record.time_s.size)
-        hold_s = float(uniform_s[1] - uniform_s[0]) if uniform_s.size > 1 else 0.0
-        voltage = np.interp(uniform_s, record.time_s, record.voltage_v)
-        current, device.state = rram.rram_apply_voltage(
-            torch.as_tensor(voltage, dtype=DTYPE).reshape(1, -1),
-            hold_s,
+        # The AWG's output is linear between grid points: hold each interval at its midpoint
+        # voltage, merge equal neighbours (a plateau is one segment) and apply the burst as one
+        # pulse (one cycle-to-cycle draw, whatever the grid).
+        time_s, volts = record.time_s, record.voltage_v
+        mid_v = 0.5 * (volts[1:] + volts[:-1])
+        change = np.flatnonzero(np.diff(mid_v) != 0.0) + 1
+        first = np.concatenate([[0], change])
+        last = np.concatenate([change, [mid_v.size]])
+        seg_v = mid_v[first]
+        seg_s = time_s[last] - time_s[first]
+        current, device.state = rram.rram_apply_pulse(
+            torch.as_tensor(seg_v, dtype=DTYPE),
+            torch.as_tensor(seg_s, dtype=DTYPE),
             state,
             params_for(device),
             None,
             _generator(seed),
         )
-        record.current_a = np.interp(record.time_s, uniform_s, current.reshape(-1).numpy())
+        seg_i = current.reshape(-1).numpy()
+        record.current_a = np.concatenate([[0.0], np.repeat(seg_i, last - first)])
+        if volts[0] != 0.0 and bool(state.formed.reshape(-1)[0]):
+            g0 = rram.rram_conductance_siemens(state, params_for(device), float(volts[0]))
+            record.current_a[0] = float(volts[0] * g0.reshape(-1)[0])
     else:
         _felif_run(device, record, wiring)
 
