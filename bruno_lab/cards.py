@@ -98,12 +98,22 @@ class RramRelaxation(_Strict):
 
 
 class RramLadder(_Strict):
-    """What write-verify reaches on this RRAM population: the level ladder and its noise."""
+    """What write-verify reaches on this RRAM population: the level ladder and its noise.
+
+    ``read_noise`` and ``relaxation`` are None when the wafer's plan did not measure them
+    (no ``rram_read_noise`` with repeated reads of at least two levels, no ``rram_retention``):
+    the card then says nothing about them, and readers must not invent them. The trainer's
+    device synapse reads noise-free when ``read_noise`` is None and refuses a relaxation time
+    > 0 when ``relaxation`` is None (``bruno_lab.train``)."""
 
     read_voltage_v: float = Field(gt=0.0)
     levels: list[RramLevel] = Field(min_length=2)
-    read_noise: RramReadNoise
-    relaxation: RramRelaxation
+    read_noise: RramReadNoise | None = Field(
+        None, description="Read-noise model; None when not measured (no repeated reads)."
+    )
+    relaxation: RramRelaxation | None = Field(
+        None, description="Relaxation over log time; None when not measured (no retention)."
+    )
     stuck_fraction: float = Field(ge=0.0, le=1.0, description="Cells that ignore programming.")
     stuck_conductance_siemens: float = Field(
         ge=0.0, description="Mean conductance a stuck cell reads (measured on the stuck cells)."

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from bruno_lab.cards import (
 log = logging.getLogger(__name__)
 
 OUTLIER_MADS = 8.0
+T = TypeVar("T")
 
 
 def robust_inliers(values: np.ndarray, n_mads: float = OUTLIER_MADS) -> np.ndarray:
@@ -199,6 +201,17 @@ def _fit_relaxation(data: LadderData, stuck: np.ndarray) -> RramRelaxation:
     return RramRelaxation(t0_s=t0, drift_rel_per_decade=drift, sigma_siemens_per_decade=s2**0.5)
 
 
+def _optional(
+    fit: Callable[[LadderData, np.ndarray], T], data: LadderData, stuck: np.ndarray
+) -> T | None:
+    """``fit(data, stuck)``, or None when the data do not allow it (a ``ValueError``)."""
+    try:
+        return fit(data, stuck)
+    except ValueError as exc:
+        log.warning("rram ladder without %s: %s", fit.__name__.removeprefix("_fit_"), exc)
+        return None
+
+
 def rram_ladder(
     data: LadderData, *, known_stuck: Sequence[int] = (), n_cells: int | None = None
 ) -> RramLadder:
@@ -208,7 +221,9 @@ def rram_ladder(
     ``n_cells`` is the number of cells tried (default: the cells in the verify data).
 
     Levels are grouped by the protocol's target level and ordered by target conductance,
-    index 0 the lowest.
+    index 0 the lowest. The read-noise model needs repeated reads (``read_*``) on at least two
+    (cell, level) pairs and the relaxation at least two retention reads per (cell, level); where
+    the data do not allow them they are None (logged), the rest of the ladder is still built.
     """
     stuck = np.union1d(stuck_cells(data), np.asarray(list(known_stuck), dtype=np.int64))
     if n_cells is None:
@@ -237,8 +252,8 @@ def rram_ladder(
     return RramLadder(
         read_voltage_v=data.read_voltage_v,
         levels=levels,
-        read_noise=_fit_read_noise(data, stuck),
-        relaxation=_fit_relaxation(data, stuck),
+        read_noise=_optional(_fit_read_noise, data, stuck),
+        relaxation=_optional(_fit_relaxation, data, stuck),
         stuck_fraction=float(stuck.size / n_cells) if n_cells else 0.0,
         stuck_conductance_siemens=stuck_g,
     )

@@ -17,6 +17,7 @@ the card: ``G*(1 + drift*d) + N(0, (sigma_per_decade*d)^2)``, ``d = log10(t/t0)`
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -25,6 +26,8 @@ import torch
 from torch import Tensor
 
 from bruno_lab.cards import RramLadder
+
+log = logging.getLogger(__name__)
 
 PLUS = 0
 MINUS = 1
@@ -46,16 +49,24 @@ class LadderStats:
 
     @classmethod
     def from_ladder(cls, ladder: RramLadder, dtype: torch.dtype = torch.float32) -> LadderStats:
+        """The ladder as tensors. A card without a read-noise model (not measured) reads
+        noise-free (logged); one without a relaxation model never relaxes (``relax_t0_s`` is
+        infinite; the synapse refuses a relaxation time > 0 with such a card)."""
+        noise, relax = ladder.read_noise, ladder.relaxation
+        if noise is None:
+            log.warning("RRAM card has no read-noise model (not measured): reads are noise-free")
         return cls(
             level_mean_siemens=torch.tensor([lv.mean_siemens for lv in ladder.levels], dtype=dtype),
             level_sigma_siemens=torch.tensor(
                 [lv.sigma_siemens for lv in ladder.levels], dtype=dtype
             ),
-            read_floor_siemens=ladder.read_noise.floor_siemens,
-            read_slope_rel=ladder.read_noise.slope_rel,
-            relax_t0_s=ladder.relaxation.t0_s,
-            relax_drift_rel_per_decade=ladder.relaxation.drift_rel_per_decade,
-            relax_sigma_siemens_per_decade=ladder.relaxation.sigma_siemens_per_decade,
+            read_floor_siemens=noise.floor_siemens if noise is not None else 0.0,
+            read_slope_rel=noise.slope_rel if noise is not None else 0.0,
+            relax_t0_s=relax.t0_s if relax is not None else math.inf,
+            relax_drift_rel_per_decade=relax.drift_rel_per_decade if relax is not None else 0.0,
+            relax_sigma_siemens_per_decade=(
+                relax.sigma_siemens_per_decade if relax is not None else 0.0
+            ),
             stuck_fraction=ladder.stuck_fraction,
             stuck_conductance_siemens=ladder.stuck_conductance_siemens,
         )
