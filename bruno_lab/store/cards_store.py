@@ -63,26 +63,12 @@ class CardsMixin:
         ``parameters`` and ``uncertainties`` (1 sigma) are in the SI units their names say;
         non-finite values are stored as null.
         """
-        row = {
-            "device_id": device_id,
-            "model_name": model_name,
-            "model_version": model_version,
-            "parameters": {k: finite_or_none(v) for k, v in parameters.items()},
-            "uncertainties": {k: finite_or_none(v) for k, v in uncertainties.items()},
-            "goodness": dict(goodness),
-            "flags": [str(f) for f in flags],
-            "created_at": utcnow(),
-        }
+        row = _fit_row(device_id, model_name, model_version, parameters, uncertainties, goodness)
+        row["flags"] = [str(f) for f in flags]
         mids = sorted({int(m) for m in measurement_ids})
         try:
             with self.engine.begin() as conn:
-                fid = int(conn.execute(insert(Fit.__table__), row).inserted_primary_key[0])
-                if mids:
-                    conn.execute(
-                        insert(FitMeasurement.__table__),
-                        [{"fit_id": fid, "measurement_id": m} for m in mids],
-                    )
-                return fid
+                return _insert_fit(conn, row, mids)
         except IntegrityError as exc:
             raise DataError(
                 f"fit of device {device_id}: unknown device or measurements {mids}: {exc.orig}"
@@ -117,18 +103,52 @@ class CardsMixin:
         Returns the new ``ModelCard`` row (``id``, ``version``, ``fit_ids``, ``card()``).
         A body that does not fit the schema raises ModelCardError naming the field.
         """
+        return self.add_calibration([], body, code_version, fit_ids=fit_ids)[1]
+
+    def add_calibration(
+        self,
+        fits: Sequence[Mapping[str, Any]],
+        body: Mapping[str, Any] | ModelCardBody,
+        code_version: str,
+        *,
+        fit_ids: Sequence[int] = (),
+    ) -> tuple[list[int], ModelCard]:
+        """Store a calibration's fits and the card built from them in one transaction.
+
+        Each of ``fits`` has the keyword arguments of :meth:`add_fit`. The card links to those
+        fits and to ``fit_ids`` (fits stored earlier). A crash or an error leaves nothing: no
+        fits without their card. Returns (new fit ids, the new ``ModelCard`` row).
+        """
         from bruno_lab.cards import ModelCardBody, parse_card
 
         card = body if isinstance(body, ModelCardBody) else parse_card(dict(body))
         kind = DeviceKind(card.device_kind)
         scope = CardScope(card.scope)
-        fids = sorted({int(f) for f in fit_ids})
         doc = card.model_dump(mode="json")
         table, links = ModelCard.__table__, ModelCardFit.__table__
         for attempt in range(_MAX_VERSION_RETRIES):
             version = None
             try:
                 with begin_write(self.engine) as conn:  # holds the SQLite write lock throughout
+                    new_ids = [
+                        _insert_fit(
+                            conn,
+                            {
+                                **_fit_row(
+                                    f["device_id"],
+                                    f["model_name"],
+                                    f["model_version"],
+                                    f["parameters"],
+                                    f["uncertainties"],
+                                    f["goodness"],
+                                ),
+                                "flags": [str(x) for x in f["flags"]],
+                            },
+                            sorted({int(m) for m in f["measurement_ids"]}),
+                        )
+                        for f in fits
+                    ]
+                    fids = sorted({int(x) for x in fit_ids} | set(new_ids))
                     latest = conn.scalar(
                         select(func.max(table.c.version)).where(
                             table.c.device_kind == kind,
@@ -152,10 +172,13 @@ class CardsMixin:
                             insert(links), [{"card_id": card_id, "fit_id": f} for f in fids]
                         )
                 log.info("model card %s v%s stored (id %s)", card.scope_id, version, card_id)
-                return self.get_model_card(card_id)
+                return new_ids, self.get_model_card(card_id)
             except IntegrityError as exc:
                 if version is None or not self._version_taken(kind, scope, card.scope_id, version):
-                    raise DataError(f"model card references unknown fits {fids}") from exc
+                    raise DataError(
+                        f"model card {card.scope_id}: unknown fits, devices or measurements "
+                        f"referenced: {exc.orig}"
+                    ) from exc
                 log.info("model card version race, retry %d", attempt + 1)
         raise DataError(f"model card {card.scope_id}: could not allocate a version")
 
@@ -219,3 +242,32 @@ def _card_enum(cls: Any, value: Any, field: str) -> Any:
     except ValueError:
         allowed = ", ".join(m.value for m in cls)
         raise ModelCardError(f"model card {field}: {value!r} is not one of {allowed}") from None
+
+
+def _fit_row(
+    device_id: int,
+    model_name: str,
+    model_version: str,
+    parameters: Mapping[str, float],
+    uncertainties: Mapping[str, float],
+    goodness: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "device_id": device_id,
+        "model_name": model_name,
+        "model_version": model_version,
+        "parameters": {k: finite_or_none(v) for k, v in parameters.items()},
+        "uncertainties": {k: finite_or_none(v) for k, v in uncertainties.items()},
+        "goodness": dict(goodness),
+        "created_at": utcnow(),
+    }
+
+
+def _insert_fit(conn: Any, row: Mapping[str, Any], measurement_ids: Sequence[int]) -> int:
+    fid = int(conn.execute(insert(Fit.__table__), dict(row)).inserted_primary_key[0])
+    if measurement_ids:
+        conn.execute(
+            insert(FitMeasurement.__table__),
+            [{"fit_id": fid, "measurement_id": m} for m in measurement_ids],
+        )
+    return fid

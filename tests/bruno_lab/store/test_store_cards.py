@@ -117,3 +117,35 @@ def test_concurrent_card_writers_get_distinct_versions(db_url: str) -> None:
     assert versions == list(range(1, 13))
     for s in stores:
         s.close()
+
+
+def _fit_kwargs(device_id: int, mids: list[int]) -> dict:
+    return {
+        "device_id": device_id,
+        "model_name": "fecap-lumped",
+        "model_version": "1",
+        "parameters": {"ps_c_m2": 0.22},
+        "uncertainties": {"ps_c_m2": 0.002},
+        "goodness": {"r2": 0.99},
+        "measurement_ids": mids,
+        "flags": [],
+    }
+
+
+def test_calibration_stores_fits_and_card_together_or_nothing(
+    store: Store, run_id: int, device_id: int
+) -> None:
+    mid = store.add_measurement(**measurement_kwargs(run_id, device_id))
+    fids, card = store.add_calibration(
+        [_fit_kwargs(device_id, [mid]), _fit_kwargs(device_id, [])], BODY, "abc"
+    )
+    assert len(fids) == 2 and card.version == 1
+    assert sorted(card.fit_ids) == sorted(fids)
+    assert store.get_fit(fids[0]).measurement_ids == [mid]
+    # the second fit references a measurement that does not exist: no fit and no card stored
+    with pytest.raises(DataError, match="W01"):
+        store.add_calibration(
+            [_fit_kwargs(device_id, [mid]), _fit_kwargs(device_id, [987654])], BODY, "abc"
+        )
+    assert [f.id for f in store.list_fits()] == fids
+    assert [c.version for c in store.list_model_cards()] == [1]
