@@ -133,7 +133,17 @@ _REGISTRY: dict[str, Callable[[], FitModel]] = {
         # Jacobian is forward differences in the bounded z-space, p points stacked in one call.
         jacobian="fd",
     ),
+    "felif-spikes": lambda: _felif_spikes_model(),
 }
+
+
+def _felif_spikes_model() -> FitModel:
+    """FeLIF spike trains (``calibration.felif_fit``): the C kernel has no autograd, so "fd"."""
+    from bruno_lab.devices.felif import FeLIFParams
+    from calibration.felif_fit import FELIF_FIT_SPECS, build_felif_spikes
+
+    units = {name: spec.unit for name, spec in FeLIFParams.specs().items()}
+    return FitModel("felif-spikes", "felif", FELIF_FIT_SPECS, build_felif_spikes, units, "fd")
 
 
 def register_model(name: str, factory: Callable[[], FitModel]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bruno_lab.cards import ModelCardBody, parse_card
-from bruno_lab.errors import BrunoLabError, DataError
+from bruno_lab.errors import DataError
 from calibration.data import check_kind, load_scope
 from calibration.fitter import FitOptions
 from calibration.models import MODEL_VERSION, get_model
@@ -102,10 +102,9 @@ def run_stage(
 
         return fit_fecap(store, devices, n_domains=n_domains, on_progress=on_progress, **kw)
     if kind == "felif":
-        raise BrunoLabError(
-            f"wafer {wafer!r}: FeLIF calibration is not implemented yet (fecap and rram are); "
-            "no card written"
-        )
+        from calibration.felif_fit import fit_felif
+
+        return fit_felif(store, devices, on_progress=on_progress, **kw)
     from calibration.rram_fit import fit_rram
 
     return fit_rram(store, devices)
