@@ -248,7 +248,9 @@ def rram_ladder(
     stuck_g = 0.0
     stuck_rows = np.isin(data.verify_cell, stuck)
     if stuck_rows.any():
-        stuck_g = float(np.mean(data.verify_reached_siemens[stuck_rows]))
+        # a never-formed cell reads as the instrument's noise around 0 S: its mean may come out
+        # a few pS below zero, which no conductance is
+        stuck_g = max(0.0, float(np.mean(data.verify_reached_siemens[stuck_rows])))
     return RramLadder(
         read_voltage_v=data.read_voltage_v,
         levels=levels,

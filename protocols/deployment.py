@@ -57,10 +57,11 @@ class DeploySettings(BaseModel):
     verify: RramProgramVerifyParams = Field(
         default_factory=lambda: RramProgramVerifyParams(
             tolerance_siemens=5e-6,
-            set_start_v=0.3,
-            reset_start_v=0.8,
+            set_start_v=0.7,
+            reset_start_v=0.6,
             step_v=0.05,
-            max_attempts=25,
+            max_attempts=40,
+            pulse_width_s=1e-6,
         )
     )
 

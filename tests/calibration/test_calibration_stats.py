@@ -109,3 +109,12 @@ def test_rram_ladder_recovers_levels_noise_relaxation_and_stuck_rate() -> None:
     assert lad.relaxation.drift_rel_per_decade == pytest.approx(drift, rel=0.1)
     assert lad.relaxation.sigma_siemens_per_decade == pytest.approx(sig_dec, rel=0.1)
     assert lad.relaxation.t0_s == pytest.approx(1.0)
+
+
+def test_stuck_cells_reading_noise_around_zero_give_a_zero_conductance() -> None:
+    data, *_ = _ladder_data(np.random.default_rng(4), n_cells=40, n_stuck=3)
+    stuck = data.verify_cell < 3
+    data.verify_reached_siemens[stuck] = -5e-12  # an unformed cell: SMU noise around 0 A
+    lad = rram_ladder(data)
+    assert lad.stuck_fraction == pytest.approx(3 / 40)
+    assert lad.stuck_conductance_siemens == 0.0

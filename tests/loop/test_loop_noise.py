@@ -74,8 +74,8 @@ def test_noisier_chip_gives_lower_on_chip_accuracy(
     settings = DeploySettings(
         forming=RramFormingParams(max_v=3.5, step_v=0.25),
         verify=RramProgramVerifyParams(
-            tolerance_siemens=10e-6, set_start_v=0.3, reset_start_v=0.8, step_v=0.05,
-            max_attempts=15,
+            tolerance_siemens=5e-6, set_start_v=0.7, reset_start_v=0.6, step_v=0.05,
+            max_attempts=40, pulse_width_s=1e-6,
         ),
     )  # fmt: skip
     import shutil
