@@ -77,8 +77,11 @@ MIN_SPIKES = 3
 BAD_FIT_CHI2_FACTOR = 25.0
 # The spike on-times are not everywhere smooth in the parameters: a spike that slips past the
 # end of a pulse waits for the next one while the polarization keeps switching (a real jump of
-# about a micro-step of on-time, i.e. ~1 sigma). A relative cost change below 1e-3 is noise.
-DEFAULT_OPTIONS = FitOptions(max_iter=40, ftol=1e-3, xtol=1e-6)
+# about a micro-step of on-time, i.e. ~1 sigma). A relative cost change below 1e-3 is noise, and
+# the finite-difference step (in the bounded z-space; ~1 % of the parameter) must span several
+# such treads or the Jacobian sees only their flat tops (measured: uncertainties 10x too large
+# and spreads over-deconvolved with the default 1e-6).
+DEFAULT_OPTIONS = FitOptions(max_iter=40, ftol=1e-3, xtol=1e-6, fd_step=1e-2)
 RESTARTS = 2
 NOTES = (
     "felif-spikes: P_s and t_hzo fitted to each device's felif_response spike trains (pulse "
@@ -271,22 +274,26 @@ def _initial_values(
     idx = torch.arange(len(times))
     best, best_cost = initial.copy(), np.full(len(times), np.inf)
     second = names[1]
-    for rel in INIT_SECOND_REL:
+    default = float(getattr(base, second)[0])
+
+    def try_values(values: np.ndarray) -> None:
+        """Candidates (second parameter per device; P_s from the charge per spike)."""
         cand = initial.copy()
-        value = float(getattr(base, second)[0]) * rel
-        cand[:, 1] = value
+        cand[:, 1] = values
         geometry = {"area_m2": torch.as_tensor(area)}
         if second == "t_hzo_m":
-            geometry["t_hzo_m"] = value
-        c_lin = linear_capacitance_f(base.replace(**geometry))
-        ps = (charge - c_lin.numpy() * swing) / (2.0 * area)
-        cand[:, names.index("ps_c_m2")] = np.where(np.isfinite(ps), ps, cand[:, 0])
+            geometry["t_hzo_m"] = torch.as_tensor(values)
+        c_lin = linear_capacitance_f(base.replace(**geometry)).numpy()
+        ps = (charge - c_lin * swing) / (2.0 * area)
+        cand[:, 0] = np.where(np.isfinite(ps), ps, cand[:, 0])
         cand = np.clip(cand, lo, hi)
         pred = model(torch.as_tensor(cand), idx).numpy()
-        cost = np.where(mask, pred - y, 0.0) ** 2
-        cost = cost.sum(1)
+        cost = (np.where(mask, pred - y, 0.0) ** 2).sum(1)
         better = cost < best_cost
         best[better], best_cost[better] = cand[better], cost[better]
+
+    for rel in INIT_SECOND_REL:
+        try_values(np.full(len(times), default * rel))
     return best
 
 

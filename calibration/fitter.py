@@ -59,6 +59,7 @@ class FitOptions:
     xtol: float = 1e-8
     lambda0: float = 1e-3
     jacobian: str = "auto"  # "forward" (autograd dual numbers), "fd", or "auto" (= forward)
+    fd_step: float = 1e-6  # forward-difference step in the bounded z-space (jacobian "fd")
     bad_fit_r2: float = 0.9
     bad_fit_chi2: float | None = None  # absolute chi2_red limit; stages apply a wafer-relative one
 
@@ -144,6 +145,7 @@ class _Problem:
     ) -> None:
         self.model, self.y, self.sigma, self.mask, self.tr = model, y, sigma, mask, tr
         self.jacobian = jacobian
+        self.fd_step = 1e-6
 
     def residual(self, z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         f = self.model(self.tr.to_u(z), idx)
@@ -179,10 +181,11 @@ class _Problem:
     def _fd_jac(
         self, z: torch.Tensor, idx: torch.Tensor, r0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward differences in z (step 1e-6: truncation ~1e-6 relative, rounding ~1e-10 in
-        float64), all p (+1 without ``r0``) evaluations stacked in one call."""
+        """Forward differences in z (default step 1e-6: truncation ~1e-6 relative, rounding
+        ~1e-10 in float64; a model that is piecewise flat on a fine scale needs a larger
+        ``FitOptions.fd_step``), all p (+1 without ``r0``) evaluations stacked in one call."""
         m, p = z.shape
-        h = 1e-6
+        h = self.fd_step
         steps = h * torch.eye(p, dtype=z.dtype)
         if r0 is None:
             steps = torch.cat([torch.zeros(1, p, dtype=z.dtype), steps])
@@ -241,6 +244,7 @@ def fit_batched(
     prob = _Problem(
         model, y_t, sig, msk, tr, "forward" if opts.jacobian == "auto" else opts.jacobian
     )
+    prob.fd_step = opts.fd_step
     z = tr.to_z(torch.as_tensor(np.asarray(initial, dtype=np.float64)).to(dtype).reshape(n, p))
     all_idx = torch.arange(n)
     if opts.adam_steps > 0:

@@ -237,7 +237,7 @@ def test_felif_small_wafer_through_sim_lab(sim_lab_factory, tmp_path: Path) -> N
 def test_felif_population_truth_through_sim_lab(sim_lab_factory, tmp_path: Path) -> None:
     """208 FeLIFs (13 dies x 16 sites); the held parameters keep the default population's spread
     except E_a, whose effect on spike trains the fitted t_hzo cannot tell apart."""
-    lab = sim_lab_factory(truth=_sim_truth(16, 44.0, {"e_a_v_m": 0.0}), seed=77)
+    lab = sim_lab_factory(truth=_sim_truth(16, 44.0, {"e_a_v_m": 0.0, "t_int_m": 0.0}), seed=77)
     summary, _, run_s, fit_s = _run_and_fit(lab, tmp_path, 16)
     print(f"felif truth: run {run_s:.1f} s, fit {fit_s:.1f} s, {summary['n_devices']} devices")
     assert summary["n_devices"] >= 200, summary["flagged"]
