@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bruno_lab.devices.rram import RramParams, cell_current_a
+from bruno_lab.devices.rram import RramParams, cell_current_a, forming_rate_per_s
 from calibration.fitter import FitOptions, ParamSpec, fit_batched
 
 log = logging.getLogger(__name__)
@@ -131,10 +131,9 @@ def _forming_moments(
     censor_v: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of the detected forming voltage [m] given ``v_form`` [m]."""
-    # The model's breakdown rate exp((V - V_form)/slope)/tau_form (bruno_lab.devices.rram's
-    # forming hazard; the device module exposes it only as a random draw).
-    arg = ((volts - v_form.unsqueeze(1)) / slope_v).clamp(max=80.0)
-    rate = torch.where(mask, torch.exp(arg) / tau_s, torch.zeros_like(arg))
+    # the device model's own breakdown rate, integrated over the staircase below
+    rate = forming_rate_per_s(volts, v_form.unsqueeze(1), slope_v, tau_s)
+    rate = torch.where(mask, rate, torch.zeros_like(rate))
     full = dwell.unsqueeze(1) * rate
     before = torch.cumsum(full, dim=1) - full
     hazard = before + detect.unsqueeze(1) * rate
@@ -249,8 +248,8 @@ def _event_probability(
     records: Sequence[FormingRecord],
 ) -> torch.Tensor:
     """Probability of the observed step under the fitted hazard (its own goodness)."""
-    arg = ((volts - vf.unsqueeze(1)) / slope).clamp(max=80.0)
-    rate = torch.where(mask, torch.exp(arg) / tau, torch.zeros_like(arg))
+    rate = forming_rate_per_s(volts, vf.unsqueeze(1), slope, tau)
+    rate = torch.where(mask, rate, torch.zeros_like(rate))
     full = dwell.unsqueeze(1) * rate
     hazard = torch.cumsum(full, dim=1) - full + detect.unsqueeze(1) * rate
     seen = -torch.expm1(-hazard)

@@ -259,12 +259,25 @@ def rram_apply_pulse(
     return out, RramState(gap, current.formed, current.stuck)
 
 
+def forming_rate_per_s(
+    voltage_v: Tensor,
+    v_form_v: Tensor | float,
+    v_form_slope_v: Tensor | float,
+    tau_form_s: Tensor | float,
+) -> Tensor:
+    """Breakdown rate of a pristine cell held at ``voltage_v``, 1/s:
+    ``exp((V - V_form)/V_form_slope)/tau_form`` (exponent bounded; only V > 0 forms a cell).
+    Public so that calibration integrates the same hazard over a measured staircase."""
+    arg = ((voltage_v - v_form_v) / v_form_slope_v).clamp(max=SINH_ARG_MAX)
+    return torch.exp(arg) / tau_form_s
+
+
 def _forming(
     v: Tensor, dt_s: float, formed: Tensor, stuck: Tensor, p: RramParams, gen: torch.Generator
 ) -> Tensor:
     """Pristine cells break down with probability 1 - exp(-dt*rate(V)) per sample (V > 0)."""
-    arg = ((v - p.v_form_v) / p.v_form_slope_v).clamp(max=SINH_ARG_MAX)
-    prob = -torch.expm1(-dt_s * torch.exp(arg) / p.tau_form_s)
+    rate = forming_rate_per_s(v, p.v_form_v, p.v_form_slope_v, p.tau_form_s)
+    prob = -torch.expm1(-dt_s * rate)
     u = torch.rand(v.shape, generator=gen, dtype=torch.float64).to(v.dtype)
     can = (stuck >= 0) & (v > 0)
     return formed | (can & (u < prob)) | (stuck > 0)

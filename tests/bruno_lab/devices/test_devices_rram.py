@@ -256,3 +256,23 @@ def test_cycle_to_cycle_spread_is_per_pulse_whatever_the_time_grid():
     # the standard error of a std estimate over n = 4000 draws is ~1.1 %
     assert spreads[0] == pytest.approx(sigma, rel=0.06)
     assert spreads[1] == pytest.approx(sigma, rel=0.06)
+
+
+def test_forming_hazard_is_the_published_rate_over_a_held_step():
+    """Pristine cells held at V for dt form with probability 1 - exp(-dt*rate), rate =
+    exp((V - V_form)/slope)/tau_form (written out here, not taken from the module)."""
+    from bruno_lab.devices.rram import forming_rate_per_s
+
+    n, v, dt = 20000, 2.4, 2e-3
+    p = RramParams.default(n)
+    rate = math.exp((v - 2.5) / 0.05) / 1e-3
+    assert float(
+        forming_rate_per_s(torch.tensor(v, dtype=torch.float64), 2.5, 0.05, 1e-3)
+    ) == pytest.approx(rate)
+    s = rram_initial_state(p)
+    _, after = rram_apply_voltage(
+        torch.full((n, 1), v, dtype=torch.float64), dt, s, p, 1e-4, _gen(8)
+    )
+    expected = 1.0 - math.exp(-dt * rate)
+    sigma = math.sqrt(expected * (1 - expected) / n)
+    assert float(after.formed.double().mean()) == pytest.approx(expected, abs=4 * sigma)
