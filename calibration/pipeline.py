@@ -175,20 +175,20 @@ def calibrate(
         scope=scope,
     )
     body = build_card(kind_fit, kind, wafer, scope)
-    fit_ids = []
-    for f in kind_fit.fits:
-        fit_ids.append(
-            store.add_fit(
-                device_id=f.device_id,
-                model_name=kind_fit.model_name,
-                model_version=MODEL_VERSION,
-                parameters=f.parameters,
-                uncertainties=f.uncertainties,
-                goodness=f.goodness,
-                measurement_ids=f.measurement_ids,
-                flags=f.flags,
-            )
-        )
-    row = store.add_model_card(body, fit_ids, version or code_version())
+    fits = [
+        {
+            "device_id": f.device_id,
+            "model_name": kind_fit.model_name,
+            "model_version": MODEL_VERSION,
+            "parameters": f.parameters,
+            "uncertainties": f.uncertainties,
+            "goodness": f.goodness,
+            "measurement_ids": f.measurement_ids,
+            "flags": f.flags,
+        }
+        for f in kind_fit.fits
+    ]
+    # one transaction: a crash or a bad reference leaves no fits without their card
+    fit_ids, row = store.add_calibration(fits, body, version or code_version())
     log.info("%s card v%d for %s from %d fits", kind, row.version, wafer, len(fit_ids))
     return CalibrationOutcome(wafer, kind, int(row.id), int(row.version), body, fit_ids, kind_fit)
