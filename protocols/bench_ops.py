@@ -16,6 +16,8 @@ from protocols.base import DeviceFailure
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CAPTURE_POINTS = 1000
+"""Points per channel a capture asks for unless told otherwise (the scope's reset default)."""
 SCOPE_DIVISIONS = 10
 SCREEN_DIVS_V = 8
 SCOPE_MIN_V_PER_DIV = 1e-3
@@ -89,13 +91,14 @@ def capture_response(
     name: str = "BRUNO",
     voltage_full_scale_v: float | None = None,
     timeout_s: float = 10.0,
-    points: int | None = None,
+    points: int = DEFAULT_CAPTURE_POINTS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Play ``samples_v`` once on the AWG and capture device voltage and current on the scope.
 
     The scope is triggered by the AWG (external trigger), reference left, so its time axis is
     the waveform's; it shows the whole waveform over its 10 divisions. ``points`` asks the
-    scope for that many points per channel (default: the scope's). Returns
+    scope for that many points per channel, always (a scope keeps the last setting: without it a
+    protocol's record would depend on which protocol ran before). Returns
     ``(time_s, voltage_v, current_a)``; channel 2 is divided by the TIA gain.
     """
     awg, scope = bench.awg, bench.scope
@@ -123,7 +126,7 @@ def capture_response(
         scope.wait_acquired(timeout_s)
     finally:
         awg.output_enabled = False
-    more = {"points": points} if points and _accepts(scope.read_waveform, "points") else {}
+    more = {"points": points} if _accepts(scope.read_waveform, "points") else {}
     time_s, voltage_v = scope.read_waveform(1, **more)
     _, current_v = scope.read_waveform(2, **more)
     return time_s, voltage_v, current_v / gain

@@ -128,3 +128,34 @@ def test_switching_kinetics_grows_with_width_and_amplitude(
     assert grid[(1e-5, 3.5)] > grid[(1e-5, 1.5)]
     assert grid[(1e-5, 3.5)] == pytest.approx(pund.scalars["switched_polarization_c_m2"], rel=0.1)
     assert result.scalars["n_points"] == 4
+
+
+def test_a_capture_does_not_inherit_the_previous_protocols_scope_record(
+    sim_lab_factory, truth_factory, tmp_path
+) -> None:
+    """A P-V loop after a FeLIF response (which asks the scope for 20,000 points) has the same
+    time grid as one before it: every capture sets its record length itself."""
+    from protocols.felif_response import FelifResponseParams
+    from protocols.felif_response import run as run_felif
+    from protocols.pv_loop import PvLoopParams
+    from protocols.pv_loop import run as run_loop
+
+    lab = sim_lab_factory(truth=truth_factory(), seed=32)
+    station = lab.write_station(tmp_path / "station.yaml")
+    loop = PvLoopParams(frequencies_hz=[1e5]).expand()[0]
+    felif = FelifResponseParams(input_currents_a=[1e-8], trial_s=2e-3, scope_points=20_000)
+    bench, fecap = _on_device(lab, station, 1, 1, 0)
+    with bench:
+        before = run_loop(bench, fecap, loop).arrays["time_s"][0]
+        bench.prober.separate()
+        bench.prober.step_to(1, 1, 3)
+        bench.prober.contact()
+        truth = lab.truth_for((1, 1), 3)
+        neuron = DeviceUnderTest(1, 1, "1,1", 3, truth.kind, {"area_m2": truth.area_m2})
+        assert run_felif(bench, neuron, felif).arrays["time_s"][0].size == 20_000
+        bench.prober.separate()
+        bench.prober.step_to(1, 1, 0)
+        bench.prober.contact()
+        after = run_loop(bench, fecap, loop).arrays["time_s"][0]
+    assert after.shape == before.shape
+    np.testing.assert_allclose(after, before)
