@@ -151,7 +151,7 @@ def fit_cards(state: DemoState, store: Any, progress: Progress) -> None:
     from calibration.pipeline import calibrate
 
     (state.out / "cards").mkdir(exist_ok=True)
-    for kind in ("fecap", "rram"):
+    for kind in ("fecap", "felif", "rram"):
         progress(f"fit {kind}", None, None)
         try:
             outcome = calibrate(store, state.wafer, kind)
