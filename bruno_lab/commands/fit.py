@@ -66,8 +66,8 @@ def fit(
     store = open_store_for_cli(db)
     results = []
     try:
-        if not kinds:  # every kind that has measurements on the wafer (felif: not fitted yet)
-            for k in ("fecap", "rram"):
+        if not kinds:  # every kind that has measurements on the wafer
+            for k in ("fecap", "felif", "rram"):
                 try:
                     load_scope(store, scope, scope_id, k)
                     kinds.append(k)
