@@ -63,9 +63,18 @@ class CardsMixin:
         ``parameters`` and ``uncertainties`` (1 sigma) are in the SI units their names say;
         non-finite values are stored as null.
         """
-        row = _fit_row(device_id, model_name, model_version, parameters, uncertainties, goodness)
-        row["flags"] = [str(f) for f in flags]
-        mids = sorted({int(m) for m in measurement_ids})
+        row, mids = _fit_row(
+            {
+                "device_id": device_id,
+                "model_name": model_name,
+                "model_version": model_version,
+                "parameters": parameters,
+                "uncertainties": uncertainties,
+                "goodness": goodness,
+                "measurement_ids": measurement_ids,
+                "flags": flags,
+            }
+        )
         try:
             with self.engine.begin() as conn:
                 return _insert_fit(conn, row, mids)
@@ -130,24 +139,7 @@ class CardsMixin:
             version = None
             try:
                 with begin_write(self.engine) as conn:  # holds the SQLite write lock throughout
-                    new_ids = [
-                        _insert_fit(
-                            conn,
-                            {
-                                **_fit_row(
-                                    f["device_id"],
-                                    f["model_name"],
-                                    f["model_version"],
-                                    f["parameters"],
-                                    f["uncertainties"],
-                                    f["goodness"],
-                                ),
-                                "flags": [str(x) for x in f["flags"]],
-                            },
-                            sorted({int(m) for m in f["measurement_ids"]}),
-                        )
-                        for f in fits
-                    ]
+                    new_ids = [_insert_fit(conn, *_fit_row(f)) for f in fits]
                     fids = sorted({int(x) for x in fit_ids} | set(new_ids))
                     latest = conn.scalar(
                         select(func.max(table.c.version)).where(
@@ -244,23 +236,20 @@ def _card_enum(cls: Any, value: Any, field: str) -> Any:
         raise ModelCardError(f"model card {field}: {value!r} is not one of {allowed}") from None
 
 
-def _fit_row(
-    device_id: int,
-    model_name: str,
-    model_version: str,
-    parameters: Mapping[str, float],
-    uncertainties: Mapping[str, float],
-    goodness: Mapping[str, Any],
-) -> dict[str, Any]:
-    return {
-        "device_id": device_id,
-        "model_name": model_name,
-        "model_version": model_version,
-        "parameters": {k: finite_or_none(v) for k, v in parameters.items()},
-        "uncertainties": {k: finite_or_none(v) for k, v in uncertainties.items()},
-        "goodness": dict(goodness),
+def _fit_row(fit: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    """The fit table's row and the sorted measurement ids of one fit given as ``add_fit``'s
+    keyword arguments (non-finite parameters and uncertainties stored as null)."""
+    row = {
+        "device_id": fit["device_id"],
+        "model_name": fit["model_name"],
+        "model_version": fit["model_version"],
+        "parameters": {k: finite_or_none(v) for k, v in fit["parameters"].items()},
+        "uncertainties": {k: finite_or_none(v) for k, v in fit["uncertainties"].items()},
+        "goodness": dict(fit["goodness"]),
+        "flags": [str(f) for f in fit["flags"]],
         "created_at": utcnow(),
     }
+    return row, sorted({int(m) for m in fit["measurement_ids"]})
 
 
 def _insert_fit(conn: Any, row: Mapping[str, Any], measurement_ids: Sequence[int]) -> int:
