@@ -71,12 +71,10 @@ class OnChipResult:
 
 def task_for_network(network_path: str | Path, data_path: Path | None = None) -> Any:
     """The test data of the task the network was trained on (named in its saved metrics)."""
-    import torch
-
+    from bruno_lab.train.io import read_network_meta
     from bruno_lab.train.tasks import load_task
 
-    doc = torch.load(Path(network_path), weights_only=False)
-    metrics = doc.get("metrics") or {}
+    metrics = read_network_meta(Path(network_path)).get("metrics") or {}
     task = metrics.get("task")
     if task is None:
         raise BadInputError(f"{network_path}: the saved network does not name its task")

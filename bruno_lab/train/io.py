@@ -1,20 +1,28 @@
-"""Saving a trained network with its cards, loading it back, and the programming map.
+"""Saving a trained network with its cards, loading it back, checkpoints, and the programming map.
 
-A saved network is one ``torch.save`` file: ``{"format": "bruno-lab-network", "version": 1,
-"config", "state_dict", "cards": {"rram": body|None, "felif": body|None}, "metrics"}``; the card
-bodies are the JSON of the cards the network was trained against (the FeLIF devices drawn from
-the card are in the state dict as buffers, the RRAM cells' deviates too).
+Every file here is written in a format that cannot carry code (``bruno_lab.safeio``): a saved
+network or a checkpoint is a safetensors file (tensors) whose header holds ``format``,
+``version``, a JSON ``meta`` document and a SHA-256 over both. Network (``bruno-lab-network``,
+version 2): tensors ``state/<name>`` (the state dict: the FeLIF devices drawn from the card and
+the RRAM cells' deviates are buffers in it); meta ``{"config", "cards": {"rram": body|None,
+"felif": body|None}, "metrics"}`` with the cards' JSON bodies. Checkpoint
+(``bruno-lab-checkpoint``, version 2): tensors ``state/<name>``, ``optimizer/<param>/<name>``
+and ``generator/<i>``; meta ``{"optimizer": {"param_groups", "state"}, "history",
+"train_config", "network_config"}``. Version 1 of both was a ``torch.save`` pickle: such files
+are refused unread, with a message saying why.
 
 The programming map (docs/programming-map.md) lists, for each device-mode synapse in network
 order (input, recurrent, output) and within it row-major (row = post-synaptic neuron, col =
 pre-synaptic input) with the G+ cell before the G- cell, the logical cell and its target level
 and conductance. Deployment assigns physical sites in this order; :func:`infer_with_conductances`
 runs the network on the conductances read back, one value per logical cell in the same order.
+It is JSON with ``format``, ``version`` (2) and ``sha256``.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +31,20 @@ from torch import Tensor
 
 from bruno_lab.cards import parse_card
 from bruno_lab.errors import BadInputError, DataError
+from bruno_lab.safeio import (
+    read_json_doc,
+    read_tensor_file,
+    write_json_doc,
+    write_tensor_file,
+)
 from bruno_lab.train.network import NetworkConfig, SpikingNetwork
 from bruno_lab.train.synapse import Synapse
 
 FORMAT = "bruno-lab-network"
+CHECKPOINT_FORMAT = "bruno-lab-checkpoint"
 MAP_FORMAT = "bruno-lab-programming-map"
-VERSION = 1
+VERSION = 2
+MAP_VERSION = 2
 POLARITIES = ("+", "-")
 
 
@@ -36,40 +52,154 @@ def save_network(
     path: str | Path, network: SpikingNetwork, metrics: dict[str, Any] | None = None
 ) -> None:
     """Write the trained network with the cards it was trained against (atomic rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "format": FORMAT,
-        "version": VERSION,
+    meta = {
         "config": network.config.to_json(),
-        "state_dict": network.state_dict(),
         "cards": {
             "rram": network.rram_card.model_dump(mode="json") if network.rram_card else None,
             "felif": network.felif_card.model_dump(mode="json") if network.felif_card else None,
         },
         "metrics": metrics or {},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(doc, tmp)
-    tmp.replace(path)
+    tensors = {f"state/{k}": v for k, v in network.state_dict().items()}
+    write_tensor_file(path, FORMAT, VERSION, tensors, meta)
+
+
+def read_network_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a saved network (config, cards, metrics) without loading its tensors."""
+    _, meta, _ = read_tensor_file(path, FORMAT, (VERSION,), "bruno-lab network file", tensors=False)
+    return meta
+
+
+def _state(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _load_state(network: torch.nn.Module, state: dict[str, Tensor], where: str) -> None:
+    try:
+        network.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{where}: the stored weights do not fit the network ({first})") from None
 
 
 def load_network(path: str | Path) -> SpikingNetwork:
     """A network saved by :func:`save_network`, in eval mode, with its cards attached."""
     path = Path(path)
+    tensors, meta, _ = read_tensor_file(path, FORMAT, (VERSION,), "bruno-lab network file")
+    cards = meta.get("cards") or {}
     try:
-        doc = torch.load(path, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read a saved network ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise DataError(f"{path}: not a bruno-lab network file")
-    cards = doc.get("cards") or {}
-    rram = parse_card(cards["rram"], where=f"{path}: rram card") if cards.get("rram") else None
-    felif = parse_card(cards["felif"], where=f"{path}: felif card") if cards.get("felif") else None
-    net = SpikingNetwork(NetworkConfig.from_json(doc["config"]), rram_card=rram, felif_card=felif)
-    net.load_state_dict(doc["state_dict"])
+        rram = parse_card(cards["rram"], where=f"{path}: rram card") if cards.get("rram") else None
+        felif = (
+            parse_card(cards["felif"], where=f"{path}: felif card") if cards.get("felif") else None
+        )
+        config = NetworkConfig.from_json(meta["config"])
+        net = SpikingNetwork(config, rram_card=rram, felif_card=felif)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"{path}: network metadata is not usable ({type(exc).__name__}: {exc})"
+        ) from None
+    _load_state(net, _state(tensors, "state/"), str(path))
     net.eval()
     return net
+
+
+# -- checkpoints ------------------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns; plain values, applied by the training loop."""
+
+    state_dict: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    generator_states: list[Tensor]
+    history: list[dict[str, Any]]
+    train_config: dict[str, Any]
+    network_config: dict[str, Any]
+
+
+def save_checkpoint(
+    path: str | Path,
+    network: SpikingNetwork,
+    optimizer: torch.optim.Optimizer,
+    generator_states: list[Tensor],
+    history: list[dict[str, Any]],
+    train_config: dict[str, Any],
+) -> None:
+    """Write a resumable checkpoint atomically: weights, optimizer, noise generators, history."""
+    tensors = {f"state/{k}": v for k, v in network.state_dict().items()}
+    opt = optimizer.state_dict()
+    opt_state: dict[str, dict[str, Any]] = {}
+    for pid, entries in opt["state"].items():
+        plain: dict[str, Any] = {}
+        for name, value in entries.items():
+            if isinstance(value, Tensor):
+                tensors[f"optimizer/{pid}/{name}"] = value
+            else:
+                plain[name] = value
+        opt_state[str(pid)] = plain
+    for i, st in enumerate(generator_states):
+        tensors[f"generator/{i}"] = st
+    meta = {
+        "optimizer": {"param_groups": opt["param_groups"], "state": opt_state},
+        "n_generators": len(generator_states),
+        "history": history,
+        "train_config": train_config,
+        "network_config": network.config.to_json(),
+    }
+    write_tensor_file(path, CHECKPOINT_FORMAT, VERSION, tensors, meta)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint written by :func:`save_checkpoint` (checked: format, version, checksum)."""
+    path = Path(path)
+    tensors, meta, _ = read_tensor_file(
+        path, CHECKPOINT_FORMAT, (VERSION,), "bruno-lab training checkpoint"
+    )
+    try:
+        opt_meta = meta["optimizer"]
+        state: dict[int, dict[str, Any]] = {}
+        for pid, plain in opt_meta["state"].items():
+            state[int(pid)] = dict(plain)
+        for name, value in _state(tensors, "optimizer/").items():
+            pid, _, key = name.partition("/")
+            state.setdefault(int(pid), {})[key] = value
+        n_gen = int(meta["n_generators"])
+        generators = [tensors[f"generator/{i}"] for i in range(n_gen)]
+        return Checkpoint(
+            state_dict=_state(tensors, "state/"),
+            optimizer={"state": state, "param_groups": list(opt_meta["param_groups"])},
+            generator_states=generators,
+            history=list(meta["history"]),
+            train_config=dict(meta["train_config"]),
+            network_config=dict(meta["network_config"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"{path}: checkpoint content is not usable ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def apply_checkpoint(
+    ck: Checkpoint, network: SpikingNetwork, optimizer: torch.optim.Optimizer, where: str
+) -> None:
+    """Load a checkpoint's weights and optimizer state into ``network`` and ``optimizer``."""
+    current = json.loads(json.dumps(network.config.to_json()))
+    if ck.network_config != current:
+        diff = sorted(
+            k
+            for k in set(ck.network_config) | set(current)
+            if ck.network_config.get(k) != current.get(k)
+        )
+        raise BadInputError(
+            f"{where}: the checkpoint was written for another network (differs in "
+            f"{', '.join(diff)}); use the same options or a new --checkpoint"
+        )
+    _load_state(network, ck.state_dict, where)
+    try:
+        optimizer.load_state_dict(ck.optimizer)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise DataError(f"{where}: optimizer state does not fit ({exc})") from None
 
 
 def _device_synapses(network: SpikingNetwork) -> list[Synapse]:
@@ -122,7 +252,7 @@ def programming_map(network: SpikingNetwork) -> dict[str, Any]:
     assert card is not None
     return {
         "format": MAP_FORMAT,
-        "version": VERSION,
+        "version": MAP_VERSION,
         "rram_card": {
             "scope": card.scope,
             "scope_id": card.scope_id,
@@ -137,14 +267,13 @@ def programming_map(network: SpikingNetwork) -> dict[str, Any]:
 
 
 def write_programming_map(network: SpikingNetwork, path: str | Path) -> dict[str, Any]:
-    """Write the map as JSON; returns it."""
-    doc = programming_map(network)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)
-    return doc
+    """Write the map as JSON with its checksum; returns it."""
+    return write_json_doc(path, programming_map(network))
+
+
+def read_programming_map(path: str | Path) -> dict[str, Any]:
+    """A map written by :func:`write_programming_map` (format, version, checksum checked)."""
+    return read_json_doc(path, MAP_FORMAT, (MAP_VERSION,), "bruno-lab programming map")
 
 
 def set_measured_conductances(

@@ -142,11 +142,15 @@ def train(
     result = TrainResult()
     first_epoch = 0
     if resume and checkpoint_path is not None and checkpoint_path.exists():
-        ck = torch.load(checkpoint_path, weights_only=False)
-        network.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        _set_generator_states(network, ck["generator_states"])
-        result.history = [EpochMetrics(**m) for m in ck["history"]]
+        from bruno_lab.train.io import apply_checkpoint, load_checkpoint
+
+        ck = load_checkpoint(checkpoint_path)
+        apply_checkpoint(ck, network, opt, str(checkpoint_path))
+        try:
+            _set_generator_states(network, ck.generator_states)
+            result.history = [EpochMetrics(**m) for m in ck.history]
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise BadInputError(f"{checkpoint_path}: checkpoint does not fit ({exc})") from None
         first_epoch = len(result.history)
         log.info("resumed from %s at epoch %d", checkpoint_path, first_epoch)
     for epoch in range(first_epoch, cfg.epochs):
@@ -196,18 +200,14 @@ def save_checkpoint(
     result: TrainResult,
     cfg: TrainConfig,
 ) -> None:
-    """Write a resumable checkpoint atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(
-        {
-            "state_dict": network.state_dict(),
-            "optimizer": opt.state_dict(),
-            "generator_states": _generator_states(network),
-            "history": [asdict(m) for m in result.history],
-            "train_config": asdict(cfg),
-            "network_config": network.config.to_json(),
-        },
-        tmp,
+    """Write a resumable checkpoint atomically (format: ``bruno_lab.train.io``)."""
+    from bruno_lab.train.io import save_checkpoint as write
+
+    write(
+        path,
+        network,
+        opt,
+        _generator_states(network),
+        [asdict(m) for m in result.history],
+        asdict(cfg),
     )
-    tmp.replace(path)
