@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 
-from instruments.sim.server import CommandError, ScpiServer, parse_float
+from instruments.sim.scpi_params import Number
+from instruments.sim.scpi_server import Call, TableServer
+from instruments.sim.scpi_table import action, query
 
 MAX_ADVANCE_S = 1.0e9  # about 30 years: enough for any retention test, finite for the physics
 
@@ -34,30 +36,25 @@ class VirtualClock:
             return self._now_s
 
 
-class ClockServer(ScpiServer):
+class ClockServer(TableServer):
     """The ``sim-clock`` instrument: ``:SYST:TIME?`` and ``:SYST:TIME:ADV <s>``."""
 
     role = "clock"
     IDN = "BRUNO-LAB,SIM-CLOCK,0,1.0"
     COMMANDS = (
-        ("*IDN?", "_idn"),
-        ("*RST", "_nothing"),
-        ("*CLS", "_cls"),
-        ("*OPC?", "_opc"),
-        ("SYSTem:ERRor?", "_err"),
-        ("SYSTem:TIME?", "_time"),
-        ("SYSTem:TIME:ADVance", "_advance"),
-    )
+        query(":SYSTem:TIME", "_time", doc="Virtual time since the lab started, s."),
+        action(
+            ":SYSTem:TIME:ADVance", "_advance", Number(0.0, MAX_ADVANCE_S, unit="S"),
+            doc="Move virtual time forward (a retention bake, a wait).",
+        ),
+    )  # fmt: skip
 
     def __init__(self, clock: VirtualClock, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
         self.clock = clock
+        super().__init__(*args, **kwargs)
 
-    def _time(self, suffixes, args, block) -> str:
+    def _time(self, call: Call) -> str:
         return f"{self.clock.now_s():.12E}"
 
-    def _advance(self, suffixes, args, block) -> None:
-        seconds = parse_float(args, 0.0, MAX_ADVANCE_S)
-        if seconds < 0:
-            raise CommandError(-222, "Data out of range")
-        self.clock.advance_s(seconds)
+    def _advance(self, call: Call, seconds_s: float) -> None:
+        self.clock.advance_s(seconds_s)

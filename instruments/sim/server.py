@@ -5,7 +5,9 @@ block (``#<n><len><bytes>``) inside a line is read by length, so binary data may
 The server keeps the instrument's error queue, records every command it receives (wall and
 virtual timestamps, the reply it gave, any fault applied), and asks an optional fault injector
 before each command whether to drop the connection, delay, swallow or garble the reply, or push
-an error. Instruments subclass :class:`LineServer` and implement :meth:`LineServer.handle`.
+an error. SCPI instruments subclass :class:`instruments.sim.scpi_server.TableServer` (the message
+layer and a declarative command table); others subclass :class:`LineServer` and implement
+:meth:`LineServer.handle`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from instruments.sim.faults import FaultInjector, FaultKind
+from instruments.sim.scpi_message import CommandError
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +49,24 @@ class CommandRecord:
     fault: str | None = None
 
 
-class CommandError(Exception):
-    """Raised by a handler: the instrument pushes ``code,"text"`` onto its error queue."""
+class Deferred:
+    """A reply that must wait for the bench (``*OPC?`` or ``*WAI`` while an operation is
+    pending): the connection waits, outside the bench lock, until ``ready`` is set, then
+    ``resume`` (run under the lock) gives the reply or another ``Deferred``. Meanwhile the
+    connection reads nothing more, as an instrument's input buffer stalls."""
 
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(f'{code},"{text}"')
-        self.code = code
-        self.text = text
+    def __init__(
+        self, ready: threading.Event, resume: Callable[[], str | bytes | Deferred | None]
+    ) -> None:
+        self.ready = ready
+        self.resume = resume
+
+    def wait(self, stopping: threading.Event) -> bool:
+        """Block until ready (True) or the server stops (False)."""
+        while not self.ready.wait(0.05):
+            if stopping.is_set():
+                return False
+        return True
 
 
 class BlockParser:
@@ -111,8 +125,9 @@ class BlockParser:
         if rest_end < 0:
             return None
         head = _decode(bytes(buf[:hash_at]))
+        tail = _decode(bytes(buf[block_end:rest_end]))  # e.g. ';*OPC?' after the block
         del buf[: rest_end + 1]
-        return f"{head}#<{length} bytes>", block
+        return f"{head}#<{length} bytes>{tail}", block
 
 
 def _decode(raw: bytes) -> str:
@@ -154,7 +169,7 @@ class LineServer:
 
     # ----- the instrument's side: implemented by each instrument --------------------------------
 
-    def handle(self, text: str, block: bytes | None) -> str | bytes | None:
+    def handle(self, text: str, block: bytes | None) -> str | bytes | Deferred | None:
         """Execute one command; return the reply (without terminator) or None for no reply."""
         raise NotImplementedError
 
@@ -262,17 +277,14 @@ class LineServer:
             return False
         with self.lock:
             virtual_s = self._clock_s()
-            try:
-                reply = self.handle(text, block)
-            except CommandError as exc:
-                self.push_error(exc.code, exc.text)
-                reply = None
-            except Exception:  # the instrument must survive any command; log and queue an error
-                log.exception("%s failed on %r", self.role, text)
-                self.push_error(-300, "Device-specific error")
-                reply = None
+            reply = self._guarded(text, lambda: self.handle(text, block))
             if fault is FaultKind.ERROR:
                 self.push_error(-310, "System error; injected fault")
+        while isinstance(reply, Deferred):  # e.g. *OPC? while an operation is pending
+            if not reply.wait(self._stopping):
+                return False
+            with self.lock:
+                reply = self._guarded(text, reply.resume)
         payload = _encode(reply)
         self._record(text, block, _reply_text(reply), wall_s, fault, virtual_s)
         if payload is None or fault is FaultKind.NO_REPLY:
@@ -283,6 +295,18 @@ class LineServer:
             payload = _garble(payload)
         conn.sendall(payload + b"\n")
         return True
+
+    def _guarded(
+        self, text: str, run: Callable[[], str | bytes | Deferred | None]
+    ) -> str | bytes | Deferred | None:
+        try:
+            return run()
+        except CommandError as exc:
+            self.push_error(exc.code, exc.text)
+        except Exception:  # the instrument must survive any command; log and queue an error
+            log.exception("%s failed on %r", self.role, text)
+            self.push_error(-300, "Device-specific error")
+        return None
 
     def _record(
         self,
