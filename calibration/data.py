@@ -52,8 +52,16 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def load_devices(store: Any, wafer: str, kind: str) -> list[DeviceRecords]:
-    """Every device of ``kind`` on ``wafer`` with its measurement rows (arrays not loaded).
+CHARACTERIZATION = ("characterization",)
+"""The run purposes calibration reads by default: never deployment or evaluation runs, so that
+programming a network onto a die does not change the device card."""
+
+
+def load_devices(
+    store: Any, wafer: str, kind: str, purpose: Sequence[str] | None = CHARACTERIZATION
+) -> list[DeviceRecords]:
+    """Every device of ``kind`` on ``wafer`` with its measurement rows (arrays not loaded),
+    from runs of ``purpose`` (None: every run).
 
     No measurements for the wafer and kind raise ``DataError``.
     """
@@ -63,9 +71,10 @@ def load_devices(store: Any, wafer: str, kind: str) -> list[DeviceRecords]:
     from bruno_lab.store.queries import measurements_frame
 
     check_kind(kind)
-    frame = measurements_frame(store, wafer, kind=kind)
+    frame = measurements_frame(store, wafer, kind=kind, purpose=purpose)
     if frame.empty:
-        raise DataError(f"no {kind} measurements on wafer {wafer!r}: nothing to fit")
+        runs = "" if purpose is None else f" in {'/'.join(purpose)} runs"
+        raise DataError(f"no {kind} measurements on wafer {wafer!r}{runs}: nothing to fit")
     ids = [int(x) for x in frame["measurement_id"]]
     with store.engine.connect() as conn:
         extra = {
@@ -124,16 +133,22 @@ def lot_wafers(store: Any, lot: str) -> list[str]:
     return sorted(names)
 
 
-def load_scope(store: Any, scope: str, scope_id: str, kind: str) -> list[DeviceRecords]:
+def load_scope(
+    store: Any,
+    scope: str,
+    scope_id: str,
+    kind: str,
+    purpose: Sequence[str] | None = CHARACTERIZATION,
+) -> list[DeviceRecords]:
     """Devices of ``kind`` on a wafer (``scope`` "wafer") or on every wafer of a lot ("lot")."""
     if scope == "wafer":
-        return load_devices(store, scope_id, kind)
+        return load_devices(store, scope_id, kind, purpose)
     if scope != "lot":
         raise BadInputError(f"unknown scope {scope!r}; choose wafer or lot")
     devices: list[DeviceRecords] = []
     for wafer in lot_wafers(store, scope_id):
         try:
-            devices += load_devices(store, wafer, kind)
+            devices += load_devices(store, wafer, kind, purpose)
         except DataError as exc:
             if "no wafer named" in str(exc):
                 raise

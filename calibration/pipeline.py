@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 
 from bruno_lab.cards import ModelCardBody, parse_card
 from bruno_lab.errors import DataError
-from calibration.data import check_kind, load_scope
+from calibration.data import CHARACTERIZATION, check_kind, load_scope
 from calibration.fitter import FitOptions
 from calibration.models import MODEL_VERSION, get_model
 from calibration.stage import KindFit
@@ -91,11 +91,13 @@ def run_stage(
     n_domains: int = DEFAULT_FECAP_DOMAINS,
     on_progress: Callable[[int], None] | None = None,
     scope: str = "wafer",
+    purpose: Sequence[str] | None = CHARACTERIZATION,
 ) -> KindFit:
     """Load the measurements of ``kind`` on a wafer (or, ``scope="lot"``, on every wafer of the
-    lot named ``wafer``) and fit them (nothing is written)."""
+    lot named ``wafer``) from runs of ``purpose`` (default: characterization runs only; None:
+    every run) and fit them (nothing is written)."""
     check_kind(kind)
-    devices = load_scope(store, scope, wafer, kind)
+    devices = load_scope(store, scope, wafer, kind, purpose)
     kw = {"scheduler": scheduler, "chunk_size": chunk_size, "options": options}
     if kind == "fecap":
         from calibration.fecap_fit import fit_fecap
@@ -160,6 +162,7 @@ def calibrate(
     on_progress: Callable[[int], None] | None = None,
     version: str | None = None,
     scope: str = "wafer",
+    purpose: Sequence[str] | None = CHARACTERIZATION,
 ) -> CalibrationOutcome:
     """Fit ``kind`` on ``wafer`` (or on every wafer of the lot ``wafer`` with ``scope="lot"``),
     store every device's fit and a new model-card version of that scope."""
@@ -173,6 +176,7 @@ def calibrate(
         n_domains=n_domains,
         on_progress=on_progress,
         scope=scope,
+        purpose=purpose,
     )
     body = build_card(kind_fit, kind, wafer, scope)
     fits = [

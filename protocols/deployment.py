@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bruno_lab.errors import BadInputError, DataError
+from bruno_lab.train.network import SpikingNetwork
 from protocols.base import DeviceUnderTest
 from protocols.orchestrator import Orchestrator, RunProgress
 from protocols.plan import Plan, PlanFile, Step
@@ -42,7 +43,7 @@ from protocols.wafer import DieRef, WaferMap, wafer_map_from_dict
 log = logging.getLogger(__name__)
 
 RECORD_FORMAT = "bruno-lab-deployment"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: the map's digest (map_sha256) instead of the network file's
 
 
 class DeploySettings(BaseModel):
@@ -83,9 +84,18 @@ class CellSite:
     site: int
 
 
-def network_sha256(path: str | Path) -> str:
-    """SHA-256 of the saved network file: names the network in the run's plan and the record."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def map_sha256(pmap: dict[str, Any]) -> str:
+    """SHA-256 of a programming map's cells (canonical JSON): names what was programmed in the
+    run's plan and the record, so a rerun of the same map resumes and an evaluation of a
+    network whose map changed since it was deployed is refused. Computed from the map, not a
+    file, so a network object and its saved file give the same digest."""
+    cells = [
+        [c["cell"], c["layer"], c["row"], c["col"], c["polarity"], c["level_index"],
+         round(float(c["target_conductance_siemens"]), 15)]
+        for c in pmap["cells"]
+    ]  # fmt: skip
+    doc = {"layers": pmap["layers"], "cells": cells}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def record_path_for(network_path: str | Path, die_label: str) -> Path:
@@ -161,7 +171,7 @@ def _plan(
     document = {
         **raw_doc,
         "deployment": {
-            "network_sha256": sha,
+            "map_sha256": sha,
             "wafer": wafer.name,
             "targets_siemens": [c.target_conductance_siemens for c in cells],
         },
@@ -206,11 +216,12 @@ def check_envelope(station: Any, settings: DeploySettings, targets_siemens: list
 
 @dataclass
 class DeploymentResult:
-    """The run and the record written beside the network."""
+    """The run and its deployment record (written beside the network file when the network
+    was given as a file, or to ``record_path`` when asked; else only returned)."""
 
     run_id: int
     status: str
-    record_path: Path
+    record_path: Path | None
     record: dict[str, Any]
     wall_s: float
 
@@ -219,7 +230,7 @@ class DeploymentResult:
         return {
             "run_id": self.run_id,
             "status": self.status,
-            "record": str(self.record_path),
+            "record": None if self.record_path is None else str(self.record_path),
             "die": r["die"]["label"],
             "n_cells": r["n_cells"],
             "n_success": r["n_success"],
@@ -230,7 +241,7 @@ class DeploymentResult:
 
 
 def deploy_network(
-    network_path: str | Path,
+    network: SpikingNetwork | str | Path,
     station_path: str | Path,
     die: str,
     store: Any,
@@ -239,23 +250,29 @@ def deploy_network(
     on_progress: Callable[[RunProgress], None] | None = None,
     connect: Callable[[], Any] | None = None,
     operator: str = "bruno-lab deploy",
+    record_path: str | Path | None = None,
 ) -> DeploymentResult:
-    """Program the network's map onto ``die`` through the orchestrator; write the record."""
+    """Program the network's map onto ``die`` through the orchestrator (a ``deployment`` run).
+
+    ``network`` is a network object or a file saved by ``save_network``; a file's record is
+    written beside it (``record_path_for``) unless ``record_path`` says where."""
     from bruno_lab.train.io import load_network, programming_map
     from instruments.station import open_bench
 
     t0 = time.perf_counter()
     settings = settings or DeploySettings()
-    network_path, station_path = Path(network_path), Path(station_path)
-    pmap = programming_map(load_network(network_path))
+    network_path = None if isinstance(network, SpikingNetwork) else Path(network)
+    net = load_network(network_path) if network_path is not None else network
+    assert isinstance(net, SpikingNetwork)
+    station_path = Path(station_path)
+    pmap = programming_map(net)
     station, wafer = station_wafer(station_path)
     die_ref = find_die(wafer, die)
     cells = assign_cells(pmap, wafer, die_ref)
     check_envelope(station, settings, [c.target_conductance_siemens for c in cells])
-    sha = network_sha256(network_path)
-    plan = _plan(
-        f"deploy {network_path.name} on {die_ref.label}", wafer, die_ref, cells, settings, sha
-    )
+    sha = map_sha256(pmap)
+    what = network_path.name if network_path is not None else f"network {sha[:12]}"
+    plan = _plan(f"deploy {what} on {die_ref.label}", wafer, die_ref, cells, settings, sha)
     station_record = {
         "path": str(station_path),
         "station": station.station,
@@ -263,7 +280,9 @@ def deploy_network(
         "wiring": dict(station.wiring),
         "envelope": station.envelope,
     }
-    run_id, resumed = open_run(store, plan, station_record, resume=None, operator=operator)
+    run_id, resumed = open_run(
+        store, plan, station_record, resume=None, operator=operator, purpose="deployment"
+    )
     orchestrator = Orchestrator(
         plan,
         deployment_schedule(wafer, cells, settings),
@@ -276,10 +295,15 @@ def deploy_network(
     )
     summary = orchestrator.run()
     record = _record(store, run_id, cells, pmap, settings, network_path, station_path, wafer)
-    record.update(status=summary.status, network_sha256=sha)
-    path = record_path_for(network_path, die_ref.label)
-    _write_json(path, record)
-    log.info("deployed %s on %s: %s", network_path, die_ref.label, record["n_success"])
+    record.update(status=summary.status, map_sha256=sha)
+    path: Path | None = None
+    if record_path is not None:
+        path = Path(record_path)
+    elif network_path is not None:
+        path = record_path_for(network_path, die_ref.label)
+    if path is not None:
+        _write_json(path, record)
+    log.info("deployed %s on %s: %s", what, die_ref.label, record["n_success"])
     return DeploymentResult(run_id, summary.status, path, record, time.perf_counter() - t0)
 
 
@@ -307,7 +331,7 @@ def _record(
     cells: list[CellSite],
     pmap: dict[str, Any],
     settings: DeploySettings,
-    network_path: Path,
+    network_path: Path | None,
     station_path: Path,
     wafer: WaferMap,
 ) -> dict[str, Any]:
@@ -347,7 +371,7 @@ def _record(
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
         "created_at": datetime.now(UTC).isoformat(),
-        "network": str(network_path),
+        "network": None if network_path is None else str(network_path),
         "station": str(station_path),
         "wafer": wafer.name,
         "die": {"col": cells[0].die_col, "row": cells[0].die_row, "label": cells[0].die_label}
@@ -371,6 +395,14 @@ def _status(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
+def write_record(path: str | Path, record: dict[str, Any]) -> Path:
+    """Write a deployment record as JSON (atomic rename): what :func:`load_record` reads and
+    ``bruno-lab evaluate`` finds beside a network file (``record_path_for``)."""
+    path = Path(path)
+    _write_json(path, record)
+    return path
+
+
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -389,4 +421,9 @@ def load_record(path: str | Path) -> dict[str, Any]:
         ) from None
     if doc.get("format") != RECORD_FORMAT:
         raise DataError(f"{path}: not a bruno-lab deployment record")
+    if doc.get("version") != RECORD_VERSION:
+        raise DataError(
+            f"{path}: deployment record version {doc.get('version')!r}, this bruno-lab reads "
+            f"version {RECORD_VERSION}: deploy the network again (`bruno-lab deploy`)"
+        )
     return doc

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from bruno_lab.errors import BadInputError
+from bruno_lab.train.network import SpikingNetwork
 from protocols.deployment import (
     find_die,
     load_record,
-    network_sha256,
+    map_sha256,
     record_path_for,
     station_wafer,
 )
@@ -130,10 +131,12 @@ def read_cells(
 
 
 def evaluate_on_chip(
-    network_path: str | Path,
+    network: SpikingNetwork | str | Path,
     station_path: str | Path,
     die: str,
     *,
+    record: dict[str, Any] | None = None,
+    data: Any = None,
     n_passes: int = 1,
     wait_s: float = 0.0,
     data_path: Path | None = None,
@@ -141,23 +144,36 @@ def evaluate_on_chip(
     on_cell: Callable[[int], None] | None = None,
 ) -> OnChipResult:
     """Read the deployed cells of ``die`` back (after ``wait_s`` on the bench clock: virtual
-    time in the sim) and compare the test accuracy on chip with the software accuracy."""
-    from bruno_lab.train.io import load_network
+    time in the sim) and compare the test accuracy on chip with the software accuracy.
+
+    ``network`` is a network object (then ``record``, the deployment's record, and ``data``,
+    the task's data, are required) or a saved network file (its record is read from beside it
+    and its task's data rebuilt from what the file names, unless given)."""
+    from bruno_lab.train.io import load_network, programming_map
     from instruments.station import open_bench
 
-    network_path, station_path = Path(network_path), Path(station_path)
+    station_path = Path(station_path)
     _, wafer = station_wafer(station_path)
     die_ref = find_die(wafer, die)
-    record = load_record(record_path_for(network_path, die_ref.label))
-    if record.get("network_sha256") != network_sha256(network_path):
+    if isinstance(network, SpikingNetwork):
+        if record is None or data is None:
+            raise BadInputError("evaluate_on_chip with a network object needs record= and data=")
+        net = network
+    else:
+        network_path = Path(network)
+        net = load_network(network_path)
+        if record is None:
+            record = load_record(record_path_for(network_path, die_ref.label))
+        if data is None:
+            data = task_for_network(network_path, data_path)
+    if record.get("map_sha256") != map_sha256(programming_map(net)):
         raise BadInputError(
-            f"{network_path} changed since it was deployed on {die_ref.label}; deploy it again"
+            f"the network's programming map changed since it was deployed on {die_ref.label}; "
+            "deploy it again"
         )
     if n_passes < 1 or wait_s < 0:
         raise BadInputError("n_passes must be >= 1 and wait_s >= 0")
     cells = sorted(record["cells"], key=lambda c: c["cell"])
-    network = load_network(network_path)
-    data = task_for_network(network_path, data_path)
     t0 = time.perf_counter()
     bench = (connect or (lambda: open_bench(station_path)))()
     with bench:
@@ -169,9 +185,9 @@ def evaluate_on_chip(
     t1 = time.perf_counter()
     pmap = {"n_cells": record["n_cells"], "layers": record["layers"]}
     target = np.array([c["target_conductance_siemens"] for c in cells])
-    chip = [accuracy_with(network, data, g[i], pmap) for i in range(n_passes)]
-    software = accuracy_with(network, data, None, pmap)
-    ideal = accuracy_with(network, data, target, pmap)
+    chip = [accuracy_with(net, data, g[i], pmap) for i in range(n_passes)]
+    software = accuracy_with(net, data, None, pmap)
+    ideal = accuracy_with(net, data, target, pmap)
     return OnChipResult(
         die=die_ref.label,
         n_cells=len(cells),

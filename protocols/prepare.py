@@ -8,14 +8,14 @@ the store and hands over to the orchestrator.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bruno_lab.errors import EnvelopeError, PlanError
 from protocols.orchestrator import Orchestrator, RunProgress, RunSummary
-from protocols.plan import Plan, load_plan
+from protocols.plan import Plan, parse_plan
 from protocols.retry import RetryPolicy
 from protocols.runs import open_run
 from protocols.schedule import Planned, build_schedule, summarize
@@ -36,22 +36,35 @@ class PreparedRun:
         return {"plan": self.plan.name, "wafer": self.wafer.name, **summarize(self.schedule)}
 
 
-def _wafer_for(plan_path: Path, station: Any, station_path: Path) -> WaferMap:
+def _wafer_for(document: Any, source: str, station: Any, station_path: Path) -> WaferMap:
     """The plan's own ``wafer_map`` if it has one, else the station file's ``wafer``."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load(plan_path.read_text())
-    except (OSError, yaml.YAMLError):
-        raw = None  # load_plan reports it with the line
-    if isinstance(raw, dict) and isinstance(raw.get("wafer_map"), dict):
-        return wafer_map_from_dict(raw["wafer_map"], where=f"{plan_path}: wafer_map")
+    if isinstance(document, dict) and isinstance(document.get("wafer_map"), dict):
+        return wafer_map_from_dict(document["wafer_map"], where=f"{source}: wafer_map")
     if not station.wafer:
         raise PlanError(
-            f"{station_path}: no wafer section, and {plan_path} has no wafer_map: the run "
+            f"{station_path}: no wafer section, and {source} has no wafer_map: the run "
             "does not know the dies and sites (add wafer_map to the plan)"
         )
     return wafer_map_from_dict(station.wafer, where=f"{station_path}: wafer")
+
+
+def _plan_document(plan: str | Path | Mapping[str, Any]) -> tuple[Any, str, str]:
+    """(parsed document or None, YAML text, source name) of a plan file or mapping."""
+    import yaml
+
+    if isinstance(plan, Mapping):
+        text = yaml.safe_dump(dict(plan), sort_keys=False)
+        return dict(plan), text, "<plan>"
+    path = Path(plan)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read plan: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        document = None  # parse_plan reports it with the line
+    return document, text, str(path)
 
 
 def check_plan_envelope(plan: Plan, envelope: Any, wiring: dict[str, Any]) -> None:
@@ -74,21 +87,31 @@ def check_plan_envelope(plan: Plan, envelope: Any, wiring: dict[str, Any]) -> No
                     raise PlanError(f"{where}: {exc}") from None
 
 
-def prepare_run(plan_path: str | Path, station_path: str | Path) -> PreparedRun:
-    """Validate station and plan (syntax, units, protocols, dies, envelope); build the schedule."""
+def prepare_run(
+    plan: Plan | str | Path | Mapping[str, Any], station_path: str | Path
+) -> PreparedRun:
+    """Validate station and plan (syntax, units, protocols, dies, envelope); build the schedule.
+
+    ``plan`` is a plan file, a plan document (the mapping a plan file holds) or a ``Plan``."""
     from instruments.envelope import Envelope
     from instruments.station import load_station
 
-    plan_path, station_path = Path(plan_path), Path(station_path)
+    station_path = Path(station_path)
     station = load_station(station_path)
-    wafer = _wafer_for(plan_path, station, station_path)
-    plan = load_plan(plan_path, wafer)
+    if isinstance(plan, Plan):
+        wafer = _wafer_for(plan.document, plan.source, station, station_path)
+        plan.check_wafer(wafer)
+        source = plan.source
+    else:
+        document, text, source = _plan_document(plan)
+        wafer = _wafer_for(document, source, station, station_path)
+        plan = parse_plan(text, source, wafer)
     envelope = Envelope.from_mapping(station.envelope, where=f"{station_path}: envelope")
     check_plan_envelope(plan, envelope, dict(station.wiring))
     schedule = build_schedule(plan, wafer)
     if not schedule:
         raise PlanError(
-            f"{plan_path}: the plan selects no measurement on wafer {wafer.name!r} "
+            f"{source}: the plan selects no measurement on wafer {wafer.name!r} "
             "(check dies, sites and the protocols' kinds)"
         )
     return PreparedRun(plan, station_path, station, wafer, schedule)
@@ -103,8 +126,10 @@ def execute_run(
     on_progress: Callable[[RunProgress], None] | None = None,
     policy: RetryPolicy | None = None,
     connect: Callable[[], Any] | None = None,
+    purpose: str = "characterization",
 ) -> RunSummary:
-    """Open (or resume) the run in ``store`` and execute the schedule on the station's bench."""
+    """Open (or resume) the run in ``store`` and execute the schedule on the station's bench;
+    the run records ``purpose`` (characterization unless told otherwise)."""
     from instruments.station import open_bench
 
     station_record = {
@@ -122,6 +147,7 @@ def execute_run(
         station_record,
         resume=resume,
         operator=operator or _operator(),
+        purpose=purpose,
     )
     orchestrator = Orchestrator(
         prepared.plan,

@@ -45,9 +45,16 @@ def find_resumable_run(store: Any, plan: Plan) -> int | None:
 
 
 def open_run(
-    store: Any, plan: Plan, station: dict[str, Any], *, resume: int | None, operator: str
+    store: Any,
+    plan: Plan,
+    station: dict[str, Any],
+    *,
+    resume: int | None,
+    operator: str,
+    purpose: str = "characterization",
 ) -> tuple[int, bool]:
-    """Return ``(run_id, resumed)``: the run to write into, created when there is none.
+    """Return ``(run_id, resumed)``: the run to write into, created when there is none, with
+    ``purpose`` (characterization, deployment, evaluation, maintenance).
 
     ``resume`` names a run explicitly; it must exist and belong to the same plan (hash),
     else ``BadInputError``.
@@ -73,5 +80,5 @@ def open_run(
         log.info("resuming interrupted run %s of plan %s", found, plan.name)
         store.set_run_status(found, "running")
         return found, True
-    run_id = store.create_run(plan_record(plan), operator, station, __version__)
+    run_id = store.create_run(plan_record(plan), operator, station, __version__, purpose)
     return run_id, False

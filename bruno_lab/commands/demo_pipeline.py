@@ -1,10 +1,11 @@
-"""The demo's stages, in order: simulated lab, characterization, cards, training, deployment,
-on-chip evaluation. Each stage is timed; progress goes to callbacks (the command draws it).
+"""The demo: the loop's stages (``bruno_lab.loop``) in order on the simulated lab:
+characterization, cards, training, deployment, on-chip evaluation. Each stage is timed;
+progress goes to a callback (the command draws it). Objects pass from stage to stage.
 
-Everything lands in one output folder: ``lab.db`` (SQLite: measurements, fits, cards and the
-deployment's measurements), ``station.yaml``, ``network.pt`` and its deployment record,
-``cards/*.json``. The lab is the simulated one (``instruments.sim``), which only the CLI and
-tests may start.
+What lands in the output folder is for the user and the CLI tour, not for the stages: ``lab.db``
+(SQLite: measurements, fits, cards, the deployment's measurements), ``station.yaml``,
+``network.pt`` with its programming map and deployment record, ``cards/*.json``. The lab is the
+simulated one (``instruments.sim``), which only the CLI and tests may start.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bruno_lab.cards import ModelCardBody
+    from bruno_lab.loop import Calibration, SpikingNetwork, TaskData
+    from bruno_lab.store.store import Store
+    from bruno_lab.train.loop import EpochMetrics
+    from protocols.orchestrator import RunProgress
 
 log = logging.getLogger(__name__)
 
@@ -119,70 +127,74 @@ Progress = Callable[[str, float | None, float | None], None]
 """``progress(description, completed, total)``: the command's progress display."""
 
 
-def characterize(lab: Any, state: DemoState, store: Any, progress: Progress) -> None:
-    """Run the demo plan (restricted to the size's dies) through the orchestrator."""
+def characterize(state: DemoState, store: Store, progress: Progress) -> None:
+    """Run the demo plan (restricted to the size's dies) through the loop's characterize."""
     import yaml
 
-    from protocols.prepare import execute_run, prepare_run
+    from bruno_lab import loop
 
     plan = yaml.safe_load(DEMO_PLAN.read_text())
     plan["dies"] = [list(d) for d in state.size.dies]
     plan["sites"]["rram"] = list(state.size.rram_sites)
-    plan_path = state.out / "plan.yaml"
-    plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
-    prepared = prepare_run(plan_path, state.station_path)
+    assert state.station_path is not None
+    prepared = loop.prepare(plan, state.station_path)
 
-    def on_progress(p: Any) -> None:
+    def on_progress(p: RunProgress) -> None:
         progress(
             f"characterize {p.current} ({p.failed} failed)",
             p.measurements_done,
             p.measurements_total,
         )
 
-    summary = execute_run(prepared, store, operator="bruno-lab demo", on_progress=on_progress)
+    summary = loop.characterize(
+        prepared, None, store, operator="bruno-lab demo", on_progress=on_progress
+    )
     state.run_id = summary.run_id
     state.run_summary = summary.as_dict()
     state.wafer = prepared.wafer.name
 
 
-def fit_cards(state: DemoState, store: Any, progress: Progress) -> None:
-    """Fit every characterized kind into a card; a kind that cannot be fitted is noted."""
+def fit_cards(state: DemoState, store: Store, progress: Progress) -> Calibration:
+    """Fit every characterized kind into a card (a kind that cannot be fitted is noted); the
+    cards are also written to ``out/cards/<kind>.json`` for the user."""
+    from bruno_lab import loop
     from bruno_lab.errors import BrunoLabError
-    from calibration.pipeline import calibrate
 
     (state.out / "cards").mkdir(exist_ok=True)
-    for kind in ("fecap", "felif", "rram"):
-        progress(f"fit {kind}", None, None)
-        try:
-            outcome = calibrate(store, state.wafer, kind)
-        except (BrunoLabError, ImportError, ValueError) as exc:
-            state.notes.append(f"{kind} card: not produced ({type(exc).__name__}: {exc})")
-            log.warning("demo: no %s card: %s", kind, exc)
-            continue
+    calibration = loop.fit(
+        store,
+        state.wafer,
+        ("fecap", "felif", "rram"),
+        strict=False,
+        on_progress=lambda kind, n: progress(f"fit {kind}", None, None),
+    )
+    for kind, reason in calibration.not_fitted.items():
+        state.notes.append(f"{kind} card: not produced ({reason})")
+    for kind, outcome in calibration.outcomes.items():
         path = state.out / "cards" / f"{kind}.json"
         path.write_text(json.dumps(outcome.body.model_dump(mode="json"), indent=1))
         state.cards[kind] = {**outcome.summary(), "path": str(path)}
-    if "rram" not in state.cards:
+    if "rram" not in calibration.cards:
         raise BrunoLabError("the demo cannot train without an RRAM card: " + "; ".join(state.notes))
+    return calibration
 
 
-def train_network(state: DemoState, progress: Progress) -> None:
-    """A small FeLIF network with device-mode RRAM synapses against the RRAM card."""
+def train_network(
+    state: DemoState, cards: dict[str, ModelCardBody], progress: Progress
+) -> tuple[SpikingNetwork, TaskData]:
+    """A small FeLIF network with device-mode RRAM synapses against the fitted cards; saved to
+    ``out/network.pt`` (and its programming map) for the CLI tour."""
     import torch
 
-    from bruno_lab.cards import load_card_file
+    from bruno_lab import loop
     from bruno_lab.train.data.patterns import make_patterns
     from bruno_lab.train.io import save_network, write_programming_map
-    from bruno_lab.train.loop import TrainConfig, train
-    from bruno_lab.train.network import NetworkConfig, SpikingNetwork
 
     size = state.size
     data = make_patterns(**size.task)
-    rram = load_card_file(state.cards["rram"]["path"])
-    felif = load_card_file(state.cards["felif"]["path"]) if "felif" in state.cards else None
-    if felif is None:
+    if "felif" not in cards:
         state.notes.append("FeLIF neurons: the design's default parameters (no FeLIF card)")
-    cfg = NetworkConfig(
+    cfg = loop.NetworkConfig(
         kind="classify",
         n_in=data.n_in,
         n_hidden=size.n_hidden,
@@ -196,15 +208,15 @@ def train_network(state: DemoState, progress: Progress) -> None:
         init_scale_out=4.0,
     )
     torch.manual_seed(state.seed)
-    network = SpikingNetwork(cfg, rram_card=rram, felif_card=felif)
+    network = loop.build_network(cfg, {k: cards[k] for k in ("rram", "felif") if k in cards})
 
-    def on_epoch(m: Any) -> None:
+    def on_epoch(m: EpochMetrics) -> None:
         progress(f"train epoch {m.epoch}: test acc {m.test_accuracy:.3f}", m.epoch, size.epochs)
 
-    result = train(
+    result = loop.train(
         network,
         data,
-        TrainConfig(epochs=size.epochs, lr=size.lr, batch_size=32, seed=state.seed),
+        loop.TrainConfig(epochs=size.epochs, lr=size.lr, batch_size=32, seed=state.seed),
         on_epoch=on_epoch,
     )
     state.history = result.to_json()["history"]
@@ -218,29 +230,32 @@ def train_network(state: DemoState, progress: Progress) -> None:
     state.network_path = state.out / "network.pt"
     save_network(state.network_path, network, metrics)
     write_programming_map(network, state.out / "programming_map.json")
+    return network, data
 
 
-def deploy_and_evaluate(state: DemoState, store: Any, progress: Progress) -> None:
-    """Deploy the network onto the centre die, then read it back and evaluate on chip."""
-    from protocols.deployment import deploy_network
-    from protocols.deployment_eval import evaluate_on_chip
+def deploy_and_evaluate(
+    state: DemoState, network: SpikingNetwork, data: TaskData, store: Store, progress: Progress
+) -> None:
+    """Deploy the network onto the centre die, then read it back and evaluate on chip. The
+    deployment record is written beside ``network.pt`` so that ``bruno-lab evaluate`` finds it."""
+    from bruno_lab import loop
+    from protocols.deployment import record_path_for, write_record
 
-    assert state.network_path is not None and state.station_path is not None
+    assert state.station_path is not None and state.network_path is not None
 
-    def on_progress(p: Any) -> None:
+    def on_progress(p: RunProgress) -> None:
         progress(
             f"deploy {p.current} ({p.failed} failed)", p.measurements_done, p.measurements_total
         )
 
     with state.timed("deploy"):
-        result = deploy_network(
-            state.network_path,
-            state.station_path,
-            DEPLOY_DIE,
-            store,
-            on_progress=on_progress,
-            operator="bruno-lab demo",
-        )
+        result = loop.deploy(
+            network, state.station_path, DEPLOY_DIE, store,
+            operator="bruno-lab demo", on_progress=on_progress,
+        )  # fmt: skip
+    result.record_path = write_record(
+        record_path_for(state.network_path, DEPLOY_DIE), result.record
+    )
     state.deployment = result.summary()
     state.conductances["target_siemens"] = [
         c["target_conductance_siemens"] for c in result.record["cells"]
@@ -250,10 +265,11 @@ def deploy_and_evaluate(state: DemoState, store: Any, progress: Progress) -> Non
     ]
     with state.timed("evaluate"):
         n = result.record["n_cells"]
-        on_chip = evaluate_on_chip(
-            state.network_path,
+        on_chip = loop.evaluate_on_chip(
+            network,
+            result,
             state.station_path,
-            DEPLOY_DIE,
+            data,
             n_passes=state.size.eval_passes,
             on_cell=lambda k: progress("read back cells", k, n),
         )
@@ -282,12 +298,12 @@ def run_demo(out: Path, *, quick: bool, seed: int, progress: Progress) -> DemoSt
         try:
             store.upgrade()
             with state.timed("characterize"):
-                characterize(lab, state, store, progress)
+                characterize(state, store, progress)
             with state.timed("fit"):
-                fit_cards(state, store, progress)
+                calibration = fit_cards(state, store, progress)
             with state.timed("train"):
-                train_network(state, progress)
-            deploy_and_evaluate(state, store, progress)
+                network, data = train_network(state, calibration.cards, progress)
+            deploy_and_evaluate(state, network, data, store, progress)
         finally:
             store.close()
     finally:

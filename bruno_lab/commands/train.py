@@ -117,7 +117,7 @@ def train(
     from bruno_lab.train.loop import TrainConfig
     from bruno_lab.train.loop import train as run_training
     from bruno_lab.train.memory import peak_rss_bytes
-    from bruno_lab.train.network import NEURONS, NetworkConfig, SpikingNetwork
+    from bruno_lab.train.network import NEURONS, NetworkConfig, build_network
     from bruno_lab.train.synapse import SYNAPSE_MODES
     from bruno_lab.train.tasks import DEFAULTS, TASKS, load_task
 
@@ -169,7 +169,7 @@ def train(
         encoder_tiles=d.encoder_tiles,
         coarse_gradient=coarse_gradient,
     )
-    network = SpikingNetwork(net_cfg, rram_card=cards.get("rram"), felif_card=cards.get("felif"))
+    network = build_network(net_cfg, cards)
     train_cfg = TrainConfig(
         epochs=epochs,
         lr=lr or d.lr,

@@ -75,6 +75,16 @@ class RunStatus(enum.StrEnum):
     ABORTED = "aborted"
 
 
+class RunPurpose(enum.StrEnum):
+    """Why a run was made. Calibration and reports read ``characterization`` runs unless told
+    otherwise, so that programming a network onto a die never leaks into a device card."""
+
+    CHARACTERIZATION = "characterization"
+    DEPLOYMENT = "deployment"
+    EVALUATION = "evaluation"
+    MAINTENANCE = "maintenance"
+
+
 class MeasurementStatus(enum.StrEnum):
     OK = "ok"
     FAILED = "failed"
@@ -86,13 +96,13 @@ class CardScope(enum.StrEnum):
     LOT = "lot"
 
 
-def _enum(cls: type[enum.Enum]) -> Enum:
+def _enum(cls: type[enum.Enum], length: int = 16) -> Enum:
     # Stored as VARCHAR holding the value ("fecap"): portable, and new members need no migration.
     return Enum(
         cls,
         native_enum=False,
         create_constraint=False,
-        length=16,
+        length=length,
         values_callable=lambda e: [m.value for m in e],
     )
 
@@ -107,6 +117,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
         DeviceKind: _enum(DeviceKind),
         RunStatus: _enum(RunStatus),
+        RunPurpose: _enum(RunPurpose, 32),
         MeasurementStatus: _enum(MeasurementStatus),
         CardScope: _enum(CardScope),
     }
@@ -160,8 +171,13 @@ class Run(Base):
     station: Mapped[json_dict]  # station snapshot: instruments, envelope, host
     software_version: Mapped[str] = mapped_column(String(64))
     status: Mapped[RunStatus]
+    purpose: Mapped[RunPurpose] = mapped_column(index=True)
     started_at: Mapped[tstamp] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # One writer per run: the process that holds the lease heartbeats it; a stale lease (the
+    # holder died) may be taken over. Null when nobody holds the run.
+    lease_holder: Mapped[str | None] = mapped_column(String(255))
+    lease_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Measurement(Base):

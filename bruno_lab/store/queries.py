@@ -7,13 +7,23 @@ arrays are loaded on demand with ``store.load_array(row.measurement_id, name)``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, String, Text, cast, select, type_coerce
 
 from bruno_lab.errors import BadInputError, DataError
-from bruno_lab.store.models import Device, DeviceKind, Die, Measurement, Run, StoredArray, Wafer
+from bruno_lab.store.models import (
+    Device,
+    DeviceKind,
+    Die,
+    Measurement,
+    Run,
+    RunPurpose,
+    StoredArray,
+    Wafer,
+)
 from bruno_lab.store.store import as_enum
 
 if TYPE_CHECKING:
@@ -25,9 +35,11 @@ META_KEY = b"bruno_lab"
 _BATCH_MEASUREMENTS = 64  # measurements whose arrays are held in memory at once during export
 
 _M, _D, _DIE, _W = Measurement.__table__, Device.__table__, Die.__table__, Wafer.__table__
+_R = Run.__table__
 FIXED_COLUMNS: tuple[str, ...] = (
     "measurement_id",
     "run_id",
+    "purpose",
     "key",
     "protocol",
     "status",
@@ -55,6 +67,7 @@ def _base_select(*, with_json: bool = False) -> Select[Any]:
         type_coerce(_M.c.started_at, String).label("started_at"),
         type_coerce(_M.c.finished_at, String).label("finished_at"),
         type_coerce(_D.c.kind, String).label("kind"),
+        type_coerce(_R.c.purpose, String).label("purpose"),
         cast(_M.c.scalars, Text).label("scalars"),
     ]
     if with_json:
@@ -83,6 +96,7 @@ def _base_select(*, with_json: bool = False) -> Select[Any]:
         .join(_D, _D.c.id == _M.c.device_id)
         .join(_DIE, _DIE.c.id == _D.c.die_id)
         .join(_W, _W.c.id == _DIE.c.wafer_id)
+        .join(_R, _R.c.id == _M.c.run_id)
         .order_by(_M.c.id)
     )
 
@@ -120,14 +134,67 @@ def measurements_frame(
     protocol: str | None = None,
     kind: DeviceKind | str | None = None,
     die: str | tuple[int, int] | None = None,
+    purpose: RunPurpose | str | Sequence[RunPurpose | str] | None = None,
 ) -> pd.DataFrame:
     """One row per measurement of ``wafer`` (its name), with device, die and scalar columns.
 
-    Filters: ``protocol`` name, device ``kind``, ``die`` as its label or ``(x, y)``. Scalar
-    results become float columns named as stored (units in the names); arrays are not loaded.
-    An unknown wafer raises DataError.
+    Filters: ``protocol`` name, device ``kind``, ``die`` as its label or ``(x, y)``, the run's
+    ``purpose`` (one or several; None: every run). Scalar results become float columns named
+    as stored (units in the names); arrays are not loaded. An unknown wafer raises DataError.
+    The frame is wide and sparse (one column per scalar name of any protocol):
+    :func:`measurements_long` gives the same rows in long (tidy) form.
     """
-    stmt = _base_select().where(_W.c.name == wafer)
+    stmt = _filtered(_base_select(), wafer, protocol, kind, die, purpose)
+    with store.engine.connect() as conn:
+        frame = _frame(conn.execute(stmt), with_json=False)
+        if frame.empty:
+            _check_wafer(conn, store, wafer)
+    return frame
+
+
+def measurements_long(
+    store: Store,
+    wafer: str,
+    *,
+    protocol: str | None = None,
+    kind: DeviceKind | str | None = None,
+    die: str | tuple[int, int] | None = None,
+    purpose: RunPurpose | str | Sequence[RunPurpose | str] | None = None,
+) -> pd.DataFrame:
+    """The measurements of :func:`measurements_frame` in long (tidy) form: one row per
+    (measurement, scalar) with the fixed columns plus ``quantity`` (the stored scalar name,
+    unit in the name, e.g. ``pr_c_m2``) and ``value`` (float). Measurements without scalars
+    (a failed one) keep one row with ``quantity`` and ``value`` missing, so nothing vanishes."""
+    import pandas as pd
+
+    wide = measurements_frame(store, wafer, protocol=protocol, kind=kind, die=die, purpose=purpose)
+    fixed = list(FIXED_COLUMNS)
+    scalar_cols = [c for c in wide.columns if c not in FIXED_COLUMNS]
+    long = wide.melt(id_vars=fixed, value_vars=scalar_cols, var_name="quantity", value_name="value")
+    long = long.dropna(subset=["value"])
+    bare = wide.loc[~wide["measurement_id"].isin(long["measurement_id"]), fixed]
+    out = pd.concat([long, bare.assign(quantity=None, value=float("nan"))], ignore_index=True)
+    return out.sort_values(["measurement_id", "quantity"], na_position="last").reset_index(
+        drop=True
+    )
+
+
+def _purposes(purpose: RunPurpose | str | Sequence[RunPurpose | str]) -> list[RunPurpose]:
+    items = [purpose] if isinstance(purpose, str) else list(purpose)
+    return [as_enum(RunPurpose, p, field="run purpose") for p in items]
+
+
+def _filtered(
+    stmt: Select[Any],
+    wafer: str,
+    protocol: str | None,
+    kind: DeviceKind | str | None,
+    die: str | tuple[int, int] | None,
+    purpose: RunPurpose | str | Sequence[RunPurpose | str] | None,
+) -> Select[Any]:
+    stmt = stmt.where(_W.c.name == wafer)
+    if purpose is not None:
+        stmt = stmt.where(_R.c.purpose.in_(_purposes(purpose)))
     if protocol is not None:
         stmt = stmt.where(_M.c.protocol == protocol)
     if kind is not None:
@@ -138,11 +205,12 @@ def measurements_frame(
         else:
             x, y = die
             stmt = stmt.where(_DIE.c.x == int(x), _DIE.c.y == int(y))
-    with store.engine.connect() as conn:
-        frame = _frame(conn.execute(stmt), with_json=False)
-        if frame.empty and conn.execute(select(_W.c.id).where(_W.c.name == wafer)).first() is None:
-            raise DataError(f"no wafer named {wafer!r} in {store.masked_url}")
-    return frame
+    return stmt
+
+
+def _check_wafer(conn: Any, store: Store, wafer: str) -> None:
+    if conn.execute(select(_W.c.id).where(_W.c.name == wafer)).first() is None:
+        raise DataError(f"no wafer named {wafer!r} in {store.masked_url}")
 
 
 def _array_schema(store: Store, run_id: int) -> dict[str, dict[str, Any]]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +35,7 @@ from bruno_lab.store.models import (
     Measurement,
     MeasurementStatus,
     Run,
+    RunPurpose,
     RunStatus,
     StoredArray,
     Wafer,
@@ -41,6 +43,33 @@ from bruno_lab.store.models import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as ``Store.list_runs`` reports it."""
+
+    run_id: int
+    plan_name: str
+    purpose: str
+    status: str
+    operator: str
+    started_at: datetime
+    finished_at: datetime | None
+    n_measurements: int
+
+
+@dataclass(frozen=True)
+class WaferInfo:
+    """One wafer as ``Store.list_wafers`` reports it."""
+
+    name: str
+    lot: str | None
+    diameter_m: float | None
+    n_dies: int
+    n_devices: int
+    n_measurements: int
+
 
 _MEAS = Measurement.__table__
 _ARR = StoredArray.__table__
@@ -190,8 +219,11 @@ class Store(CardsMixin):
         operator: str,
         station: Mapping[str, Any],
         software_version: str,
+        purpose: RunPurpose | str = RunPurpose.CHARACTERIZATION,
     ) -> int:
-        """Start a run (status ``running``, ``started_at`` now) and return its id."""
+        """Start a run (status ``running``, ``started_at`` now) and return its id. ``purpose``
+        says why (calibration reads ``characterization`` runs only, unless told otherwise)."""
+        purpose = as_enum(RunPurpose, purpose, field="run purpose")
         with self.engine.begin() as conn:
             res = conn.execute(
                 insert(Run.__table__).values(
@@ -200,6 +232,7 @@ class Store(CardsMixin):
                     station=dict(station),
                     software_version=software_version,
                     status=RunStatus.RUNNING,
+                    purpose=purpose,
                     started_at=utcnow(),
                 )
             )
@@ -227,6 +260,78 @@ class Store(CardsMixin):
             if run is None:
                 raise DataError(f"run {run_id} does not exist")
             return run
+
+    def list_runs(
+        self, *, purpose: RunPurpose | str | None = None, wafer: str | None = None
+    ) -> list[RunInfo]:
+        """Every run, oldest first, optionally of one ``purpose`` and/or touching ``wafer``
+        (a run touches the wafers its measurements were taken on)."""
+        r, m = Run.__table__, _MEAS
+        d, die, w = Device.__table__, Die.__table__, Wafer.__table__
+        counts = select(m.c.run_id, func.count(m.c.id).label("n")).group_by(m.c.run_id).subquery()
+        stmt = (
+            select(r, func.coalesce(counts.c.n, 0).label("n_measurements"))
+            .outerjoin(counts, counts.c.run_id == r.c.id)
+            .order_by(r.c.id)
+        )
+        if purpose is not None:
+            stmt = stmt.where(r.c.purpose == as_enum(RunPurpose, purpose, field="run purpose"))
+        if wafer is not None:
+            touching = (
+                select(m.c.run_id)
+                .join(d, d.c.id == m.c.device_id)
+                .join(die, die.c.id == d.c.die_id)
+                .join(w, w.c.id == die.c.wafer_id)
+                .where(w.c.name == wafer)
+            )
+            stmt = stmt.where(r.c.id.in_(touching))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            RunInfo(
+                run_id=int(row.id),
+                plan_name=str((row.plan or {}).get("name", "")),
+                purpose=str(as_enum(RunPurpose, row.purpose, field="run purpose").value),
+                status=str(as_enum(RunStatus, row.status, field="run status").value),
+                operator=row.operator,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                n_measurements=int(row.n_measurements),
+            )
+            for row in rows
+        ]
+
+    def list_wafers(self) -> list[WaferInfo]:
+        """Every wafer with its lot and how many dies, devices and measurements it holds."""
+        w, die, d, m = Wafer.__table__, Die.__table__, Device.__table__, _MEAS
+        stmt = (
+            select(
+                w.c.name,
+                w.c.lot,
+                w.c.diameter_m,
+                func.count(func.distinct(die.c.id)).label("n_dies"),
+                func.count(func.distinct(d.c.id)).label("n_devices"),
+                func.count(func.distinct(m.c.id)).label("n_measurements"),
+            )
+            .select_from(w)
+            .outerjoin(die, die.c.wafer_id == w.c.id)
+            .outerjoin(d, d.c.die_id == die.c.id)
+            .outerjoin(m, m.c.device_id == d.c.id)
+            .group_by(w.c.id, w.c.name, w.c.lot, w.c.diameter_m)
+            .order_by(w.c.name)
+        )
+        with self.engine.connect() as conn:
+            return [
+                WaferInfo(
+                    name=row.name,
+                    lot=row.lot,
+                    diameter_m=row.diameter_m,
+                    n_dies=int(row.n_dies),
+                    n_devices=int(row.n_devices),
+                    n_measurements=int(row.n_measurements),
+                )
+                for row in conn.execute(stmt)
+            ]
 
     # -- measurements ---------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ design's defaults; they are buffers, never trained.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,3 +189,21 @@ class SpikingNetwork(nn.Module):
         if self.encoder is not None:
             x = self.encoder(x)
         return self.hidden(self.syn_in(x))
+
+
+def build_network(
+    config: NetworkConfig, cards: Mapping[str, ModelCardBody] | None = None
+) -> SpikingNetwork:
+    """The network of ``config`` against model cards by device kind: ``rram`` (required for
+    device-mode synapses) and ``felif`` (FeLIF neurons; the design's defaults without one).
+    A FeCap card, or a card filed under the wrong kind, is bad input."""
+    cards = dict(cards or {})
+    unknown = sorted(set(cards) - {"rram", "felif"})
+    if unknown:
+        raise BadInputError(f"cards {unknown}: the network uses an rram and/or a felif card only")
+    for kind, card in cards.items():
+        if card.device_kind != kind:
+            raise BadInputError(f"the card given as {kind!r} is a {card.device_kind} card")
+    if config.synapse == "device" and "rram" not in cards:
+        raise BadInputError("device-mode synapses need an RRAM model card")
+    return SpikingNetwork(config, rram_card=cards.get("rram"), felif_card=cards.get("felif"))

@@ -170,7 +170,7 @@ def test_deploy_then_evaluate_on_chip_through_the_cli(
             f"1,1/{s}/rram_program_verify/0" for s in range(3, 11)
         )
         assert all("KEITHLEY" in json.dumps(inst) for _, _, inst in rows)
-        assert plan["document"]["deployment"]["network_sha256"] == record["network_sha256"]
+        assert plan["document"]["deployment"]["map_sha256"] == record["map_sha256"]
         by_id = {mid: key for key, mid, _ in rows}
         assert {c["measurement_id"] for c in cells} == set(by_id)
     finally:
