@@ -79,6 +79,13 @@ def train(
             help="BRUNO coarse-step gradient: hold-switching (default) or full (explodes).",
         ),
     ] = "hold-switching",
+    coarse_clip: Annotated[
+        str,
+        typer.Option(
+            "--coarse-clip",
+            help="BRUNO coarse step's ±5 V clip: straight-through (default) or hard (old).",
+        ),
+    ] = "straight-through",
     relax_time_s: Annotated[
         float, typer.Option("--relax-time-s", help="Device mode: read this long after programming.")
     ] = 0.0,
@@ -135,6 +142,10 @@ def train(
         raise BadInputError(
             f"--coarse-gradient {coarse_gradient!r}: allowed {', '.join(COARSE_GRADIENTS)}"
         )
+    from bruno_lab.train.felif_layer import COARSE_CLIPS
+
+    if coarse_clip not in COARSE_CLIPS:
+        raise BadInputError(f"--coarse-clip {coarse_clip!r}: allowed {', '.join(COARSE_CLIPS)}")
     if resume and checkpoint is None:
         raise BadInputError("--resume needs --checkpoint PATH")
     torch.set_num_threads(threads)
@@ -168,6 +179,7 @@ def train(
         relaxation_time_s=relax_time_s,
         encoder_tiles=d.encoder_tiles,
         coarse_gradient=coarse_gradient,
+        coarse_clip=coarse_clip,
     )
     network = build_network(net_cfg, cards)
     train_cfg = TrainConfig(

@@ -37,6 +37,8 @@ from bruno_lab.devices.params import DeviceParams, param_field
 
 V_CLIP_V = 5.0
 """Membrane voltage clip of the design, V (keeps the stiff explicit step bounded)."""
+VOLTAGE_CLIPS: tuple[str, ...] = ("hard", "straight-through")
+"""How ``felif_euler_step`` clips V: value and gradient clipped, or value only."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,11 +86,18 @@ def felif_initial_state(
 
 
 def felif_euler_step(
-    current_a: Tensor, state: FeLIFState, params: FeLIFParams, dt_s: float
+    current_a: Tensor,
+    state: FeLIFState,
+    params: FeLIFParams,
+    dt_s: float,
+    *,
+    voltage_clip: str = "hard",
 ) -> FeLIFState:
     """One explicit Euler step of ``dt_s`` seconds under input ``current_a`` (A); clips kept.
 
     Differentiable in the input, the state and the parameters. No threshold or reset here.
+    ``voltage_clip``: ``hard`` (the value and its zero gradient beyond ±5 V) or
+    ``straight-through`` (the same clipped value; the gradient of the unclipped step).
     """
     v, pol = state
     field = fecap.ferroelectric_field_v_m(v, pol, params)
@@ -97,16 +106,28 @@ def felif_euler_step(
     pol_new = torch.minimum(torch.maximum(pol + dt_s * dp_dt, -ps), ps)
     i_p = params.area_m2 * (pol_new - pol) / dt_s
     i_net = current_a - fecap.leakage_current_a(v, params) - i_p
-    v_new = (v + dt_s * i_net / fecap.linear_capacitance_f(params)).clamp(-V_CLIP_V, V_CLIP_V)
+    v_raw = v + dt_s * i_net / fecap.linear_capacitance_f(params)
+    v_new = v_raw.clamp(-V_CLIP_V, V_CLIP_V)
+    if voltage_clip == "straight-through":
+        v_new = v_raw + (v_new - v_raw).detach()
+    elif voltage_clip != "hard":
+        raise ValueError(f"voltage_clip {voltage_clip!r}: allowed {VOLTAGE_CLIPS}")
     return FeLIFState(v_new, pol_new)
 
 
 def felif_coarse_step(
-    current_a: Tensor, state: FeLIFState, params: FeLIFParams, dt_s: float = 1e-3
+    current_a: Tensor,
+    state: FeLIFState,
+    params: FeLIFParams,
+    dt_s: float = 1e-3,
+    *,
+    voltage_clip: str = "hard",
 ) -> FeLIFState:
     """One differentiable Euler step of the same equations over a whole network step (BRUNO's
-    gradient path; its value is replaced by the fine window's in the straight-through merge)."""
-    return felif_euler_step(current_a, state, params, dt_s)
+    gradient path; its value is replaced by the fine window's in the straight-through merge).
+    One 1 ms step moves V by ~1.75 V per nA, so the hard clip zeroes the gradient of every step
+    driven by more than a few nA: BRUNO uses ``voltage_clip="straight-through"``."""
+    return felif_euler_step(current_a, state, params, dt_s, voltage_clip=voltage_clip)
 
 
 @torch.no_grad()

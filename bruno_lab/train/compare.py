@@ -12,15 +12,27 @@ from bruno_lab.train.network import NetworkConfig, SpikingNetwork
 
 
 def layer_gradients(
-    config: NetworkConfig, x: Tensor, y: Tensor, method: str, *, coarse_gradient: str | None = None
+    config: NetworkConfig,
+    x: Tensor,
+    y: Tensor,
+    method: str,
+    *,
+    coarse_gradient: str | None = None,
+    coarse_clip: str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, Tensor]:
     """Gradients of every trainable tensor (name -> grad) for one batch with ``method``.
 
-    The network is rebuilt from ``config`` (same seed: identical weights and devices)."""
+    The network is rebuilt from ``config`` (same seed: identical weights and devices) and run
+    in ``dtype`` (float64 takes float32 round-off over thousands of micro-steps out of a
+    BPTT reference)."""
+    changes: dict[str, str] = {"method": method}
     if coarse_gradient is not None:
-        config = dataclasses.replace(config, coarse_gradient=coarse_gradient)
-    net = SpikingNetwork(dataclasses.replace(config, method=method))
-    loss, _, _ = batch_loss(net, x, y, config.kind, skip_steps=0)
+        changes["coarse_gradient"] = coarse_gradient
+    if coarse_clip is not None:
+        changes["coarse_clip"] = coarse_clip
+    net = SpikingNetwork(dataclasses.replace(config, **changes)).to(dtype)
+    loss, _, _ = batch_loss(net, x.to(dtype), y, config.kind, skip_steps=0)
     loss.backward()
     return {
         name: p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)

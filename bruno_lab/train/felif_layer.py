@@ -6,7 +6,10 @@ One network step of ``step_s`` (1 ms) under an input current held over the step:
 * ``bruno``: the fine forward (``felif_fine_window``: ``n_micro`` Euler micro-steps, no graph,
   V and P frozen once V >= V_thr), one differentiable coarse step (``felif_coarse_step``), and the
   straight-through merge ``x = x_coarse + stopgrad(x_fine - x_coarse)``: the value is the fine
-  one, the gradient the coarse step's. The graph holds one node per network step.
+  one, the gradient the coarse step's. The graph holds one node per network step. The coarse
+  step's ±5 V clip is straight-through by default (``coarse_clip``): one 1 ms Euler step moves V
+  by ~1.75 V per nA while a spike within a step needs ~13 nA, so a hard clip zeroes the gradient
+  exactly on the steps that spike (``hard`` keeps that old behaviour for comparison).
 * ``bptt``: the same micro-steps (``felif_euler_step``) with autograd through all of them.
 * ``bptt-ckpt``: as ``bptt`` with each network step's window recomputed in the backward pass
   (``torch.utils.checkpoint``): only the window boundaries are kept.
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from bruno_lab.devices.felif import (
+    VOLTAGE_CLIPS,
     FeLIFParams,
     FeLIFState,
     felif_coarse_step,
@@ -47,6 +51,8 @@ log = logging.getLogger(__name__)
 Method = Literal["bruno", "bptt", "bptt-ckpt"]
 METHODS: tuple[str, ...] = ("bruno", "bptt", "bptt-ckpt")
 COARSE_GRADIENTS: tuple[str, ...] = ("hold-switching", "full")
+COARSE_CLIPS: tuple[str, ...] = VOLTAGE_CLIPS
+"""The coarse step's ±5 V clip: ``straight-through`` (default) or ``hard`` (the old one)."""
 HOLD_TAU0_S = 1e30
 """tau0 in the coarse step's gradient path for ``hold-switching``: switching rate ~ 0 there."""
 GRAD_BOUND = 1e6
@@ -80,13 +86,19 @@ def bruno_step(
     step_s: float,
     n_micro: int,
     grad_params: FeLIFParams | None = None,
+    voltage_clip: str = "straight-through",
 ) -> tuple[Tensor, FeLIFState]:
     """One BRUNO network step: (spikes, state) with fine values and coarse-step gradients.
-    ``grad_params`` (default ``params``) are those of the coarse step (see ``coarse_params``)."""
+    ``grad_params`` (default ``params``) are those of the coarse step (see ``coarse_params``);
+    ``voltage_clip`` is the coarse step's ±5 V clip (``straight-through``: the gradient of the
+    unclipped step, since the fine window supplies the value; ``hard``: the old behaviour,
+    zero gradient for any step driven beyond ±5 V, i.e. above a few nA)."""
     with torch.no_grad():
         detached = FeLIFState(state.voltage_v.detach(), state.polarization_c_m2.detach())
         fine, _ = felif_fine_window(current_a.detach(), detached, params, n_micro, step_s / n_micro)
-    coarse = felif_coarse_step(current_a, state, grad_params or params, step_s)
+    coarse = felif_coarse_step(
+        current_a, state, grad_params or params, step_s, voltage_clip=voltage_clip
+    )
     v = _bounded(coarse.voltage_v + (fine.voltage_v - coarse.voltage_v).detach())
     pol = coarse.polarization_c_m2 + (fine.polarization_c_m2 - coarse.polarization_c_m2).detach()
     pol = _bounded(pol)
@@ -176,9 +188,13 @@ class FeLIFLayer(nn.Module):
         n_micro: int = 1000,
         input_scale_a: float = 1e-8,
         coarse_gradient: str = "hold-switching",
+        coarse_clip: str = "straight-through",
     ) -> None:
         super().__init__()
         coarse_params(params, coarse_gradient)  # validates the name
+        if coarse_clip not in COARSE_CLIPS:
+            raise BadInputError(f"coarse clip {coarse_clip!r}: allowed {', '.join(COARSE_CLIPS)}")
+        self.coarse_clip = coarse_clip
         if method not in METHODS:
             raise BadInputError(f"method {method!r}: allowed {', '.join(METHODS)}")
         if n_micro < 1:
@@ -206,7 +222,9 @@ class FeLIFLayer(nn.Module):
             current_a = x[t] * self.input_scale_a
             if self.method == "bruno" or not torch.is_grad_enabled():
                 # without a graph every method has the same values: use the fast path
-                spike, state = bruno_step(current_a, state, p, self.step_s, self.n_micro, p_coarse)
+                spike, state = bruno_step(
+                    current_a, state, p, self.step_s, self.n_micro, p_coarse, self.coarse_clip
+                )
             else:
                 spike, state = bptt_step(
                     current_a, state, p, self.step_s, self.n_micro, self.method == "bptt-ckpt"

@@ -53,6 +53,7 @@ class NetworkConfig:
     relaxation_time_s: float = 0.0
     encoder_tiles: int = 0  # >0: the Braille encoder (tile channels, fixed gain and offset)
     coarse_gradient: str = "hold-switching"  # BRUNO's coarse-step gradient (felif_layer)
+    coarse_clip: str = "straight-through"  # the coarse step's ±5 V clip ("hard": the old one)
 
     def validate(self) -> None:
         if self.kind not in KINDS:
@@ -154,6 +155,7 @@ class SpikingNetwork(nn.Module):
                 n_micro=config.n_micro,
                 input_scale_a=config.input_scale_a,
                 coarse_gradient=config.coarse_gradient,
+                coarse_clip=config.coarse_clip,
             )
         if sequence:
             self.hidden = felif if config.neuron == "felif" else self._lif(h, gen)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from bruno_lab.devices.felif import (
@@ -11,7 +10,7 @@ from bruno_lab.devices.felif import (
     felif_reference_window,
     felif_reset,
 )
-from bruno_lab.train.compare import cosine_by_layer, layer_gradients
+from bruno_lab.train.compare import layer_gradients
 from bruno_lab.train.data.patterns import make_patterns
 from bruno_lab.train.felif_layer import FeLIFLayer, bruno_step
 from bruno_lab.train.memory import SavedTensorMeter
@@ -90,33 +89,4 @@ def test_bruno_graph_does_not_grow_with_micro_steps_but_bptt_does():
     assert _saved_bytes("bptt-ckpt", 200) < small
 
 
-@pytest.mark.slow
-def test_bruno_gradients_agree_with_full_bptt_per_layer(record_property):
-    """Cosine similarity per layer on three short batches (4 ms = 4000 micro-steps each).
-
-    Full BPTT is dominated on some batches by one output neuron whose gradient is amplified
-    10-20x through the stiff switching transient; BRUNO's coarse step does not see that, so the
-    agreement varies by batch. Random directions in these dimensions have |cos| ~ 0.04."""
-    per_seed = []
-    for seed in (0, 1, 2):
-        data = make_patterns(n_steps=4, n_train=16, n_test=1, seed=seed)
-        cfg = NetworkConfig(
-            kind="classify",
-            n_in=20,
-            n_hidden=32,
-            n_out=4,
-            neuron="felif",
-            init_scale_in=20,
-            init_scale_out=4,
-            n_micro=1000,
-            seed=1,
-        )
-        ref = layer_gradients(cfg, data.train_x, data.train_y, "bptt")
-        got = layer_gradients(cfg, data.train_x, data.train_y, "bruno")
-        per_seed.append(cosine_by_layer(got, ref))
-    record_property("cosine_by_layer", per_seed)
-    print("BRUNO vs full BPTT, cosine similarity per layer:", per_seed)
-    median = {k: sorted(c[k] for c in per_seed)[1] for k in per_seed[0]}
-    assert median["syn_in.weight"] > 0.3
-    assert median["syn_out.weight"] > 0.1
-    assert max(c["syn_out.weight"] for c in per_seed) > 0.5
+# Agreement of BRUNO's gradients with full BPTT: test_train_gradients.py
