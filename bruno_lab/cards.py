@@ -11,7 +11,6 @@ in ``unit``. Device-to-device variability follows the design: theta_i = mean*(1 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -180,22 +179,15 @@ def parse_card(data: Any, *, where: str = "model card") -> ModelCardBody:
 
 
 def load_card_file(path: str | Path) -> ModelCardBody:
-    """Read a card from a .json or .yaml file (as written by ``bruno-lab cards export``)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ModelCardError(f"{path}: cannot read model card ({exc.strerror})") from exc
-    try:
-        if path.suffix.lower() in {".yaml", ".yml"}:
-            import yaml
+    """Read a card from a .json or .yaml file (as written by ``bruno-lab cards export``).
 
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:
-        kind = path.suffix.lstrip(".") or "JSON"
-        raise ModelCardError(f"{path}: not valid {kind}: {exc}") from exc
+    Read through ``bruno_lab.yamlio``: strict UTF-8, no duplicate keys, bounded size/depth."""
+    from bruno_lab.yamlio import load_data_file
+
+    path = Path(path)
+    if path.suffix.lower() not in {".json", ".yaml", ".yml"}:
+        raise ModelCardError(f"{path}: a model card file is .json, .yaml or .yml")
+    data = load_data_file(path, "model card", error=ModelCardError)
     return parse_card(data, where=str(path))
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from bruno_lab.errors import EnvelopeError, PlanError
+from bruno_lab.strict import StrictModel
 
 _FIELDS_DOC = {
     "max_voltage_v": "largest |V| any source may apply, V",
@@ -40,7 +40,7 @@ _FIELDS_DOC = {
 }
 
 
-class Limits(BaseModel):
+class Limits(StrictModel):
     """The effective limits for one device kind on one probe card (SI units)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -56,7 +56,7 @@ class Limits(BaseModel):
     require_contact_for_output: bool = True
 
 
-class LimitsPatch(BaseModel):
+class LimitsPatch(StrictModel):
     """Some fields of ``Limits``; unset fields leave the base value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -81,7 +81,7 @@ def _default_kinds() -> dict[str, LimitsPatch]:
     }
 
 
-class Envelope(BaseModel):
+class Envelope(StrictModel):
     """Declared limits: ``default``, per device kind (replacing), per probe card (tightening)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -113,11 +113,12 @@ class Envelope(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> Envelope:
         """Load a YAML file holding an envelope mapping (or a station file with ``envelope:``)."""
+        from bruno_lab.yamlio import load_yaml_file
+
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise PlanError(f"{path}: cannot read envelope: {exc}") from exc
+        data = load_yaml_file(path, "envelope").data or {}
+        if not isinstance(data, dict):
+            raise PlanError(f"{path}: an envelope is a mapping of limits")
         if "instruments" in data:
             data = data.get("envelope") or {}
         return cls.from_mapping(data, where=str(path))

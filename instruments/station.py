@@ -23,22 +23,25 @@ import functools
 import importlib
 import logging
 import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 import instruments
 from bruno_lab.errors import PlanError
+from bruno_lab.strict import StrictModel
 from instruments.envelope import Envelope, SafetyGuard
 from instruments.errors import ConnectionLost, InstrumentError
 from instruments.roles import MODELS, ROLES, DiePosition
 from instruments.scpi import DEFAULT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
+
+MAX_DIES = 100_000
 
 _NOT_DRIVERS = {"errors", "envelope", "roles", "scpi", "station", "testing", "validators", "sim"}
 
@@ -50,39 +53,146 @@ def load_driver_modules() -> None:
             importlib.import_module(f"instruments.{module.name}")
 
 
-class InstrumentEntry(BaseModel):
+_NAME = r"^[^\x00-\x1f\x7f]+$"  # printable: no newline, no control character
+_HOST = re.compile(r"^[A-Za-z0-9._:\-\[\]%]+$")
+MAX_TIMEOUT_S = 3600.0
+
+
+def check_resource(resource: str) -> str:
+    """``resource`` if it is a VISA resource name pyvisa can parse (``TCPIP::host::5025::SOCKET``,
+    ``GPIB0::12::INSTR``, ...), with a sane host and port; else ValueError saying the syntax."""
+    from pyvisa import rname
+
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in resource):
+        raise ValueError("a VISA resource name has no newline or control character")
+    try:
+        parsed = rname.parse_resource_name(resource)
+    except Exception as exc:  # InvalidResourceName and friends
+        raise ValueError(
+            f"{resource!r} is not a VISA resource name ({exc}); e.g. "
+            "TCPIP::192.0.2.10::5025::SOCKET or GPIB0::12::INSTR"
+        ) from None
+    host = getattr(parsed, "host_address", None)
+    if host is not None and not _HOST.match(str(host)):
+        raise ValueError(f"{resource!r}: {host!r} is not a host name or address")
+    port = getattr(parsed, "port", None)
+    if port is not None and not (str(port).isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{resource!r}: port {port} is not in 1..65535")
+    return resource
+
+
+class InstrumentEntry(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str
-    resource: str | None = None
-    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
+    model: str = Field(min_length=1, max_length=64, pattern=_NAME)
+    resource: str | None = Field(None, min_length=1, max_length=256)
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S)
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str | None) -> str | None:
+        return None if value is None else check_resource(value)
 
 
-class StationFile(BaseModel):
+class Wiring(StrictModel):
+    """How the instruments meet the device. Gains and transconductances are positive and finite;
+    the routes name what the protocols know. Add a field here for a new wiring key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tia_gain_v_per_a: float | None = Field(None, gt=0, le=1e12)
+    felif_input_transconductance_a_per_v: float | None = Field(None, gt=0, le=1.0)
+    awg_to_device: Literal["direct"] | None = None
+    smu_to_device: Literal["direct"] | None = None
+
+
+class SiteEntry(StrictModel):
+    """One site of the station's wafer summary; further geometry keys carry units (``_m2``)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    site: int | None = Field(None, ge=0, le=1_000_000)
+    kind: Literal["fecap", "rram", "felif"]
+    area_m2: float | None = Field(None, gt=0, lt=1.0)
+    label: str = Field("", max_length=128)
+
+
+class WaferSection(StrictModel):
+    """The wafer map summary (``sim serve`` writes it): dies and sites, bounded in size."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    name: str = Field("", max_length=128)
+    n_dies: int | None = Field(None, ge=0, le=MAX_DIES)
+    dies: list[list[int | str]] | None = Field(None, max_length=MAX_DIES)
+    n_cols: int | None = Field(None, ge=1, le=1000)
+    n_rows: int | None = Field(None, ge=1, le=1000)
+    sites: list[SiteEntry | Literal["fecap", "rram", "felif"]] = Field(
+        default_factory=list, max_length=100_000
+    )
+
+    @field_validator("dies")
+    @classmethod
+    def _dies(cls, value: list[list[int | str]] | None) -> list[list[int | str]] | None:
+        for die in value or []:
+            if not 2 <= len(die) <= 3 or not all(
+                isinstance(v, int) and 0 <= v <= 10_000 for v in die[:2]
+            ):
+                raise ValueError(f"a die is [col, row] or [col, row, label] (0..10000), not {die}")
+        return value
+
+
+class StationFile(StrictModel):
     """The station file: instruments by role, wiring, envelope and the wafer map summary."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
-    station: str = "bench"
+    station: str = Field("bench", min_length=1, max_length=128, pattern=_NAME)
     instruments: dict[str, InstrumentEntry]
     wiring: dict[str, Any] = Field(default_factory=dict)
     envelope: dict[str, Any] | None = None
     wafer: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("wafer")
+    @classmethod
+    def _wafer(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            WaferSection.model_validate(value)
+        return value
+
+    @field_validator("wiring")
+    @classmethod
+    def _wiring(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return Wiring.model_validate(value).model_dump(exclude_none=True)
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors()[:5]:
+        where = ".".join(
+            str(p) for p in err["loc"] if not str(p).startswith(("function-", "list["))
+        )
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{path}: {where or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
 
 def load_station(path: str | Path) -> StationFile:
     """Read and validate a station file; errors name the file and field (``PlanError``)."""
+    from bruno_lab.yamlio import load_yaml_file
+
     path = Path(path)
+    data = load_yaml_file(path, "station file").data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: a station file is a mapping (station, instruments, wiring)")
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PlanError(f"{path}: cannot read station file: {exc}") from exc
-    try:
-        station = StationFile.model_validate(data or {})
+        station = StationFile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise PlanError(f"{path}: {where}: {first['msg']}") from exc
+        raise PlanError(_format_error(path, exc)) from None
     load_driver_modules()
     for role, entry in station.instruments.items():
         if role not in ROLES:

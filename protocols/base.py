@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BeforeValidator, ConfigDict
 
 from bruno_lab.errors import UnitError
+from bruno_lab.strict import StrictModel
 from bruno_lab.units import parse_quantity
 
 
@@ -52,8 +53,9 @@ AmperesList = Annotated[list[float], _q("A")]
 HertzList = Annotated[list[float], _q("Hz")]
 
 
-class ProtocolParams(BaseModel):
-    """Base of every protocol's parameters: frozen, unknown fields refused, SI floats."""
+class ProtocolParams(StrictModel):
+    """Base of every protocol's parameters: frozen, unknown fields refused, SI floats (finite;
+    a boolean is never a number: ``bruno_lab.strict``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

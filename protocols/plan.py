@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
-from bruno_lab.errors import PlanError
+from bruno_lab.errors import BadInputError, PlanError
+from bruno_lab.safeio import read_text
+from bruno_lab.strict import StrictModel
+from bruno_lab.yamlio import MAX_FILE_BYTES, parse_yaml
 from protocols.base import ProtocolParams, Seconds
 from protocols.registry import all_protocols
 from protocols.wafer import DieRef, WaferMap
@@ -26,14 +29,14 @@ from protocols.wafer import DieRef, WaferMap
 KINDS = ("fecap", "rram", "felif")
 
 
-class DiePattern(BaseModel):
+class DiePattern(StrictModel):
     """Dies whose label matches a shell-style pattern (``"R0?C*"``)."""
 
     model_config = ConfigDict(extra="forbid")
     pattern: str
 
 
-class ProtocolStep(BaseModel):
+class ProtocolStep(StrictModel):
     """One entry of the protocol sequence: a protocol, its parameters, the kinds it runs on."""
 
     model_config = ConfigDict(extra="forbid")
@@ -42,7 +45,7 @@ class ProtocolStep(BaseModel):
     kinds: list[Literal["fecap", "rram", "felif"]] | None = None
 
 
-class StopConditions(BaseModel):
+class StopConditions(StrictModel):
     """When the orchestrator stops a run early (cleanly, status failed)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -51,7 +54,7 @@ class StopConditions(BaseModel):
     max_duration_s: Seconds | None = Field(None, gt=0)
 
 
-class PlanFile(BaseModel):
+class PlanFile(StrictModel):
     """The raw plan as written (before protocols' parameters are typed)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -168,7 +171,7 @@ class Plan:
             self.select_sites(wafer, kind)
 
 
-def _line_index(text: str) -> dict[tuple[Any, ...], int]:
+def _line_index(root: yaml.Node | None) -> dict[tuple[Any, ...], int]:
     """Map each YAML path (keys and list indices) to its 1-based line, for error messages."""
     index: dict[tuple[Any, ...], int] = {}
 
@@ -184,7 +187,6 @@ def _line_index(text: str) -> dict[tuple[Any, ...], int]:
             for i, item in enumerate(node.value):
                 walk(item, (*path, i))
 
-    root = yaml.compose(text)
     if root is not None:
         walk(root, ())
     return index
@@ -229,15 +231,13 @@ def _allowed_fields(params_cls: type[ProtocolParams]) -> str:
 
 
 def parse_plan(text: str, source: str = "<plan>", wafer: WaferMap | None = None) -> Plan:
-    """Validate plan YAML ``text`` (``source`` names it in errors); see :func:`load_plan`."""
-    try:
-        document = yaml.safe_load(text)
-        index = _line_index(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PlanError(f"{where}: malformed YAML: {problem}") from None
+    """Validate plan YAML ``text`` (``source`` names it in errors); see :func:`load_plan`.
+
+    The YAML goes through :mod:`bruno_lab.yamlio`: duplicate keys, alias bombs and deep
+    nesting are refused with the line."""
+    parsed = parse_yaml(text, source, error=PlanError)
+    document = parsed.data
+    index = _line_index(parsed.root)
     if not isinstance(document, dict):
         raise PlanError(f"{source}: a plan is a YAML mapping with name, dies, sites, protocols")
     try:
@@ -282,7 +282,7 @@ def load_plan(path: str | Path, wafer: WaferMap | None = None) -> Plan:
     """
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read plan: {exc.strerror}") from None
+        text = read_text(path, "plan", max_bytes=MAX_FILE_BYTES)
+    except BadInputError as exc:
+        raise PlanError(str(exc)) from None
     return parse_plan(text, str(path), wafer)

@@ -55,16 +55,16 @@ def _plan_document(plan: str | Path | Mapping[str, Any]) -> tuple[Any, str, str]
     if isinstance(plan, Mapping):
         text = yaml.safe_dump(dict(plan), sort_keys=False)
         return dict(plan), text, "<plan>"
+    from bruno_lab.errors import BadInputError
+    from bruno_lab.safeio import read_text
+    from bruno_lab.yamlio import MAX_FILE_BYTES, parse_yaml
+
     path = Path(plan)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read plan: {exc.strerror}") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError:
-        document = None  # parse_plan reports it with the line
-    return document, text, str(path)
+    try:  # strict UTF-8, size-capped; the YAML through the one loader (bruno_lab.yamlio)
+        text = read_text(path, "plan", max_bytes=MAX_FILE_BYTES)
+    except BadInputError as exc:
+        raise PlanError(str(exc)) from None
+    return parse_yaml(text, str(path), error=PlanError).data, text, str(path)
 
 
 def check_plan_envelope(plan: Plan, envelope: Any, wiring: dict[str, Any]) -> None:

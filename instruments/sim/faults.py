@@ -28,12 +28,13 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from bruno_lab.errors import PlanError
+from bruno_lab.strict import StrictModel
 
 
 class FaultKind(enum.Enum):
@@ -59,7 +60,7 @@ DEVICE_FAULTS = (FaultKind.COMPLIANCE, FaultKind.SHORT)
 _IDENTITY = ("*IDN?", "REPORTKERNELVERSION")
 
 
-class FaultRates(BaseModel):
+class FaultRates(StrictModel):
     """Probability of each fault per command (transport) or per stimulus (device), in [0, 1]."""
 
     model_config = ConfigDict(extra="forbid")
@@ -73,7 +74,7 @@ class FaultRates(BaseModel):
     short: float = Field(0.0, ge=0.0, le=1.0)
 
 
-class FaultConfig(BaseModel):
+class FaultConfig(StrictModel):
     """What to inject, how often, with which seed."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,20 +82,24 @@ class FaultConfig(BaseModel):
     seed: int = 0
     slow_delay_s: float = Field(2.0, ge=0.0, le=600.0)
     rates: FaultRates = FaultRates()
-    roles: list[str] | None = None
+    roles: list[Literal["smu", "awg", "scope", "prober", "clock"]] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> FaultConfig:
         """Load a fault config; a malformed file raises ``PlanError`` naming file and field."""
+        from bruno_lab.yamlio import load_yaml_file
+
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise PlanError(f"{path}: cannot read fault config: {exc}") from exc
+        raw = load_yaml_file(path, "fault config").data or {}
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise PlanError(f"{path}: invalid fault config: {exc}") from exc
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise PlanError(
+                f"{path}: invalid fault config: {where}: {first['msg']}"
+                + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+            ) from None
 
 
 class FaultInjector:

@@ -16,17 +16,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from bruno_lab.errors import PlanError
+from bruno_lab.strict import StrictModel
 
 DEFAULT_TRUTH_PATH = Path(__file__).with_name("truth_default.yaml")
+MIN_DIE_UM = 100.0
+MAX_DIES = 100_000
+MAX_SITES = 10_000
 KindName = Literal["fecap", "felif", "rram"]
 DefectName = Literal["short", "open", "stuck_lrs", "stuck_hrs"]
 
 
-class _Strict(BaseModel):
+class _Strict(StrictModel):
+    # StrictModel: unknown fields, inf/nan and booleans-as-numbers refused
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -41,12 +45,28 @@ class Distribution(_Strict):
 
 
 class WaferGeometry(_Strict):
-    """The round wafer and its rectangular die grid; dies wholly inside the usable disc."""
+    """The round wafer and its rectangular die grid; dies wholly inside the usable disc.
+
+    Dies are at least ``MIN_DIE_UM`` on a side and the grid holds at most ``MAX_DIES`` cells, so
+    a typo (``die_width_um: 0.001``) is refused instead of building a map of 10^14 dies."""
 
     diameter_mm: float = Field(gt=0.0, le=450.0)
     edge_exclusion_mm: float = Field(0.0, ge=0.0)
-    die_width_um: float = Field(gt=0.0)
-    die_height_um: float = Field(gt=0.0)
+    die_width_um: float = Field(ge=MIN_DIE_UM, le=450_000.0)
+    die_height_um: float = Field(ge=MIN_DIE_UM, le=450_000.0)
+
+    @model_validator(mode="after")
+    def _bounded_grid(self) -> WaferGeometry:
+        radius_um = (self.diameter_mm / 2.0 - self.edge_exclusion_mm) * 1000.0
+        if radius_um <= 0:
+            raise ValueError("edge_exclusion_mm leaves no usable wafer area")
+        cells = (2 * radius_um // self.die_width_um) * (2 * radius_um // self.die_height_um)
+        if cells > MAX_DIES:
+            raise ValueError(
+                f"a {self.die_width_um:g} x {self.die_height_um:g} um die grid on this wafer has "
+                f"{cells:.3g} cells, more than {MAX_DIES}: use larger dies"
+            )
+        return self
 
 
 class Site(_Strict):
@@ -77,9 +97,9 @@ class Defects(_Strict):
 class Truth(_Strict):
     """The whole truth file."""
 
-    name: str
+    name: str = Field(min_length=1, max_length=128)
     wafer: WaferGeometry
-    sites: list[Site] = Field(min_length=1)
+    sites: list[Site] = Field(min_length=1, max_length=MAX_SITES)
     populations: dict[KindName, Population]
     defects: Defects = Defects()
     short_resistance_ohm: float = Field(10.0, gt=0.0)
@@ -94,18 +114,41 @@ class Truth(_Strict):
             source = DEFAULT_TRUTH_PATH
         if isinstance(source, str | Path):
             where = str(source)
-            try:
-                source = yaml.safe_load(Path(source).read_text())
-            except (OSError, yaml.YAMLError) as exc:
-                raise PlanError(f"{where}: cannot read truth file: {exc}") from exc
+            from bruno_lab.yamlio import load_yaml_file
+
+            source = load_yaml_file(source, "truth file").data
         try:
             truth = cls.model_validate(source)
         except ValidationError as exc:
-            raise PlanError(f"{where}: invalid truth file: {exc}") from exc
+            raise PlanError(f"{where}: invalid truth file: {_first_errors(exc)}") from None
         missing = {site.kind for site in truth.sites} - set(truth.populations)
         if missing:
             raise PlanError(f"{where}: populations: no entry for kinds {sorted(missing)}")
+        _check_parameters(truth, where)
         return truth
+
+
+def _first_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _check_parameters(truth: Truth, where: str) -> None:
+    """Every population names parameters of its device model, with means inside their bounds
+    (checked now, not when the first device is drawn mid-run)."""
+    from bruno_lab.devices.scenarios import params_class
+    from bruno_lab.errors import BadInputError
+
+    for kind, population in truth.populations.items():
+        document = {name: dist.mean for name, dist in population.params.items()}
+        try:
+            params_class(kind).from_json(document, n=1, where=f"{where}: populations.{kind}")
+        except BadInputError as exc:
+            raise PlanError(str(exc)) from None
 
 
 @dataclass(frozen=True)

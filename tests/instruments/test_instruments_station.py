@@ -16,10 +16,14 @@ from instruments.testing import FakeResource, visa_timeout
 
 OK_SMU = (":SYST:ERR?", '0,"No error"')
 OK_AWG = ("SYST:ERR?", '+0,"No error"')
+# Resource names in VISA syntax (the station schema checks it); the fake manager maps them.
+SMU_R, AWG_R, PROBER_R = (f"TCPIP::{n}.test::5025::SOCKET" for n in ("smu", "awg", "prober"))
+X_R = "TCPIP::x.test::5025::SOCKET"
+
 SCRIPTS_CONNECT = {
-    "SMU": [("*IDN?", "KEITHLEY INSTRUMENTS,MODEL 2450,1,1"), ("*CLS", None)],
-    "AWG": [("*IDN?", "Agilent Technologies,33522B,MY1,1"), ("*CLS", None)],
-    "PROBER": [("ReportKernelVersion", "0: Velox 3.3.0.10")],
+    SMU_R: [("*IDN?", "KEITHLEY INSTRUMENTS,MODEL 2450,1,1"), ("*CLS", None)],
+    AWG_R: [("*IDN?", "Agilent Technologies,33522B,MY1,1"), ("*CLS", None)],
+    PROBER_R: [("ReportKernelVersion", "0: Velox 3.3.0.10")],
 }
 
 
@@ -49,9 +53,9 @@ def write_station(tmp_path: Path, instruments: dict, **extra: object) -> Path:
 
 
 STATION = {
-    "smu": {"model": "keithley2450", "resource": "SMU"},
-    "awg": {"model": "keysight33500b", "resource": "AWG"},
-    "prober": {"model": "velox", "resource": "PROBER"},
+    "smu": {"model": "keithley2450", "resource": SMU_R},
+    "awg": {"model": "keysight33500b", "resource": AWG_R},
+    "prober": {"model": "velox", "resource": PROBER_R},
     "clock": {"model": "wall"},
 }
 WAFER = {"sites": [{"site": 0, "kind": "fecap"}, {"site": 1, "kind": "rram"}]}
@@ -86,14 +90,14 @@ def test_a_new_model_is_one_new_file_in_the_package(tmp_path, monkeypatch):
     (tmp_path / "acme_x1.py").write_text(NEW_MODEL_FILE)
     monkeypatch.setattr(instruments, "__path__", [*instruments.__path__, str(tmp_path)])
     try:
-        path = write_station(tmp_path, {"smu": {"model": "acme-x1", "resource": "X"}})
+        path = write_station(tmp_path, {"smu": {"model": "acme-x1", "resource": X_R}})
         script = [("*IDN?", "ACME,X1,7,1"), ("*CLS", None), (":SOUR:VOLT 0", None)]
         script += [(":OUTP OFF", None), OK_SMU, (":OUTP?", "0")]
-        rm = FakeResourceManager({"X": script})
+        rm = FakeResourceManager({X_R: script})
         with open_bench(path, resource_manager=rm) as bench:
             assert type(bench.smu).__name__ == "AcmeX1"
             assert MODELS["acme-x1"].role == "smu"
-        assert rm.opened["X"].index == len(script)  # the bench left it safe on exit
+        assert rm.opened[X_R].index == len(script)  # the bench left it safe on exit
     finally:
         MODELS.pop("acme-x1", None)
         sys.modules.pop("instruments.acme_x1", None)
@@ -101,9 +105,9 @@ def test_a_new_model_is_one_new_file_in_the_package(tmp_path, monkeypatch):
 
 def test_station_file_errors_name_the_field(tmp_path):
     with pytest.raises(PlanError, match=r"instruments.smu.model: 'keithley9999'"):
-        load_station(write_station(tmp_path, {"smu": {"model": "keithley9999", "resource": "A"}}))
+        load_station(write_station(tmp_path, {"smu": {"model": "keithley9999", "resource": X_R}}))
     with pytest.raises(PlanError, match="is a prober, not a smu"):
-        load_station(write_station(tmp_path, {"smu": {"model": "velox", "resource": "A"}}))
+        load_station(write_station(tmp_path, {"smu": {"model": "velox", "resource": X_R}}))
     with pytest.raises(PlanError, match="resource"):
         load_station(write_station(tmp_path, {"smu": {"model": "keithley2450"}}))
     with pytest.raises(PlanError, match="unknown role"):
@@ -121,7 +125,7 @@ def test_bench_wires_kind_contact_and_sources_safe_before_moves(tmp_path):
     envelope = {"kinds": {"fecap": {"max_current_a": 1e-2}, "rram": {"max_current_a": 1e-3}}}
     path = write_station(tmp_path, STATION, wafer=WAFER, envelope=envelope)
     scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
-    scripts["PROBER"] += [
+    scripts[PROBER_R] += [
         # step_to: sources made safe (unknown state -> shutdown), chuck status, step
         ("ReadChuckStatus", "0: S 1 0"),
         ("StepNextDie 1 0 1", "0: 1 0 1"),
@@ -129,7 +133,7 @@ def test_bench_wires_kind_contact_and_sources_safe_before_moves(tmp_path):
         ("ReadChuckStatus", "0: C 1 0"),  # asked by the envelope before output on
         ("MoveChuckSeparation", "0:"),
     ]
-    scripts["SMU"] += [
+    scripts[SMU_R] += [
         (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU,        # before the step
         (":SOUR:FUNC VOLT", None), (":SOUR:VOLT:RANG 2", None), (":SOUR:VOLT:ILIM 0.0005", None),
         (':SENS:FUNC "CURR"', None), (":SENS:CURR:RANG:AUTO ON", None),
@@ -139,8 +143,8 @@ def test_bench_wires_kind_contact_and_sources_safe_before_moves(tmp_path):
         (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU,        # safe_state on exit
         (":OUTP?", "0"),                                            # ... verified
     ]  # fmt: skip
-    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
-    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
+    scripts[AWG_R] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
+    scripts[PROBER_R] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
     rm = FakeResourceManager(scripts)
     with open_bench(path, resource_manager=rm) as bench:
         bench.prober.step_to(1, 0, 1)
@@ -159,10 +163,10 @@ def test_bench_wires_kind_contact_and_sources_safe_before_moves(tmp_path):
 def test_bench_ends_safe_after_an_error_and_reraises_it(tmp_path):
     path = write_station(tmp_path, STATION)
     scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
-    scripts["SMU"] += [(":READ?", visa_timeout()), (":SOUR:VOLT 0", None), (":OUTP OFF", None)]
-    scripts["SMU"] += [OK_SMU, (":OUTP?", "0")]
-    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
-    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
+    scripts[SMU_R] += [(":READ?", visa_timeout()), (":SOUR:VOLT 0", None), (":OUTP OFF", None)]
+    scripts[SMU_R] += [OK_SMU, (":OUTP?", "0")]
+    scripts[AWG_R] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
+    scripts[PROBER_R] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
     rm = FakeResourceManager(scripts)
     with pytest.raises(InstrumentTimeout), open_bench(path, resource_manager=rm) as bench:
         bench.smu.measure_current_a()
@@ -173,27 +177,27 @@ def test_bench_ends_safe_after_an_error_and_reraises_it(tmp_path):
 def test_safe_state_tries_every_instrument_and_reports_failures(tmp_path):
     path = write_station(tmp_path, STATION)
     scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
-    scripts["SMU"] += [(":SOUR:VOLT 0", None), (":OUTP OFF", None), (":SYST:ERR?", visa_timeout())]
-    scripts["SMU"] += [(":OUTP?", visa_timeout())]  # cannot confirm: reported
-    scripts["AWG"] += [("OUTP1 OFF", None), (*OK_AWG[:1], '-221,"Settings conflict"')]
-    scripts["AWG"] += [("SYST:ERR?", '+0,"No error"'), ("OUTP1?", "0")]  # off: safe, warned
-    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
+    scripts[SMU_R] += [(":SOUR:VOLT 0", None), (":OUTP OFF", None), (":SYST:ERR?", visa_timeout())]
+    scripts[SMU_R] += [(":OUTP?", visa_timeout())]  # cannot confirm: reported
+    scripts[AWG_R] += [("OUTP1 OFF", None), (*OK_AWG[:1], '-221,"Settings conflict"')]
+    scripts[AWG_R] += [("SYST:ERR?", '+0,"No error"'), ("OUTP1?", "0")]  # off: safe, warned
+    scripts[PROBER_R] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
     rm = FakeResourceManager(scripts)
     bench = open_bench(path, resource_manager=rm)
     with pytest.raises(InstrumentError, match="bench not left safe: smu") as info, bench:
         pass
     assert "awg" not in str(info.value)  # its shutdown reported an error, but it reads back off
-    for name in ("AWG", "PROBER"):
+    for name in (AWG_R, PROBER_R):
         assert rm.opened[name].index == len(rm.opened[name].pairs)
 
 
 def test_ctrl_c_mid_read_leaves_the_bench_safe_and_propagates(tmp_path):
     path = write_station(tmp_path, STATION)
     scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
-    scripts["SMU"] += [(":READ?", KeyboardInterrupt()), (":SOUR:VOLT 0", None)]
-    scripts["SMU"] += [(":OUTP OFF", None), OK_SMU, (":OUTP?", "0")]
-    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
-    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
+    scripts[SMU_R] += [(":READ?", KeyboardInterrupt()), (":SOUR:VOLT 0", None)]
+    scripts[SMU_R] += [(":OUTP OFF", None), OK_SMU, (":OUTP?", "0")]
+    scripts[AWG_R] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
+    scripts[PROBER_R] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
     rm = FakeResourceManager(scripts)
     with pytest.raises(KeyboardInterrupt), open_bench(path, resource_manager=rm) as bench:
         bench.smu.measure_current_a()
@@ -204,21 +208,21 @@ def test_ctrl_c_mid_read_leaves_the_bench_safe_and_propagates(tmp_path):
 def test_safe_state_reconnects_an_instrument_whose_link_dropped(tmp_path):
     path = write_station(tmp_path, STATION)
     scripts = {k: list(v) for k, v in SCRIPTS_CONNECT.items()}
-    scripts["SMU"] += [(":READ?", ConnectionResetError(104, "Connection reset by peer"))]
-    scripts["AWG"] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
-    scripts["PROBER"] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
-    reconnect = [*SCRIPTS_CONNECT["SMU"], (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU]
+    scripts[SMU_R] += [(":READ?", ConnectionResetError(104, "Connection reset by peer"))]
+    scripts[AWG_R] += [("OUTP1 OFF", None), OK_AWG, ("OUTP1?", "0")]
+    scripts[PROBER_R] += [("MoveChuckSeparation", "0:"), ("ReadChuckStatus", "0: S 1 0")]
+    reconnect = [*SCRIPTS_CONNECT[SMU_R], (":SOUR:VOLT 0", None), (":OUTP OFF", None), OK_SMU]
     reconnect += [(":OUTP?", "0")]
-    rm = FakeResourceManager(scripts, reconnects={"SMU": reconnect})
+    rm = FakeResourceManager(scripts, reconnects={SMU_R: reconnect})
     with pytest.raises(ConnectionLost), open_bench(path, resource_manager=rm) as bench:
         bench.smu.measure_current_a()
-    assert rm.reopened["SMU"].index == len(reconnect)  # the new link shut the SMU down
+    assert rm.reopened[SMU_R].index == len(reconnect)  # the new link shut the SMU down
 
 
 def test_an_unreachable_instrument_is_connection_lost_and_nothing_stays_open(tmp_path):
     path = write_station(tmp_path, STATION)
-    rm = FakeResourceManager({"SMU": SCRIPTS_CONNECT["SMU"], "AWG": SCRIPTS_CONNECT["AWG"]})
-    with pytest.raises(ConnectionLost, match="cannot open PROBER"):
+    rm = FakeResourceManager({SMU_R: SCRIPTS_CONNECT[SMU_R], AWG_R: SCRIPTS_CONNECT[AWG_R]})
+    with pytest.raises(ConnectionLost, match="cannot open TCPIP::prober.test"):
         open_bench(path, resource_manager=rm)
     assert all(resource.closed for resource in rm.opened.values())
 
