@@ -197,12 +197,13 @@ def build_network(
     config: NetworkConfig, cards: Mapping[str, ModelCardBody] | None = None
 ) -> SpikingNetwork:
     """The network of ``config`` against model cards by device kind: ``rram`` (required for
-    device-mode synapses) and ``felif`` (FeLIF neurons; the design's defaults without one).
-    A FeCap card, or a card filed under the wrong kind, is bad input."""
-    cards = dict(cards or {})
+    device-mode synapses) and ``felif`` (FeLIF neurons; the design's defaults without one). A
+    ``fecap`` card (what a calibration of the whole wafer also returns) is not used by the
+    network and is ignored; a card filed under the wrong kind is bad input."""
+    cards = {k: v for k, v in (cards or {}).items() if k != "fecap"}
     unknown = sorted(set(cards) - {"rram", "felif"})
     if unknown:
-        raise BadInputError(f"cards {unknown}: the network uses an rram and/or a felif card only")
+        raise BadInputError(f"cards {unknown}: the network uses an rram and/or a felif card")
     for kind, card in cards.items():
         if card.device_kind != kind:
             raise BadInputError(f"the card given as {kind!r} is a {card.device_kind} card")
