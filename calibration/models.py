@@ -138,9 +138,10 @@ _REGISTRY: dict[str, Callable[[], FitModel]] = {
 
 
 def _felif_spikes_model() -> FitModel:
-    """FeLIF spike trains (``calibration.felif_fit``): the C kernel has no autograd, so "fd"."""
+    """FeLIF spike trains (``calibration.felif``): the C kernel has no autograd, so "fd"."""
     from bruno_lab.devices.felif import FeLIFParams
-    from calibration.felif_fit import FELIF_FIT_SPECS, build_felif_spikes
+    from calibration.felif.spec import FELIF_FIT_SPECS
+    from calibration.felif.spikes_model import build_felif_spikes
 
     units = {name: spec.unit for name, spec in FeLIFParams.specs().items()}
     return FitModel("felif-spikes", "felif", FELIF_FIT_SPECS, build_felif_spikes, units, "fd")

@@ -21,6 +21,7 @@ import numpy as np
 from bruno_lab.cards import ModelCardBody, parse_card
 from bruno_lab.errors import DataError
 from calibration.data import CHARACTERIZATION, check_kind, load_scope
+from calibration.felif.options import FelifFitOptions
 from calibration.fitter import FitOptions
 from calibration.models import MODEL_VERSION, get_model
 from calibration.stage import KindFit
@@ -88,6 +89,7 @@ def run_stage(
     scheduler: Any = None,
     chunk_size: int = 256,
     options: FitOptions | None = None,
+    felif_options: FelifFitOptions | None = None,
     n_domains: int = DEFAULT_FECAP_DOMAINS,
     on_progress: Callable[[int], None] | None = None,
     scope: str = "wafer",
@@ -95,7 +97,8 @@ def run_stage(
 ) -> KindFit:
     """Load the measurements of ``kind`` on a wafer (or, ``scope="lot"``, on every wafer of the
     lot named ``wafer``) from runs of ``purpose`` (default: characterization runs only; None:
-    every run) and fit them (nothing is written)."""
+    every run) and fit them (nothing is written). ``options`` tune the Levenberg-Marquardt
+    fitter (FeCap), ``felif_options`` the FeLIF grid fit."""
     check_kind(kind)
     devices = load_scope(store, scope, wafer, kind, purpose)
     kw = {"scheduler": scheduler, "chunk_size": chunk_size, "options": options}
@@ -106,7 +109,7 @@ def run_stage(
     if kind == "felif":
         from calibration.felif_fit import fit_felif
 
-        return fit_felif(store, devices, on_progress=on_progress, **kw)
+        return fit_felif(store, devices, felif_options=felif_options, on_progress=on_progress, **kw)
     from calibration.rram_fit import fit_rram
 
     return fit_rram(store, devices)
@@ -158,6 +161,7 @@ def calibrate(
     scheduler: Any = None,
     chunk_size: int = 256,
     options: FitOptions | None = None,
+    felif_options: FelifFitOptions | None = None,
     n_domains: int = DEFAULT_FECAP_DOMAINS,
     on_progress: Callable[[int], None] | None = None,
     version: str | None = None,
@@ -173,6 +177,7 @@ def calibrate(
         scheduler=scheduler,
         chunk_size=chunk_size,
         options=options,
+        felif_options=felif_options,
         n_domains=n_domains,
         on_progress=on_progress,
         scope=scope,

@@ -35,7 +35,7 @@ PROTOCOL = {
     "samples_per_pulse": 5,
     "scope_points": 20_000,
 }
-# error/stderr RMS on the synthetic trains (measured ~1.2 with felif_fit.STDERR_SCALE)
+# error/stderr RMS on the synthetic trains (measured ~1.2 with FelifFitOptions.stderr_scale)
 Z_RMS_MAX = 2.0
 MEDIAN_ERR_OF_SIGMA = 0.35  # median |error| per device, in units of the population sigma_rel
 TRUTH = {"ps_c_m2": (0.25, 0.04), "t_hzo_m": (9.5e-9, 0.03)}  # mean, sigma_rel; not the default
@@ -135,6 +135,23 @@ def test_felif_card_feeds_the_trainer(tmp_path: Path) -> None:
     rel = {k: v.std / v.mean for k, v in card.parameters.items()}
     params = felif_params_from_cards(16, means, rel, torch.Generator().manual_seed(0))
     assert params.ps_c_m2.mean().item() == pytest.approx(means["ps_c_m2"], rel=0.05)
+
+
+def test_felif_fit_records_its_options(tmp_path: Path) -> None:
+    """Every stored fit carries the options that made it; the options reach the fit."""
+    from calibration.felif.options import FelifFitOptions
+    from calibration.pipeline import calibrate
+
+    store, _, _ = _synthetic_store(tmp_path / "lab.db", 3, seed=9)
+    calibrate(store, "W-felif", "felif")
+    fits = store.list_fits(model_name="felif-spikes")
+    assert len(fits) == 3
+    for fit in fits:
+        assert FelifFitOptions.from_record(fit.goodness["fit_options"]) == FelifFitOptions()
+    strict = FelifFitOptions(min_spikes=10_000)  # no device has that many: all defective
+    with pytest.raises(DataError, match="fired enough spikes"):
+        calibrate(store, "W-felif", "felif", felif_options=strict)
+    store.close()
 
 
 def test_felif_bad_input_writes_no_card(tmp_path: Path, monkeypatch, capsys) -> None:
