@@ -19,6 +19,7 @@ __all__ = [
     "InstrumentError",
     "InstrumentErrorQueue",
     "InstrumentTimeout",
+    "InterlockOpen",
     "SettingRangeError",
     "WrongInstrument",
 ]
@@ -52,6 +53,10 @@ class WrongInstrument(_Named):
 
 class ComplianceHit(_Named):
     """The source reached its compliance (current limit) where that was not expected."""
+
+
+class InterlockOpen(_Named):
+    """The instrument's safety interlock is not asserted: it would limit the output."""
 
 
 class InstrumentErrorQueue(_Named):

@@ -1,9 +1,11 @@
 """Keithley 2450 SourceMeter, native SCPI command set (2450 Reference Manual, 2450-901-01).
 
-The 2400-emulation language is refused at connect (its ``*IDN?`` reads ``MODEL 2400``). Voltage
-source, current measure; list sweeps run on the instrument's trigger model and are read back
-from ``defbuffer1``. Every value is checked against the bench's safety envelope before it is
-sent, and the output is switched on only with a compliance set and the prober in contact.
+The 2400-emulation language is refused at connect (its ``*IDN?`` reads ``MODEL 2400``), and so
+is the TSP command set (``*LANG?`` answers ``TSP``: the error names the front-panel setting to
+change). Voltage source, current measure; list sweeps run on the instrument's trigger model
+and are read back from ``defbuffer1``. Every value is checked against the bench's safety
+envelope before it is sent, and the output is switched on only with a compliance set and the
+prober in contact.
 
     smu = Keithley2450(rm.open_resource("TCPIP::10.0.0.5::5025::SOCKET"), guard=guard)
     smu.configure_voltage_source(range_v=20.0, current_limit_a=1e-4, nplc=1.0)
@@ -14,8 +16,15 @@ sent, and the output is switched on only with a compliance set and the prober in
 
 The 2450 takes at most 100 values per ``:SOUR:LIST:VOLT`` command; longer lists (up to the
 2500-point capacity) are sent as one ``:SOUR:LIST:VOLT`` and then ``:SOUR:LIST:VOLT:APP`` commands
-of at most 100 values each, as the reference manual describes. ``:TRAC:CLE`` is not in the
-dialect shared with the sim: a sweep reads the last ``len(voltages)`` readings.
+of at most 100 values each, as the reference manual describes. A sweep's delay is 0 or
+50 µs..10 ks (the instrument's limits, checked before sending) and the sweep runs with
+``failAbort`` OFF: a point at the current limit (a forming step) does not end the sweep.
+
+Interlock (2450 Quick Start Guide, "Wiring the interlock"): without the rear-panel interlock
+asserted the 2450 limits its output to ±42 V (event 5074) and measures the wrong voltage.
+Before an output above 42 V (output on, a level change with the output on, a sweep) the
+driver reads ``:OUTP:INT:TRIP?`` and raises ``InterlockOpen`` if it is not asserted. A sweep
+reads the last ``len(voltages)`` readings of ``defbuffer1``.
 """
 
 from __future__ import annotations
@@ -24,7 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from instruments.errors import ComplianceHit, GarbledReply, SettingRangeError
+from instruments.errors import (
+    ComplianceHit,
+    GarbledReply,
+    InterlockOpen,
+    SettingRangeError,
+    WrongInstrument,
+)
 from instruments.roles import SourceMeter, register_model
 from instruments.scpi import (
     ScpiInstrument,
@@ -47,6 +62,9 @@ MAX_SWEEP_POINTS = 2500  # the 2450's source-list capacity
 LIST_VALUES_PER_COMMAND = 100  # :SOUR:LIST:VOLT and :SOUR:LIST:VOLT:APP take at most 100 each
 POWER_LINE_HZ_MAX = 60.0  # shortest NPLC time: used for the worst-case sweep step rate
 BUFFER = '"defbuffer1"'
+INTERLOCK_LIMIT_V = 42.0  # without the interlock the output is limited to this
+SWEEP_DELAY_MIN_S, SWEEP_DELAY_MAX_S = 50e-6, 10_000.0  # or exactly 0
+LANGUAGE_SETTING = "MENU > System > Settings > Command Set: SCPI, then power-cycle"
 
 
 @register_model("keithley2450", role="smu")
@@ -93,6 +111,20 @@ class Keithley2450(ScpiInstrument, SourceMeter):
         self._forget()
         super().__init__(resource, **kwargs)
 
+    def _connect(self) -> None:
+        """Identity, ``*CLS``, then the command language: only SCPI is spoken here."""
+        super()._connect()
+        language = self.query("*LANG?").strip().strip('"').upper()
+        self._since_check.clear()
+        if language != "SCPI":
+            raise WrongInstrument(
+                f"the 2450 is set to the {language} command set (*LANG? answered "
+                f"{language!r}); this driver speaks SCPI: on the front panel select "
+                f"{LANGUAGE_SETTING}",
+                instrument=self.name,
+                command="*LANG?",
+            )
+
     def _forget(self) -> None:
         self._source_voltage_v: float | None = None  # None: not known to this driver
         self._current_limit_a: float | None = None
@@ -116,6 +148,12 @@ class Keithley2450(ScpiInstrument, SourceMeter):
     def _check_envelope(self, prop: ScpiProperty, value: Any) -> None:
         if prop.envelope_key != "output":
             super()._check_envelope(prop, value)
+            if prop.name == "source_voltage_v" and abs(float(value)) > INTERLOCK_LIMIT_V:
+                on = self._output_on
+                if on is None:
+                    on = self.query_parsed(":OUTP?", parse_bool)
+                if on:  # a live output would go there now
+                    self.require_interlock(float(value), prop.name)
             return
         if not value:
             return  # switching off is always allowed
@@ -125,6 +163,21 @@ class Keithley2450(ScpiInstrument, SourceMeter):
             level_v = self.query_parsed(":SOUR:VOLT?", parse_float)
         self.guard.check_voltage(self.name, "source_voltage_v (at output on)", level_v)
         self.guard.check_contact(self.name, "output_enabled")
+        self.require_interlock(level_v, "output_enabled")
+
+    def require_interlock(self, level_v: float, setting: str) -> None:
+        """Above ±42 V, read the interlock (``:OUTP:INT:TRIP?``, 1 = asserted) and refuse if
+        it is open: the 2450 would limit the output to ±42 V."""
+        if abs(level_v) <= INTERLOCK_LIMIT_V:
+            return
+        if not self.query_parsed(":OUTP:INT:TRIP?", parse_bool):
+            raise InterlockOpen(
+                f"{setting}: {level_v:g} V needs the safety interlock asserted, and "
+                f":OUTP:INT:TRIP? reads 0 (the 2450 limits its output to ±{INTERLOCK_LIMIT_V:g} V"
+                "); close the interlock circuit (fixture lid, prober door)",
+                instrument=self.name,
+                command=":OUTP:INT:TRIP?",
+            )
 
     def configure_voltage_source(
         self, range_v: float, current_limit_a: float, nplc: float = 1.0
@@ -173,13 +226,19 @@ class Keithley2450(ScpiInstrument, SourceMeter):
             raise SettingRangeError(f"{where}: {v.size} points, allowed 1..{MAX_SWEEP_POINTS}")
         if not np.all(np.isfinite(v)) or np.max(np.abs(v)) > 210.0:
             raise SettingRangeError(f"{where}: voltages must be finite within ±210 V")
-        delay_s = in_range(0.0, 10_000.0)(delay_s, f"{where}: delay_s")
+        delay_s = float(delay_s)
+        if delay_s != 0.0 and not SWEEP_DELAY_MIN_S <= delay_s <= SWEEP_DELAY_MAX_S:
+            raise SettingRangeError(
+                f"{where}: delay_s {delay_s!r} s; the 2450 takes 0 or "
+                f"{SWEEP_DELAY_MIN_S:g}..{SWEEP_DELAY_MAX_S:g} s"
+            )
         current_limit_a = in_range(1e-9, 1.05)(current_limit_a, f"{where}: current_limit_a")
         self.guard.check_current(self.name, "current_limit_a", current_limit_a)
         dwell_s = delay_s + self._nplc / POWER_LINE_HZ_MAX
         start_v = self._source_voltage_v if self._source_voltage_v is not None else 0.0
         self.guard.check_sweep(self.name, v, dwell_s, start_v=start_v)
         self.guard.check_contact(self.name, "sweep output")
+        self.require_interlock(float(np.max(np.abs(v))), "sweep_voltage_list")
 
         chunks = [
             ",".join(format_float(x) for x in v[i : i + LIST_VALUES_PER_COMMAND])
@@ -190,7 +249,7 @@ class Keithley2450(ScpiInstrument, SourceMeter):
             ("current_limit_a", current_limit_a),
             ":SOUR:LIST:VOLT " + chunks[0],
             *(":SOUR:LIST:VOLT:APP " + chunk for chunk in chunks[1:]),
-            f":SOUR:SWE:VOLT:LIST 1,{format_float(delay_s)}",
+            f":SOUR:SWE:VOLT:LIST 1,{format_float(delay_s)},1,OFF",  # count 1, no fail-abort
         )
         expected_s = v.size * dwell_s
         with self.timeout_extended(2.0 * expected_s):

@@ -22,6 +22,7 @@ DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "sim-commands.md"
 
 # (title, "module:Class") of every table-driven simulated instrument, in the doc's order.
 INSTRUMENTS: list[tuple[str, str]] = [
+    ("Keithley 2450 SMU (`keithley2450`)", "instruments.sim.keithley2450:Keithley2450Server"),
     ("Simulated clock (`sim-clock`)", "instruments.sim.clock:ClockServer"),
 ]
 

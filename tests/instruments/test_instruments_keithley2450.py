@@ -19,7 +19,7 @@ from instruments.scpi import format_float
 from instruments.testing import ProtocolMismatch, expected_protocol
 
 IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04096331,1.7.3c"
-CONNECT = [("*IDN?", IDN), ("*CLS", None)]
+CONNECT = [("*IDN?", IDN), ("*CLS", None), ("*LANG?", "SCPI")]
 OK = (":SYST:ERR?", '0,"No error"')
 
 
@@ -204,7 +204,7 @@ def sweep_script(first: int, n_buffer: int, data: str) -> list:
         (":SOUR:FUNC VOLT", None),
         (":SOUR:VOLT:ILIM 0.0001", None),
         (":SOUR:LIST:VOLT 0,0.5,1", None),
-        (":SOUR:SWE:VOLT:LIST 1,0.001", None),
+        (":SOUR:SWE:VOLT:LIST 1,0.001,1,OFF", None),
         OK,
         (":INIT", None),
         ("*WAI", None),
@@ -309,7 +309,7 @@ def test_long_sweep_lists_go_in_commands_of_at_most_100_values():
         (":SOUR:LIST:VOLT " + chunks[0], None),
         (":SOUR:LIST:VOLT:APP " + chunks[1], None),
         (":SOUR:LIST:VOLT:APP " + chunks[2], None),
-        (":SOUR:SWE:VOLT:LIST 1,0.001", None),
+        (":SOUR:SWE:VOLT:LIST 1,0.001,1,OFF", None),
         OK,
         (":INIT", None),
         ("*WAI", None),

@@ -32,7 +32,7 @@ from instruments.validators import (
 )
 
 IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04096331,1.7.3c"
-CONNECT = [("*IDN?", IDN), ("*CLS", None)]
+CONNECT = [("*IDN?", IDN), ("*CLS", None), ("*LANG?", "SCPI")]
 
 
 def test_validators_refuse_and_never_clip():
@@ -165,6 +165,8 @@ def identify_then(fault: Callable[[str], bytes | None]) -> Callable[[str], bytes
             return (IDN + "\n").encode()
         if command == "*CLS":
             return None
+        if command == "*LANG?":
+            return b"SCPI\n"
         return fault(command)
 
     return behave
