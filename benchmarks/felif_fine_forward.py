@@ -34,6 +34,7 @@ from bruno_lab.devices.felif import (
     felif_initial_state,
     felif_reference_window,
 )
+from bruno_lab.devices.felif_core import kernel_constants
 
 SEED = 1234
 
@@ -119,8 +120,6 @@ def _compiled_loop(cur, state, params, n_steps: int) -> Callable[[], None]:
 def run(
     sizes: list[tuple[int, int]], repeats: int, n_steps: int, with_compile: bool, with_numba: bool
 ) -> list[dict]:
-    from bruno_lab.devices.felif_fast import kernel_constants
-
     rows = []
     for batch, n in sizes:
         gen = torch.Generator().manual_seed(SEED)
@@ -128,8 +127,8 @@ def run(
         cur = torch.rand(batch, n, generator=gen) * 2e-9
         state = felif_initial_state(params, (batch, n))
         consts = {
-            k: t.numpy()
-            for k, t in kernel_constants(params, torch.Size((batch, n)), torch.float32).items()
+            k: t.to(torch.float32).expand(batch, n).contiguous().numpy()
+            for k, t in kernel_constants(params).items()
         }
         v0, p0, c0 = state.voltage_v.numpy(), state.polarization_c_m2.numpy(), cur.numpy()
         paths: dict[str, Callable[[], object]] = {

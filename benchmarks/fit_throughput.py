@@ -1,6 +1,6 @@
 """Fit throughput: the batched fitter against a per-device scipy.optimize.least_squares loop.
 
-Both fit the same simulated FeCap P-V loops (``bruno_lab.devices.fecap_simulate``, multi-domain,
+Both fit the same simulated FeCap P-V loops (``fecap_sim.fecap_simulate``, multi-domain,
 truth drawn with the default sim truth's spreads, Gaussian measurement noise) with the same
 model (``calibration.models`` "fecap-pv": 6 parameters, bounded) from the same start. The scipy
 loop fits a subset (``--scipy-devices``; it is slow) with the Jacobian from the same torch model
@@ -31,7 +31,8 @@ FREQUENCY_HZ = 1e4
 
 def make_data(n: int, *, n_domains: int, samples: int, seed: int) -> dict[str, Any]:
     """Truth, decimated inputs and noisy loop data for ``n`` devices (simulated 4x finer)."""
-    from bruno_lab.devices.fecap import FeCapParams, fecap_simulate
+    from bruno_lab.devices.fecap import FeCapParams
+    from bruno_lab.devices.fecap_sim import fecap_simulate
     from bruno_lab.devices.params import sample_population
     from calibration.models import FECAP_FIT_SPECS, decimate
 

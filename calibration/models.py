@@ -69,7 +69,8 @@ FECAP_FIT_SPECS = (
 
 
 def _build_fecap_pv(inputs: Mapping[str, np.ndarray]) -> BatchedModel:
-    from bruno_lab.devices.fecap import FeCapParams, fecap_simulate, linear_capacitance_f
+    from bruno_lab.devices.fecap import FeCapParams, linear_capacitance_f
+    from bruno_lab.devices.fecap_sim import fecap_simulate
 
     segments = _segments(inputs)
     area = torch.as_tensor(inputs["area_m2"], dtype=torch.float64)

@@ -49,7 +49,7 @@ def _simulate_fecap(
 ) -> np.ndarray:
     import torch
 
-    from bruno_lab.devices.fecap import fecap_simulate
+    from bruno_lab.devices.fecap_sim import fecap_simulate
 
     with torch.no_grad():
         tr = fecap_simulate(

@@ -3,7 +3,7 @@
 Each frequency is one measurement row (``parameters.frequency_hz``). ``n_cycles`` periods are
 played; the current is integrated to polarization (charge / area) and centred on the last
 period's loop, from which Pr+/Pr-, Vc+/Vc- and the imprint are extracted by
-``bruno_lab.devices.fecap.pv_loop_features``.
+``bruno_lab.devices.fecap_waveforms.pv_loop_features``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class PvLoopParams(FeCapProtocolParams):
 def run(bench: Any, device: DeviceUnderTest, params: PvLoopParams) -> ProtocolResult:
     """One loop measurement at ``params.frequency_hz`` (the first frequency if unset)."""
     check_before_run(bench, params)
-    from bruno_lab.devices.fecap import pv_loop_features
+    from bruno_lab.devices.fecap_waveforms import pv_loop_features
 
     f = params._f()
     bench_ops.check_not_shorted(bench, params.short_check_v, params.short_limit_a)

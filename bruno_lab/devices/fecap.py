@@ -13,9 +13,10 @@ The lumped model of the design (SI units, ``eps0`` the vacuum permittivity)::
 The exponent is bounded (``x <= X_MAX``) and written as a rate ``exp(-x)/tau0`` so that no
 ``inf`` or ``nan`` appears in float32 or float64, forward or backward.
 
-The FeLIF neuron (``felif.py``) calls these functions. The multi-domain simulation of a measured
-capacitor under any voltage waveform (``fecap_simulate``) and the P-V loop features live in
-``fecap_sim.py`` and are re-exported here.
+A leaf: it imports only ``params``. The FeLIF neuron (``felif_core``) composes ``FeCapParams``
+and calls these functions; the multi-domain simulation of a measured capacitor under any voltage
+waveform is ``fecap_sim.fecap_simulate``, the standard waveforms and P-V loop features are in
+``fecap_waveforms``.
 """
 
 # param_field() builds dataclasses.field(metadata=...) for the frozen parameter sets:
@@ -111,43 +112,3 @@ def leakage_current_a(voltage_v: Tensor, p: Any) -> Tensor:
     """I_leak = (I0*A*(exp(V/V_t) - 1) + I_dsc)*sign(V), A (exponent bounded)."""
     arg = (voltage_v / p.v_t_v).clamp(max=LEAK_EXP_MAX)
     return (p.i0_a_m2 * p.area_m2 * torch.expm1(arg) + p.i_dsc_a) * torch.sign(voltage_v)
-
-
-# The simulation of a measured capacitor and the loop features build on the functions above.
-from bruno_lab.devices.fecap_sim import (  # noqa: E402
-    DEFAULT_DOMAINS,
-    FeCapTrace,
-    domain_activation_fields,
-    fecap_simulate,
-)
-from bruno_lab.devices.fecap_waveforms import (  # noqa: E402
-    pulse_waveform,
-    pund_waveform,
-    pv_loop_features,
-    triangle_waveform,
-    window_charge_c,
-)
-
-__all__ = [
-    "DEFAULT_DOMAINS",
-    "EPS0_F_M",
-    "LEAK_EXP_MAX",
-    "X_MAX",
-    "FeCapParams",
-    "FeCapTrace",
-    "domain_activation_fields",
-    "fecap_simulate",
-    "ferroelectric_field_v_m",
-    "field_coefficients",
-    "leakage_current_a",
-    "linear_capacitance_f",
-    "polarization_rate_c_m2_s",
-    "pulse_waveform",
-    "pund_waveform",
-    "pv_loop_features",
-    "switching_exponent",
-    "switching_rate_per_s",
-    "switching_time_s",
-    "triangle_waveform",
-    "window_charge_c",
-]

@@ -1,19 +1,19 @@
 """The fused fine-window kernel behind ``felif.felif_fine_window`` (no autograd).
 
 Chosen path (measured against numpy, eager torch and torch.compile; see
-``benchmarks/felif_fine_forward.py``): a C kernel (source in ``felif_ccall.py``) compiled once with
-gcc into a per-user cache dir and loaded through ctypes; the neurons are split into
-``torch.get_num_threads()`` ranges run by a persistent pool of Python threads (ctypes releases the
-GIL). Inside, blocks of 128 neurons advance together through the micro-steps so that gcc
-vectorizes the block with AVX2/FMA (the time loop is inside, the state stays in L1); a block stops
-as soon as all its neurons have spiked. The one-time build costs about a second of gcc; later
-processes load the cached ``.so``.
+``benchmarks/felif_fine_forward.py``): the C kernel ``kernels/felif_window.c`` (its Euler step is
+``kernels/felif_step.h``, the one C transcription of ``felif_core.felif_euler_step``), built once
+per precision by ``ckernel`` and loaded through ctypes; the neurons are split into
+``torch.get_num_threads()`` ranges run by a persistent pool of Python threads (ctypes releases
+the GIL). Inside, blocks of 128 neurons advance together through the micro-steps so that gcc
+vectorizes the block with AVX2/FMA; a block stops as soon as all its neurons have spiked.
 
-* float64: libm ``exp``/``log``/``expm1``; agrees with the torch reference loop to rounding.
-* float32: polynomial ``exp2``/``log2`` approximations (relative error below 1e-8 and absolute
-  below 2e-8 before float32 rounding, i.e. within a few ulps). Tested tolerance against the
-  float64 reference loop: the same neurons spike, at the same micro-step within ±2 steps, over
-  several windows with resets; V within 2e-3 V and P within 1e-4 C/m² after a window.
+* float64: libm ``pow``/``exp``/``expm1``, no FMA contraction; agrees with the torch reference
+  loop to rounding.
+* float32: polynomial ``exp2``/``log2`` approximations (``kernels/felif_math.h``). Tested
+  tolerance against the float64 reference loop: the same neurons spike, at the same micro-step
+  within ±2 steps, over several windows with resets; V within 2e-3 V and P within 1e-4 C/m²
+  after a window.
 
 If the kernel cannot be built (no gcc, compile error) a vectorized torch loop is used instead, with
 one logged warning: slower, never different numbers (it is the reference step, run under no_grad).
@@ -21,22 +21,46 @@ one logged warning: slower, never different numbers (it is the reference step, r
 
 from __future__ import annotations
 
-import logging
+import ctypes
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
 
-from bruno_lab.devices import fecap
+from bruno_lab.devices import ckernel
+from bruno_lab.devices.felif_core import (
+    FeLIFParams,
+    FeLIFState,
+    felif_euler_step,
+    kernel_constant_rows,
+)
 
-log = logging.getLogger(__name__)
+_FLAGS = {
+    "f32": ("-O3", "-march=native", "-ffast-math", "-mrecip"),
+    "f64": ("-O2", "-march=native", "-ffp-contract=off"),
+}
+_DEFINES = {"f32": ("FELIF_F32",), "f64": ()}
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def kernel(kind: str) -> ctypes.CDLL | None:
+    """The loaded window kernel for ``"f32"`` or ``"f64"`` (built on first use), or None."""
+    lib = ckernel.load("felif_window.c", _FLAGS[kind], _DEFINES[kind])
+    if lib is not None and not getattr(lib, "_bruno_typed", False):
+        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+        lib.felif_window.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, i64, ctypes.c_double, ptr]
+        lib.felif_window.restype = None
+        lib._bruno_typed = True
+    return lib
 
 
 def _torch_window(
-    current_a: Tensor, v: Tensor, pol: Tensor, params: object, n_steps: int, dt_s: float
+    current_a: Tensor, v: Tensor, pol: Tensor, params: FeLIFParams, n_steps: int, dt_s: float
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Fallback: the reference Euler step, vectorized over neurons, recording the spike step."""
-    from bruno_lab.devices.felif import FeLIFState, felif_euler_step
-
     thr = params.v_thr_v.to(v.dtype)
     step = torch.where(v >= thr, 0, -1).to(torch.int64)
     spiked = step >= 0
@@ -56,17 +80,15 @@ def _torch_window(
 def fine_window(
     current_a: Tensor | float,
     state: tuple[Tensor, Tensor],
-    params: object,
+    params: FeLIFParams,
     n_steps: int,
     dt_s: float,
-) -> tuple[tuple[Tensor, Tensor], Tensor]:
+) -> tuple[FeLIFState, Tensor]:
     """Advance ``n_steps`` micro-steps of ``dt_s``; returns ((V, P), spike step or -1).
 
     The spike step is the 0-based micro-step after which V >= V_thr (0 if already there at entry);
     from then on V and P are frozen, exactly as in ``felif_reference_window``.
     """
-    from bruno_lab.devices.felif import FeLIFState
-
     v0, p0 = state
     current_a = torch.as_tensor(current_a, dtype=v0.dtype, device=v0.device)
     shape = torch.broadcast_shapes(current_a.shape, v0.shape, p0.shape, params.v_thr_v.shape)
@@ -74,9 +96,7 @@ def fine_window(
     v = v0.expand(shape).clone()
     pol = p0.expand(shape).clone()
     if v.dtype in (torch.float32, torch.float64) and v.device.type == "cpu":
-        from bruno_lab.devices import felif_ccall
-
-        result = felif_ccall.run(cur, v, pol, params, n_steps, dt_s, shape)
+        result = _run_kernel(cur, v, pol, params, n_steps, dt_s, shape)
         if result is not None:
             v, pol, step = result
             return FeLIFState(v, pol), step
@@ -84,43 +104,75 @@ def fine_window(
     return FeLIFState(v, pol), step
 
 
-def kernel_constant_rows(
-    params: object, shape: torch.Size, dtype: torch.dtype
-) -> tuple[Tensor, int]:
-    """The constants as one contiguous ``[13, n_par]`` block for the kernel, which reads neuron
-    ``g`` of the flattened state from column ``g % n_par``: ``n_par`` is the neuron count when
-    every parameter is per-neuron ``(n,)`` (or scalar), else the whole state is expanded."""
-    raw = _raw_constants(params)
-    n_last = shape[-1] if len(shape) else 1
-    per_neuron = all(t.ndim <= 1 and t.numel() in (1, n_last) for t in raw.values())
-    if per_neuron:
-        rows = [t.to(dtype).reshape(-1).expand(n_last) for t in raw.values()]
-        return torch.stack(rows).contiguous(), n_last
-    full = kernel_constants(params, shape, dtype)
-    return torch.stack([t.reshape(-1) for t in full.values()]).contiguous(), int(shape.numel())
+def _run_kernel(
+    cur: Tensor,
+    v: Tensor,
+    pol: Tensor,
+    params: FeLIFParams,
+    n_steps: int,
+    dt_s: float,
+    shape: torch.Size,
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """Run the kernel in place on contiguous copies; None if no kernel is available."""
+    lib = kernel("f32" if v.dtype == torch.float32 else "f64")
+    if lib is None:
+        return None
+    n = v.numel()
+    c, n_par = kernel_constant_rows(params, shape, v.dtype)
+    cur_c = cur.reshape(-1).contiguous()
+    v_c = v.reshape(-1).contiguous()
+    p_c = pol.reshape(-1).contiguous()
+    step = torch.empty(n, dtype=torch.int32)
+    args = (lib.felif_window, n_par, cur_c, v_c, p_c, c, n_steps, dt_s, step)
+    n_threads = max(1, min(torch.get_num_threads(), n // 256))
+    if n_threads == 1 or n == 0:
+        _call(0, n, *args)
+    else:
+        # a few chunks per thread, so a thread the OS descheduled does not hold up the window
+        n_chunks = max(n_threads, min(4 * n_threads, n // 2048))
+        bounds = [(i * n // n_chunks) // 128 * 128 for i in range(n_chunks)] + [n]
+        pairs = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+        pool = _executor(n_threads)
+        for f in [pool.submit(_call, a, b, *args) for a, b in pairs]:
+            f.result()
+    return v_c.reshape(shape), p_c.reshape(shape), step.to(torch.int64).reshape(shape)
 
 
-def kernel_constants(params: object, shape: torch.Size, dtype: torch.dtype) -> dict[str, Tensor]:
-    """Per-neuron constants of the fused step, expanded to ``shape`` and contiguous."""
-    return {k: t.to(dtype).expand(shape).contiguous() for k, t in _raw_constants(params).items()}
+def _executor(n_threads: int) -> ThreadPoolExecutor:
+    """One pool of worker threads per process (idle threads cost nothing; they end with it)."""
+    global _pool
+    with _lock:
+        if _pool is None or _pool._max_workers < n_threads:
+            _pool = ThreadPoolExecutor(n_threads, thread_name_prefix="felif-kernel")
+        return _pool
 
 
-def _raw_constants(params: object) -> dict[str, Tensor]:
-    """Computed by the same ``fecap`` functions the reference calls (no equation restated)."""
-    k_c, k_d = fecap.field_coefficients(params)
-    ctot = fecap.linear_capacitance_f(params)
-    return {
-        "k_c": k_c,
-        "k_d": k_d,
-        "e_a": params.e_a_v_m,
-        "soft_e": params.soft_e_v_m,
-        "alpha": params.alpha,
-        "tau0": params.tau0_s,
-        "ps": params.ps_c_m2,
-        "area": params.area_m2,
-        "i0a": params.i0_a_m2 * params.area_m2,
-        "v_t": params.v_t_v,
-        "i_dsc": params.i_dsc_a,
-        "ctot": ctot,
-        "v_thr": params.v_thr_v,
-    }
+def _call(
+    a: int,
+    b: int,
+    fn: ctypes._CFuncPtr,
+    n_par: int,
+    cur: Tensor,
+    v: Tensor,
+    p: Tensor,
+    c: Tensor,
+    n_steps: int,
+    dt_s: float,
+    step: Tensor,
+) -> None:
+    """Neurons [a, b) of the flattened state (pointers offset; constants indexed globally)."""
+    if b <= a:
+        return
+    isz = cur.element_size()
+    fn(
+        b - a,
+        a,
+        n_par,
+        cur.data_ptr() + a * isz,
+        v.data_ptr() + a * isz,
+        p.data_ptr() + a * isz,
+        c.data_ptr(),
+        n_steps,
+        float(dt_s),
+        step.data_ptr() + a * 4,
+    )

@@ -2,11 +2,11 @@
 
 The input is a sequence of *segments*: segment ``s`` holds the current ``current_a[s]`` (per
 neuron) for ``n_steps[s]`` explicit Euler micro-steps of ``dt_s[s]`` each. After every micro-step
-a neuron whose V reached V_thr spikes and is reset (V -> V_reset, P -> -P_s) at once, exactly as a
-loop of ``felif.felif_euler_step`` + ``felif.felif_reset`` does (the simulated lab's bench, a
-device's own membrane). The spike time reported is the crossing of V_thr interpolated linearly
-inside the micro-step (a smooth function of the parameters, for fitting), together with the
-global micro-step index.
+a neuron whose V reached V_thr spikes and is reset (V -> V_reset, P -> -P_s) at once, exactly as
+a loop of ``felif_core.felif_euler_step`` + ``felif_core.felif_reset`` does (the simulated lab's
+bench, a device's own membrane). The spike time reported is the crossing of V_thr interpolated
+linearly inside the micro-step (a smooth function of the parameters, for fitting), together with
+the global micro-step index.
 
 ``reset_at_crossing=True`` instead resets at the interpolated crossing, holds the reset state for
 ``hold_fraction`` of a micro-step and then goes on (the rest of that micro-step first), so later
@@ -15,120 +15,31 @@ the plain loop's reset on average: the loop resets at the end of the crossing mi
 average half a micro-step after the crossing; a spike then differs from the loop's by less than a
 micro-step of input, with no drift.
 
-The work is done by a float64 C kernel (source below: the same transcription of
-``felif_euler_step`` as ``felif_ccall``'s window kernel, with the constants computed by the same
-``fecap`` functions through ``felif_fast.kernel_constant_rows``), built once with gcc into the
-same cache as the window kernel. Without a compiler the torch reference step is looped instead
-(logged once): slower, the same numbers to rounding.
+The work is done by the float64 C kernel ``kernels/felif_sequence.c`` (its Euler step is
+``kernels/felif_step.h``, shared with the window kernel; the constants are computed by the same
+``fecap`` functions through ``felif_core.kernel_constant_rows``), built once by ``ckernel``.
+Without a compiler the torch reference step is looped instead (logged once): slower, the same
+numbers to rounding.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import subprocess
-import tempfile
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-log = logging.getLogger(__name__)
+from bruno_lab.devices import ckernel
+from bruno_lab.devices.felif_core import (
+    FeLIFParams,
+    FeLIFState,
+    felif_euler_step,
+    kernel_constant_rows,
+)
 
-_SOURCE = r"""
-#include <math.h>
-#include <stdint.h>
-#define X_MAX 80.0
-#define LEAK_EXP_MAX 40.0
-#define V_CLIP 5.0
-/* constants order: k_c k_d e_a soft_e alpha tau0 ps area i0a v_t i_dsc ctot v_thr v_reset */
-static inline void euler(double I, double dt, double *V, double *P, const double *k) {
-    double v0 = *V, p0 = *P;
-    double E = v0 * k[0] - p0 * k[1];
-    double x = pow(k[2] / (fabs(E) + k[3]), k[4]);
-    x = x > X_MAX ? X_MAX : x;
-    double rate = exp(-x) / k[5];
-    double ps = k[6];
-    double tgt = E > 0.0 ? ps : (E < 0.0 ? -ps : 0.0);
-    double pn = p0 + dt * ((tgt - p0) * rate);
-    pn = fmin(fmax(pn, -ps), ps);
-    double arg = v0 / k[9]; arg = arg > LEAK_EXP_MAX ? LEAK_EXP_MAX : arg;
-    double sg = v0 > 0.0 ? 1.0 : (v0 < 0.0 ? -1.0 : 0.0);
-    double leak = (k[8] * expm1(arg) + k[10]) * sg;
-    double ip = k[7] * (pn - p0) / dt;
-    double vn = v0 + dt * (I - leak - ip) / k[11];
-    vn = vn > V_CLIP ? V_CLIP : (vn < -V_CLIP ? -V_CLIP : vn);
-    *V = vn; *P = pn;
-}
-
-/* Neuron g (of n) reads its constants from column g % np of c [14, np] and its current from
-   cur[s*n + g]. Segment s: n_steps[s] micro-steps of dt[s], starting at time t_seg[s] and at
-   global micro-step index k_seg[s]. */
-void felif_sequence_f64(int64_t n, int64_t np, const double *c, int64_t n_seg,
-                        const double *cur, const double *dt, const int64_t *n_steps,
-                        const double *t_seg, const int64_t *k_seg,
-                        double *v, double *p, int32_t reset_at_crossing, double hold_fraction,
-                        double *trace_v, double *trace_p,
-                        int64_t max_spikes, double *spike_t, int64_t *spike_k,
-                        int64_t *n_spikes, const int64_t *stop_after,
-                        const int64_t *start_step) {
-    for (int64_t g = 0; g < n; g++) {
-        double k[14];
-        for (int r = 0; r < 14; r++) k[r] = c[r * np + g % np];
-        double th = k[12], vr = k[13], ps = k[6];
-        double V = v[g], P = p[g];
-        int64_t ns = 0, stop = stop_after ? stop_after[g] : 0;
-        int64_t k0 = start_step ? start_step[g] : 0;  /* held (no evolution) before it */
-        double debt = 0.0;  /* time still held in the reset state after a spike */
-        int64_t s = 0;
-        for (; s < n_seg; s++) {
-            double I = cur[s * n + g], h = dt[s];
-            int64_t m = n_steps[s];
-            int64_t j0 = k0 > k_seg[s] ? k0 - k_seg[s] : 0;
-            if (h > 0.0) for (int64_t j = j0; j < m; j++) {
-                double hh = h;  /* the part of this micro-step the neuron evolves */
-                if (debt > 0.0) {
-                    if (debt >= h) { debt -= h; continue; }
-                    hh = h - debt; debt = 0.0;
-                }
-                double vb = V;
-                euler(I, hh, &V, &P, k);
-                if (V >= th) {
-                    double f = (V > vb) ? (th - vb) / (V - vb) : 1.0;
-                    f = f < 0.0 ? 0.0 : (f > 1.0 ? 1.0 : f);
-                    if (ns < max_spikes) {
-                        spike_t[g * max_spikes + ns] = t_seg[s] + (double)j * h + (h - hh) + f * hh;
-                        spike_k[g * max_spikes + ns] = k_seg[s] + j;
-                    }
-                    ns++;
-                    V = vr; P = -ps;
-                    if (reset_at_crossing) {
-                        double rest = (1.0 - f) * hh, hold = hold_fraction * h;
-                        if (rest > hold) {
-                            euler(I, rest - hold, &V, &P, k);
-                            if (V >= th) { V = vr; P = -ps; }  /* pathological: reset again */
-                        } else {
-                            debt = hold - rest;
-                        }
-                    }
-                    if (stop > 0 && ns >= stop) break;
-                }
-            }
-            if (trace_v) { trace_v[s * n + g] = V; trace_p[s * n + g] = P; }
-            if (stop > 0 && ns >= stop) { s++; break; }
-        }
-        if (trace_v) for (; s < n_seg; s++) { trace_v[s * n + g] = NAN; trace_p[s * n + g] = NAN; }
-        v[g] = V; p[g] = P; n_spikes[g] = ns;
-    }
-}
-"""
-_FLAGS = ["-O2", "-march=native", "-ffp-contract=off", "-fPIC"]
-_lock = threading.Lock()
-_lib: list[ctypes.CDLL | None] = []
+_FLAGS = ("-O2", "-march=native", "-ffp-contract=off")
 
 
 @dataclass
@@ -151,48 +62,16 @@ class SequenceResult:
 
 
 def _kernel() -> ctypes.CDLL | None:
-    with _lock:
-        if not _lib:
-            try:
-                _lib.append(_build())
-            except (OSError, subprocess.SubprocessError) as exc:
-                detail = getattr(exc, "stderr", "") or str(exc)
-                log.warning(
-                    "FeLIF sequence C kernel unavailable (%s); using the torch loop", detail
-                )
-                _lib.append(None)
-        return _lib[0]
-
-
-def _build() -> ctypes.CDLL:
-    from bruno_lab.devices.felif_ccall import _cache_dir, _cpu_flags
-
-    key = hashlib.sha256((_SOURCE + " ".join(_FLAGS) + _cpu_flags()).encode()).hexdigest()[:16]
-    so_path = _cache_dir() / f"felif_sequence_{key}.so"
-    if not so_path.exists():
-        with tempfile.TemporaryDirectory(dir=_cache_dir()) as tmp:
-            c_path, o_path, tmp_so = Path(tmp) / "k.c", Path(tmp) / "k.o", Path(tmp) / "k.so"
-            c_path.write_text(_SOURCE)
-            run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
-            subprocess.run(["gcc", *_FLAGS, "-c", str(c_path), "-o", str(o_path)], **run)
-            subprocess.run(["gcc", "-shared", str(o_path), "-o", str(tmp_so), "-lm"], **run)
-            tmp_so.replace(so_path)  # atomic: concurrent builders never see half a file
-        log.info("built FeLIF sequence kernel %s", so_path)
-    lib = ctypes.CDLL(str(so_path))
-    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.felif_sequence_f64.argtypes = [i64, i64, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
-    lib.felif_sequence_f64.argtypes += [ctypes.c_int32, ctypes.c_double, ptr, ptr, i64]
-    lib.felif_sequence_f64.argtypes += [ptr, ptr, ptr, ptr, ptr]
-    lib.felif_sequence_f64.restype = None
+    """The sequence kernel (built on first use by ``ckernel``), or None without a compiler."""
+    lib = ckernel.load("felif_sequence.c", _FLAGS)
+    if lib is not None and not getattr(lib, "_bruno_typed", False):
+        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+        fn = lib.felif_sequence
+        fn.argtypes = [i64, i64, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
+        fn.argtypes += [ctypes.c_int32, ctypes.c_double, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr]
+        fn.restype = None
+        lib._bruno_typed = True
     return lib
-
-
-def _constants(params: object, n: int) -> tuple[Tensor, int]:
-    from bruno_lab.devices.felif_fast import kernel_constant_rows
-
-    c, n_par = kernel_constant_rows(params, torch.Size([n]), torch.float64)
-    reset = params.v_reset_v.to(torch.float64).reshape(-1).expand(n_par)
-    return torch.cat([c, reset.unsqueeze(0)]).contiguous(), n_par
 
 
 @torch.no_grad()
@@ -200,7 +79,7 @@ def run_sequence(
     current_a: Tensor | np.ndarray,
     dt_s: Tensor | np.ndarray,
     n_steps: Tensor | np.ndarray,
-    params: object,
+    params: FeLIFParams,
     state: tuple[Tensor, Tensor],
     *,
     reset_at_crossing: bool = False,
@@ -246,12 +125,12 @@ def run_sequence(
     if lib is None:
         _torch_sequence(params, reset_at_crossing, hold_fraction, kmax, *args)
     else:
-        c, n_par = _constants(params, n)
+        c, n_par = kernel_constant_rows(params, torch.Size([n]), f64)
 
         def ptr(t: Tensor | None) -> int | None:
             return None if t is None else t.data_ptr()
 
-        lib.felif_sequence_f64(
+        lib.felif_sequence(
             n, n_par, ptr(c), n_seg, ptr(cur), ptr(dts), ptr(steps), ptr(t_seg), ptr(k_seg),
             ptr(v), ptr(p), int(bool(reset_at_crossing)), float(hold_fraction),
             ptr(tr_v), ptr(tr_p),
@@ -265,8 +144,6 @@ def _torch_sequence(
     spike_t, spike_k, n_spk, stop, start,
 ) -> None:  # fmt: skip
     """Fallback with the reference step (vectorized over neurons; fills the outputs in place)."""
-    from bruno_lab.devices.felif import FeLIFState, felif_euler_step
-
     f64 = torch.float64
     th = params.v_thr_v.to(f64).expand(v.shape)
     vr = params.v_reset_v.to(f64).expand(v.shape)

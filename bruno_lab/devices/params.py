@@ -6,6 +6,12 @@ a function taking ``dtype``/``device`` (no tensors at import time). A parameter 
 and from the JSON of a model card: a dict ``name -> float`` (shared by every device) or
 ``name -> list`` (one value per device).
 
+A parameter set may *compose* another (:func:`component_field`): the FeLIF neuron's membrane is a
+FeCap, so ``FeLIFParams`` holds a ``FeCapParams`` instead of declaring its fields again. The
+component's fields (all, or the subset named) appear in the composite's flat namespace: in
+``specs()``, the JSON, ``replace``, the constructor and attribute access (``felif.area_m2`` is
+``felif.fecap.area_m2``); fields of the component left out of the subset hold their defaults.
+
 Device-to-device variability follows the BRUNO paper: ``theta_i = mu * (1 + sigma * eps_i)``,
 ``eps_i ~ N(0, 1)``, drawn once per device from a seeded ``torch.Generator``.
 """
@@ -23,6 +29,7 @@ from torch import Tensor
 from bruno_lab.errors import ModelCardError
 
 _META_KEY = "bruno_lab_param"
+_COMPONENT_KEY = "bruno_lab_component"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,13 +51,97 @@ def param_field(default: float, unit: str, low: float, high: float, doc: str) ->
 
 
 @dataclasses.dataclass(frozen=True)
+class _Component:
+    """A composed parameter set: its class and the names of its fields the composite exposes."""
+
+    cls: type[DeviceParams]
+    names: tuple[str, ...]
+
+
+def component_field(cls: type[DeviceParams], names: tuple[str, ...] | None = None) -> Any:
+    """Declare a field holding a whole parameter set ``cls`` (a composed device); ``names``: the
+    subset of its fields the composite exposes (default all), each keeping its one definition."""
+    known = tuple(cls.specs())
+    chosen = known if names is None else tuple(names)
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        raise ValueError(f"component {cls.__name__}: unknown field(s) {unknown}")
+    return dataclasses.field(metadata={_COMPONENT_KEY: _Component(cls, chosen)})
+
+
+@dataclasses.dataclass(frozen=True)
 class DeviceParams:
-    """Base of every parameter set: per-device tensors, all of one dtype and torch device."""
+    """Base of every parameter set: per-device tensors, all of one dtype and torch device.
+
+    Subclasses are frozen dataclasses of :func:`param_field` tensors and, optionally,
+    :func:`component_field` parameter sets. A class with components is declared with
+    ``init=False`` and gets the flat constructor ``Cls(**{flat name: tensor})`` (a component
+    may also be passed whole by its field name)."""
+
+    @classmethod
+    def _components(cls) -> dict[str, _Component]:
+        return {
+            f.name: f.metadata[_COMPONENT_KEY]
+            for f in dataclasses.fields(cls)
+            if _COMPONENT_KEY in f.metadata
+        }
 
     @classmethod
     def specs(cls) -> dict[str, ParamSpec]:
-        """Field name -> :class:`ParamSpec`, in declaration order."""
-        return {f.name: f.metadata[_META_KEY] for f in dataclasses.fields(cls)}
+        """Flat field name -> :class:`ParamSpec`, in declaration order (a component's exposed
+        fields in its own order, at the component's place)."""
+        out: dict[str, ParamSpec] = {}
+        for f in dataclasses.fields(cls):
+            comp = f.metadata.get(_COMPONENT_KEY)
+            if comp is None:
+                out[f.name] = f.metadata[_META_KEY]
+            else:
+                child = comp.cls.specs()
+                out.update({name: child[name] for name in comp.names})
+        return out
+
+    def __init__(self, **values: Any) -> None:
+        """Flat constructor of a composite (plain parameter sets use the dataclass ``__init__``):
+        every exposed name is required; a component's other fields take their defaults, shaped
+        like its first exposed field."""
+        cls = type(self)
+        components = cls._components()
+        own = [f.name for f in dataclasses.fields(cls) if f.name not in components]
+        for fname, comp in components.items():
+            whole = values.pop(fname, None)
+            if whole is None:
+                missing = [n for n in comp.names if n not in values]
+                if missing:
+                    raise TypeError(f"{cls.__name__}: missing {missing}")
+                first = values[comp.names[0]]
+                sub: dict[str, Tensor] = {}
+                for name, spec in comp.cls.specs().items():
+                    if name in comp.names:
+                        sub[name] = values.pop(name)
+                    else:
+                        sub[name] = torch.full_like(torch.as_tensor(first), spec.default)
+                whole = comp.cls(**sub)
+            elif not isinstance(whole, comp.cls):
+                raise TypeError(f"{cls.__name__}.{fname} must be a {comp.cls.__name__}")
+            object.__setattr__(self, fname, whole)
+        for name in own:
+            if name not in values:
+                raise TypeError(f"{cls.__name__}: missing {name!r}")
+            object.__setattr__(self, name, values.pop(name))
+        if values:
+            valid = sorted(cls.specs())
+            raise TypeError(f"{cls.__name__}: unknown field(s) {sorted(values)}; valid {valid}")
+
+    def __getattr__(self, name: str) -> Tensor:
+        """A component's exposed field read through the composite (``felif.area_m2``)."""
+        # only reached when normal lookup fails; never for the dataclass fields themselves
+        for fname, comp in type(self)._components().items():
+            if name in comp.names:
+                return getattr(object.__getattribute__(self, fname), name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def _flat(self) -> dict[str, Tensor]:
+        return {n: getattr(self, n) for n in self.specs()}
 
     @classmethod
     def default(
@@ -125,7 +216,7 @@ class DeviceParams:
                 )
             t = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
             new[name] = t.expand_as(getattr(self, name)).clone() if t.ndim == 0 else t
-        return dataclasses.replace(self, **new)
+        return type(self)(**{**self._flat(), **new})
 
     def to(
         self, dtype: torch.dtype | None = None, device: str | torch.device | None = None

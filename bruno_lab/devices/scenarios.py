@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from bruno_lab.devices import fecap, felif, felif_fast, rram
+from bruno_lab.devices import fecap, fecap_sim, fecap_waveforms, felif, felif_fast, rram
 from bruno_lab.errors import BadInputError
 
 KINDS = ("felif", "fecap", "rram")
@@ -78,16 +78,19 @@ def fecap_scenario(
     frequency_hz: float = 1e3,
     pund_width_s: float = 1e-6,
     pund_rise_s: float = 50e-9,
-    n_domains: int = fecap.DEFAULT_DOMAINS,
+    n_domains: int = fecap_sim.DEFAULT_DOMAINS,
 ) -> dict[str, Any]:
     """A P-V loop (2 periods of a triangle) and a PUND sequence on one FeCap."""
-    t, v = fecap.triangle_waveform(amplitude_v, frequency_hz, 2, 400)
-    loop = fecap.fecap_simulate(t, v, params, n_domains=n_domains)
+    t, v = fecap_waveforms.triangle_waveform(amplitude_v, frequency_hz, 2, 400)
+    loop = fecap_sim.fecap_simulate(t, v, params, n_domains=n_domains)
     features = {
-        k: float(x[0]) for k, x in fecap.pv_loop_features(v, loop.polarization_c_m2).items()
+        k: float(x[0])
+        for k, x in fecap_waveforms.pv_loop_features(v, loop.polarization_c_m2).items()
     }
-    tp, vp, windows = fecap.pund_waveform(amplitude_v, pund_width_s, pund_rise_s, pund_width_s)
-    pund = fecap.fecap_simulate(tp, vp, params, n_domains=n_domains)
+    tp, vp, windows = fecap_waveforms.pund_waveform(
+        amplitude_v, pund_width_s, pund_rise_s, pund_width_s
+    )
+    pund = fecap_sim.fecap_simulate(tp, vp, params, n_domains=n_domains)
     charge = {}
     for name, (a, b) in windows.items():
         seg = pund.charge_c[0][(tp >= a) & (tp <= b)]

@@ -159,7 +159,7 @@ def _fecap_run(
 ) -> np.ndarray:
     """Current (A) of the FeCap at ``time_s`` under ``voltage_v`` (linear between samples),
     starting from, and then storing, its mean polarization."""
-    from bruno_lab.devices.fecap import fecap_simulate
+    from bruno_lab.devices.fecap_sim import fecap_simulate
 
     trace = fecap_simulate(
         torch.as_tensor(time_s, dtype=DTYPE),

@@ -47,7 +47,8 @@ def _scope(x: np.ndarray, full_scale: float, rng: np.random.Generator) -> np.nda
 
 
 def _measure_loops(n: int, seed: int) -> tuple[dict, list[dict]]:
-    from bruno_lab.devices.fecap import FeCapParams, fecap_simulate
+    from bruno_lab.devices.fecap import FeCapParams
+    from bruno_lab.devices.fecap_sim import fecap_simulate
     from bruno_lab.devices.params import sample_population
     from protocols.pv_loop import PvLoopParams
 

@@ -27,7 +27,8 @@ def test_pv_loop_matches_the_true_polarization_loop(
     """Pr and Vc from the integrated scope current agree with the same features of the sim's
     true charge (switched polarization plus linear charge, loop-centred), within 5 % (Pr) and
     0.1 V (Vc)."""
-    from bruno_lab.devices.fecap import linear_capacitance_f, pv_loop_features
+    from bruno_lab.devices.fecap import linear_capacitance_f
+    from bruno_lab.devices.fecap_waveforms import pv_loop_features
     from instruments.sim.physics import params_for
     from protocols.pv_loop import PvLoopParams
     from protocols.pv_loop import run as run_loop

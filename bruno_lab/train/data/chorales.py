@@ -7,7 +7,7 @@ MIDI 21 + 22 .. 21 + 75), 54 keys; notes outside are dropped. Files: every .mxl/
 ``.rntxt`` analyses and the ``.krn`` duplicates are skipped). Split, fixed: the SHA-256 of the
 corpus-relative path (``bach/bwv1.6.mxl``) read as a number u in [0, 1): u < 0.6 train,
 u < 0.8 validation, else test (229/76/77 proportions). The cache is an .npz in
-``$BRUNO_LAB_CACHE`` or ``$XDG_CACHE_HOME/bruno-lab`` (``~/.cache/bruno-lab``).
+bruno-lab's cache root: ``$BRUNO_LAB_CACHE``, else the user cache dir (``~/.cache/bruno-lab``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bruno_lab.devices.ckernel import cache_root
 from bruno_lab.errors import DataError
 from bruno_lab.train.data import TaskData
 
@@ -36,12 +36,9 @@ CACHE_VERSION = 1
 
 
 def cache_dir() -> Path:
-    """``$BRUNO_LAB_CACHE``, else ``$XDG_CACHE_HOME/bruno-lab``, else ``~/.cache/bruno-lab``."""
-    explicit = os.environ.get("BRUNO_LAB_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "bruno-lab"
+    """bruno-lab's one cache root (``ckernel.cache_root``: ``$BRUNO_LAB_CACHE``, else the user
+    cache dir, ``~/.cache/bruno-lab`` on Linux)."""
+    return cache_root()
 
 
 def split_of(relative_path: str) -> str:

@@ -9,10 +9,9 @@ import math
 import pytest
 import torch
 
-from bruno_lab.devices.fecap import (
-    FeCapParams,
-    domain_activation_fields,
-    fecap_simulate,
+from bruno_lab.devices.fecap import FeCapParams
+from bruno_lab.devices.fecap_sim import domain_activation_fields, fecap_simulate
+from bruno_lab.devices.fecap_waveforms import (
     pulse_waveform,
     pund_waveform,
     pv_loop_features,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bruno_lab.devices import felif_ccall
+from bruno_lab.devices import felif_fast
 from bruno_lab.devices.felif import (
     FeLIFParams,
     FeLIFState,
@@ -207,7 +207,7 @@ def test_fast_path_equals_reference_loop_float64_and_float32():
 
 
 def test_torch_fallback_gives_the_reference_numbers(monkeypatch):
-    monkeypatch.setattr(felif_ccall, "kernel", lambda kind: None)
+    monkeypatch.setattr(felif_fast, "kernel", lambda kind: None)
     currents = torch.tensor([2e-9, 1e-8, 3e-8], dtype=torch.float64)
     params = FeLIFParams.default(3)
     s = felif_initial_state(params, (3,))
@@ -230,7 +230,7 @@ def test_loading_the_fast_kernel_keeps_denormals():
     """A -ffast-math shared library must not switch the process to flush-to-zero."""
     params = FeLIFParams.default(1, dtype=torch.float32)
     felif_fine_window(torch.tensor([1e-9]), felif_initial_state(params, (1,)), params, 10)
-    assert felif_ccall.kernel("f32") is not None
+    assert felif_fast.kernel("f32") is not None
     tiny = torch.tensor([1e-40], dtype=torch.float32)
     assert float(tiny * 1.0) > 0.0 and float(torch.tensor(1e-310, dtype=torch.float64) * 1.0) > 0
 
