@@ -35,8 +35,8 @@ from bruno_lab.devices.felif_core import (
 from bruno_lab.devices.felif_sequence import SequenceResult
 
 __all__ = [
-    "V_CLIP_V",
     "VOLTAGE_CLIPS",
+    "V_CLIP_V",
     "FeLIFParams",
     "FeLIFState",
     "SequenceResult",
