@@ -23,6 +23,10 @@ DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "sim-commands.md"
 # (title, "module:Class") of every table-driven simulated instrument, in the doc's order.
 INSTRUMENTS: list[tuple[str, str]] = [
     ("Keithley 2450 SMU (`keithley2450`)", "instruments.sim.keithley2450:Keithley2450Server"),
+    (
+        "Keysight 33522B AWG (`keysight33500b`)",
+        "instruments.sim.keysight33500b:Keysight33500BServer",
+    ),
     ("Simulated clock (`sim-clock`)", "instruments.sim.clock:ClockServer"),
 ]
 

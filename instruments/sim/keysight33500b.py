@@ -1,277 +1,524 @@
-"""Simulated Keysight 33522B AWG, channel 1 (33500B-series operating and service guide, SCPI).
+"""Simulated Keysight 33522B AWG: two independent channels, its SCPI dialect as a command table.
 
-Arbitrary waveforms are uploaded into volatile memory as a binary block of float32 in [-1, 1]
-(byte order from ``FORM:BORD``: NORM big-endian after ``*RST``, SWAP little-endian) or as ASCII
-values; the instrument refuses a name already in memory, values outside [-1, 1], fewer than 8
-or more than 1 M points. The waveform at a high-impedance device is
-``offset + samples*Vpp/2`` when ``OUTP1:LOAD INF``; with the default 50 Ω load setting the
-amplitude into the (high-Z) device is twice the setting, as on the real instrument. The 16-bit
-DAC quantizes the samples; the output passes linearly through them, 1/srate apart (the
-interpolating output filter). ``*TRG`` with ``TRIG1:SOUR BUS``
-plays ``BURS:NCYC`` cycles on the bench in virtual time.
+Followed: 33500 Series Operating and Service Guide, "SCPI Programming Reference": the
+``[SOURce[1|2]:]`` subsystem (``FUNCtion`` SIN/SQU/TRI/RAMP/PULS/PRBS/NOIS/ARB/DC, ``FREQuency``,
+``VOLTage`` with ``:OFFSet``, ``:HIGH``, ``:LOW``, ``:UNIT`` VPP/VRMS/DBM, ``PHASe``, ``BURSt``,
+``DATA:ARBitrary`` and ``DATA:ARBitrary:DAC``, ``DATA:VOLatile``, ``FUNCtion:ARBitrary``),
+``OUTPut[1|2]`` (``:LOAD``, ``:POLarity``), ``OUTPut:SYNC``, ``TRIGger[1|2]``, ``FORMat:BORDer``.
+
+Each channel has its own settings and its own volatile arb memory. Arbs are uploaded as float
+blocks (float32 in [-1, 1], byte order from ``FORM:BORD``: NORM big-endian, SWAP
+little-endian), DAC blocks (int16 in -32767..32767) or ASCII values; the instrument refuses a
+name already in memory, values outside the range, fewer than 8 or more than 1 M points. The
+16-bit DAC quantizes every arb. At a high-impedance device the level is
+``offset + sample * Vpp/2`` with ``OUTP:LOAD INF``, twice that with the default 50 Ω setting,
+as on the real instrument. Channel 1 is wired to the device: ``*TRG`` (or ``TRIG1``) with
+``TRIG1:SOUR BUS`` and a triggered burst plays ``BURS:NCYC`` periods of the selected shape on
+the bench in virtual time; the sync output (``OUTP:SYNC``, from ``OUTP:SYNC:SOUR``) is what the
+scope's EXT input sees. Channel 2 plays to no device (its bursts are counted).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
-from instruments.sim.server import (
-    CommandError,
-    ScpiServer,
-    format_float,
-    parse_bool,
-    parse_float,
+from instruments.sim.keysight33500b_waves import period_samples
+from instruments.sim.scpi_message import CommandError
+from instruments.sim.scpi_params import (
+    Boolean,
+    Choice,
+    Number,
+    String,
+    parse_number_list,
 )
+from instruments.sim.scpi_server import Call, TableServer, Values
+from instruments.sim.scpi_table import action, query, setting
 
 MIN_POINTS = 8
 MAX_POINTS = 1_000_000
 MAX_SRATE_SA_S = 250e6
 MIN_SRATE_SA_S = 1e-6
+MAX_FREQUENCY_HZ = 30e6
 MAX_HIGHZ_V = 10.0
+INFINITE = 9.9e37
+DAC_FULL_SCALE = 32767
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,11}$")
+_RMS_OF_UNIT_PEAK = {"SIN": 1 / math.sqrt(2), "SQU": 1.0, "TRI": 1 / math.sqrt(3),
+                     "RAMP": 1 / math.sqrt(3)}  # fmt: skip
+
+
+def keysight_real(value: float) -> str:
+    """The 33500's reply format for reals: ``+1.000000000000000E+03`` (from the shortest
+    decimal of the value, so 9.9E+37 prints as the instrument's ``+9.900000000000000E+37``)."""
+    if value == 0.0:
+        return "+0.000000000000000E+00"
+    text = f"{Decimal(repr(float(value))):+.15E}"
+    return text if text[-2] in "0123456789" else text[:-1] + "0" + text[-1]  # E+0 -> E+00
 
 
 @dataclass
-class AwgState:
-    """Everything channel 1 is set to; the bench reads it when a burst plays."""
+class ChannelState:
+    """One output channel: settings (filled from the table at ``*RST``) and arb memory."""
 
-    waveforms: dict[str, np.ndarray] = field(default_factory=dict)
     function: str = "SIN"
-    arb_name: str | None = None
-    srate_sa_s: float = 40e3
+    frequency_hz: float = 1e3
+    frequency_mode: str = "CW"
     vpp_v: float = 0.1
     offset_v: float = 0.0
-    load_highz: bool = False
+    voltage_unit: str = "VPP"
+    phase_deg: float = 0.0
+    duty_cycle_pct: float = 50.0
+    ramp_symmetry_pct: float = 100.0
+    pulse_width_s: float = 100e-6
+    pulse_period_s: float = 1e-3
+    pulse_edge_s: float = 10e-9
+    arb_name: str | None = None
+    srate_sa_s: float = 40e3
+    arb_filter: str = "NORM"
+    arb_advance: str = "SRAT"
+    load_ohm: float = 50.0
     output_on: bool = False
+    polarity: str = "NORM"
     burst_on: bool = False
     burst_mode: str = "TRIG"
-    burst_cycles: int = 1
+    burst_cycles: float = 1.0
+    burst_phase_deg: float = 0.0
+    burst_period_s: float = 10e-3
     trigger_source: str = "IMM"
-    little_endian: bool = False
+    trigger_slope: str = "POS"
+    trigger_delay_s: float = 0.0
+    trigger_count: float = 1.0
+    trigger_timer_s: float = 1e-3
+    gate_polarity: str = "NORM"
+    sync_mode: str = "NORM"
+    waveforms: dict[str, np.ndarray] = field(default_factory=dict)
+    bursts_played: int = 0
+
+    @property
+    def load_highz(self) -> bool:
+        return self.load_ohm >= INFINITE
+
+    @property
+    def polarity_inverted(self) -> bool:
+        return self.polarity == "INV"
+
+    def limit_v(self) -> float:
+        """The largest |level| the load setting allows (±10 V high-Z, ±5 V into 50 Ω)."""
+        return MAX_HIGHZ_V if self.load_highz else MAX_HIGHZ_V / 2.0
+
+    def played_v(self, rng: np.random.Generator) -> tuple[np.ndarray, float] | None:
+        """One period as volts at a high-impedance device and the seconds per sample, or None
+        if not playable (no arb selected)."""
+        played = period_samples(self, rng)
+        if played is None:
+            return None
+        samples, dt_s = played
+        gain = 1.0 if self.load_highz else 2.0
+        if self.function == "DC":
+            return gain * np.full(samples.size, self.offset_v), dt_s
+        return gain * (self.offset_v + samples * self.vpp_v / 2.0), dt_s
 
     def device_waveform_v(self) -> np.ndarray | None:
-        """The selected arb as volts at a high-impedance device, or None if not playable."""
-        if self.function != "ARB" or self.arb_name not in self.waveforms:
-            return None
-        gain = 1.0 if self.load_highz else 2.0
-        samples = self.waveforms[self.arb_name]
-        return gain * (self.offset_v + samples * self.vpp_v / 2.0)
+        """One period as volts at a high-impedance device (noise drawn from a fixed seed)."""
+        played = self.played_v(np.random.default_rng(0))
+        return None if played is None else played[0]
 
     def idle_v(self) -> float:
-        """The level between triggered bursts, at the device: an arb's burst idles at the
-        waveform's first point (the burst start phase), not at the offset; 0 V when off."""
+        """The level between triggered bursts at the device: the first point of the period
+        (the burst start phase), not the offset; 0 V when the output is off."""
         waveform = self.device_waveform_v()
         if not self.output_on or waveform is None or waveform.size == 0:
             return 0.0
         return float(waveform[0])
 
 
-class Keysight33500BServer(ScpiServer):
-    """The 33522B's SCPI dialect (channel 1 used) over a socket."""
+@dataclass
+class AwgState:
+    """The instrument: two channels and what they share. ``output_on``, ``waveforms`` and the
+    other channel attributes read and write channel 1 (the one wired to the device)."""
+
+    channels: dict[int, ChannelState] = field(
+        default_factory=lambda: {1: ChannelState(), 2: ChannelState()}
+    )
+    little_endian: bool = False
+    byte_order: str = "NORM"
+    sync_on: bool = True
+    sync_source: str = "CH1"
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "channels":  # not yet set (dataclass init)
+            raise AttributeError(name)
+        return getattr(self.channels[1], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in AwgState.__dataclass_fields__:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.channels[1], name, value)
+
+
+class Amplitude(Number):
+    """The amplitude in the channel's unit; MIN/MAX are resolved by the channel's limits."""
+
+    def _word(self, word: str, current: Any) -> float:
+        if word in ("MIN", "MINIMUM"):
+            return -math.inf
+        if word in ("MAX", "MAXIMUM"):
+            return math.inf
+        return super()._word(word, current)
+
+    def _checked(self, value: float) -> float:
+        return value  # the channel checks it, in its unit, against its load and offset
+
+
+_BOOL = Boolean()
+_CH = "[SOURce[1|2]:]"
+_NAME_PARAM = String(max_length=12, bare=True)
+
+
+class Keysight33500BServer(TableServer):
+    """The 33522B's SCPI dialect over a socket, two independent channels."""
 
     role = "awg"
     IDN = "Agilent Technologies,33522B,MY52400123,3.05-1.19-2.00-52-00"
     ERROR_NONE = '+0,"No error"'
+    QUEUE_DEPTH = 20
+    _R = keysight_real
     COMMANDS = (
-        ("*IDN?", "_idn"),
-        ("*RST", "_rst"),
-        ("*CLS", "_cls"),
-        ("*OPC?", "_opc"),
-        ("*WAI", "_nothing"),
-        ("*TRG", "_trigger"),
-        ("SYSTem:ERRor?", "_err"),
-        ("FORMat:BORDer", "_border"),
-        ("SOURce#:DATA:VOLatile:CLEar", "_clear"),
-        ("SOURce#:DATA:ARBitrary", "_upload"),
-        ("SOURce#:DATA:VOLatile:CATalog?", "_catalog"),
-        ("SOURce#:FUNCtion", "_function"),
-        ("SOURce#:FUNCtion?", "_function_q"),
-        ("SOURce#:FUNCtion:ARBitrary", "_select"),
-        ("SOURce#:FUNCtion:ARBitrary?", "_select_q"),
-        ("SOURce#:FUNCtion:ARBitrary:SRATe", "_srate"),
-        ("SOURce#:FUNCtion:ARBitrary:SRATe?", "_srate_q"),
-        ("SOURce#:VOLTage", "_vpp"),
-        ("SOURce#:VOLTage?", "_vpp_q"),
-        ("SOURce#:VOLTage:OFFSet", "_offset"),
-        ("SOURce#:VOLTage:OFFSet?", "_offset_q"),
-        ("OUTPut#:LOAD", "_load"),
-        ("OUTPut#:LOAD?", "_load_q"),
-        ("OUTPut#", "_output"),
-        ("OUTPut#?", "_output_q"),
-        ("SOURce#:BURSt:MODE", "_burst_mode"),
-        ("SOURce#:BURSt:NCYCles", "_burst_cycles"),
-        ("SOURce#:BURSt:NCYCles?", "_burst_cycles_q"),
-        ("SOURce#:BURSt:STATe", "_burst_state"),
-        ("SOURce#:BURSt:STATe?", "_burst_state_q"),
-        ("TRIGger#:SOURce", "_trigger_source"),
-        ("TRIGger#:SOURce?", "_trigger_source_q"),
-    )
+        setting(f"{_CH}FUNCtion", Choice("SINusoid", "SQUare", "TRIangle", "RAMP", "PULSe",
+                "PRBS", "NOISe", "ARB", "DC"), "function", reset="SIN", per_unit=True,
+                then="_changed", doc="Waveform shape."),
+        setting(f"{_CH}FREQuency[:CW]", Number(1e-6, MAX_FREQUENCY_HZ, default=1e3, unit="HZ",
+                fmt=_R), "frequency_hz", reset=1e3, per_unit=True, then="_changed"),
+        setting(f"{_CH}FREQuency:MODE", Choice("CW", "LIST", "SWEep", "FIXed"), "frequency_mode",
+                reset="CW", per_unit=True, check="_check_frequency_mode"),
+        setting(f"{_CH}VOLTage[:LEVel][:IMMediate][:AMPLitude]", Amplitude(default=0.1,
+                fmt=_R), "vpp_v", reset=0.1, per_unit=True, check="_check_amplitude",
+                show="_show_amplitude", then="_changed",
+                doc="Amplitude in VOLT:UNIT (Vpp, Vrms or dBm), within the load's limit."),
+        setting(f"{_CH}VOLTage[:LEVel][:IMMediate]:OFFSet", Number(-MAX_HIGHZ_V, MAX_HIGHZ_V,
+                default=0.0, unit="V", fmt=_R), "offset_v", reset=0.0, per_unit=True,
+                check="_check_offset", then="_changed"),
+        action(f"{_CH}VOLTage[:LEVel][:IMMediate]:HIGH", "_set_high", Number(-MAX_HIGHZ_V,
+               MAX_HIGHZ_V, unit="V"), per_unit=True, doc="High level (sets Vpp and offset)."),
+        query(f"{_CH}VOLTage[:LEVel][:IMMediate]:HIGH", "_high", per_unit=True),
+        action(f"{_CH}VOLTage[:LEVel][:IMMediate]:LOW", "_set_low", Number(-MAX_HIGHZ_V,
+               MAX_HIGHZ_V, unit="V"), per_unit=True, doc="Low level (sets Vpp and offset)."),
+        query(f"{_CH}VOLTage[:LEVel][:IMMediate]:LOW", "_low", per_unit=True),
+        setting(f"{_CH}VOLTage:UNIT", Choice("VPP", "VRMS", "DBM"), "voltage_unit",
+                reset="VPP", per_unit=True, check="_check_unit"),
+        setting(f"{_CH}PHASe[:ADJust]", Number(-360.0, 360.0, default=0.0, unit="DEG", fmt=_R),
+                "phase_deg", reset=0.0, per_unit=True, doc="Phase offset, degrees."),
+        setting(f"{_CH}FUNCtion:SQUare:DCYCle", Number(0.01, 99.99, default=50.0, unit="PCT",
+                fmt=_R), "duty_cycle_pct", reset=50.0, per_unit=True),
+        setting(f"{_CH}FUNCtion:RAMP:SYMMetry", Number(0.0, 100.0, default=100.0, unit="PCT",
+                fmt=_R), "ramp_symmetry_pct", reset=100.0, per_unit=True),
+        setting(f"{_CH}FUNCtion:PULSe:WIDTh", Number(16e-9, 1e6, default=100e-6, unit="S",
+                fmt=_R), "pulse_width_s", reset=100e-6, per_unit=True, check="_check_width"),
+        setting(f"{_CH}FUNCtion:PULSe:PERiod", Number(33e-9, 1e6, default=1e-3, unit="S",
+                fmt=_R), "pulse_period_s", reset=1e-3, per_unit=True, check="_check_period"),
+        setting(f"{_CH}FUNCtion:PULSe:TRANsition[:BOTH]", Number(8.4e-9, 1e-6, default=10e-9,
+                unit="S", fmt=_R), "pulse_edge_s", reset=10e-9, per_unit=True),
+        action(f"{_CH}DATA:ARBitrary[1|2]", "_upload", _NAME_PARAM, Values("<block>|<v>, ..."),
+               per_unit=True, doc="Upload an arb: float block or values in [-1, 1]."),
+        action(f"{_CH}DATA:ARBitrary[1|2]:DAC", "_upload_dac", _NAME_PARAM,
+               Values("<block>|<v>, ..."), per_unit=True,
+               doc="Upload an arb as DAC codes: int16 block or values in -32767..32767."),
+        action(f"{_CH}DATA:VOLatile:CLEar", "_clear", per_unit=True,
+               doc="Clear the channel's volatile arb memory."),
+        query(f"{_CH}DATA:VOLatile:CATalog", "_catalog", per_unit=True),
+        query(f"{_CH}DATA:VOLatile:FREE", "_free", per_unit=True),
+        query(f"{_CH}DATA:ATTRibute:POINts", "_points", String(bare=True, optional=True),
+              per_unit=True),
+        setting(f"{_CH}FUNCtion:ARBitrary", String(max_length=64, bare=True), "arb_name",
+                per_unit=True, check="_check_arb", show="_show_arb",
+                doc="Select an arb from the channel's memory."),
+        setting(f"{_CH}FUNCtion:ARBitrary:SRATe", Number(MIN_SRATE_SA_S, MAX_SRATE_SA_S,
+                default=40e3, unit="HZ", fmt=_R), "srate_sa_s", reset=40e3, per_unit=True,
+                then="_changed", doc="Arb sample rate, Sa/s."),
+        setting(f"{_CH}FUNCtion:ARBitrary:FILTer", Choice("NORMal", "STEP", "OFF"),
+                "arb_filter", reset="NORM", per_unit=True),
+        setting(f"{_CH}FUNCtion:ARBitrary:ADVance", Choice("TRIGger", "SRATe"), "arb_advance",
+                reset="SRAT", per_unit=True),
+        query(f"{_CH}FUNCtion:ARBitrary:POINts", "_arb_points", per_unit=True),
+        setting(f"{_CH}BURSt:STATe", _BOOL, "burst_on", reset=False, per_unit=True),
+        setting(f"{_CH}BURSt:MODE", Choice("TRIGgered", "GATed"), "burst_mode", reset="TRIG",
+                per_unit=True),
+        setting(f"{_CH}BURSt:NCYCles", Number(1, 1e8, default=1, integer=True,
+                special={"INFinity": INFINITE}, fmt=_R), "burst_cycles", reset=1.0,
+                per_unit=True, doc="Periods per trigger (INFinity: until stopped)."),
+        setting(f"{_CH}BURSt:PHASe", Number(-360.0, 360.0, default=0.0, unit="DEG", fmt=_R),
+                "burst_phase_deg", reset=0.0, per_unit=True),
+        setting(f"{_CH}BURSt:GATE:POLarity", Choice("NORMal", "INVerted"), "gate_polarity",
+                reset="NORM", per_unit=True),
+        setting(f"{_CH}BURSt:INTernal:PERiod", Number(1e-6, 8e3, default=10e-3, unit="S",
+                fmt=_R), "burst_period_s", reset=10e-3, per_unit=True),
+        setting("OUTPut[1|2][:STATe]", _BOOL, "output_on", reset=False, per_unit=True,
+                then="_changed", doc="Channel output on/off."),
+        setting("OUTPut[1|2]:LOAD", Number(1.0, 10e3, default=50.0, unit="OHM", fmt=_R,
+                special={"INFinity": INFINITE}), "load_ohm", reset=50.0, per_unit=True,
+                check="_check_load", doc="Load setting, ohm or INFinity (high Z)."),
+        setting("OUTPut[1|2]:POLarity", Choice("NORMal", "INVerted"), "polarity",
+                reset="NORM", per_unit=True, then="_changed"),
+        setting("OUTPut:SYNC[:STATe]", _BOOL, "sync_on", reset=True,
+                doc="Front-panel Sync output (the scope's EXT trigger)."),
+        setting("OUTPut:SYNC:SOURce", Choice("CH1", "CH2"), "sync_source", reset="CH1"),
+        setting("OUTPut[1|2]:SYNC:MODE", Choice("NORMal", "CARRier", "MARKer"), "sync_mode",
+                reset="NORM", per_unit=True),
+        setting("TRIGger[1|2]:SOURce", Choice("IMMediate", "EXTernal", "TIMer", "BUS"),
+                "trigger_source", reset="IMM", per_unit=True),
+        setting("TRIGger[1|2]:SLOPe", Choice("POSitive", "NEGative"), "trigger_slope",
+                reset="POS", per_unit=True),
+        setting("TRIGger[1|2]:COUNt", Number(1, 1e6, default=1, integer=True, fmt=_R,
+                special={"INFinity": INFINITE}), "trigger_count", reset=1.0, per_unit=True),
+        setting("TRIGger[1|2]:TIMer", Number(1e-6, 8e3, default=1e-3, unit="S", fmt=_R),
+                "trigger_timer_s", reset=1e-3, per_unit=True),
+        setting("TRIGger[1|2]:DELay", Number(0.0, 1000.0, default=0.0, unit="S", fmt=_R),
+                "trigger_delay_s", reset=0.0, per_unit=True),
+        action("TRIGger[1|2][:IMMediate]", "_trigger_channel", per_unit=True,
+               doc="Trigger this channel's burst now."),
+        action("*TRG", "_trigger", doc="Bus trigger: every channel with TRIG:SOUR BUS."),
+        setting("FORMat:BORDer", Choice("NORMal", "SWAPped"), "byte_order", reset="NORM",
+                check="_check_border", doc="Byte order of binary blocks."),
+        action("PHASe:SYNChronize", "_phase_sync", doc="Restart both channels' phase."),
+    )  # fmt: skip
 
-    def __init__(self, bench, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, bench: Any, *args: Any, **kwargs: Any) -> None:
         self.bench = bench
-        self.state = AwgState()
+        super().__init__(*args, **kwargs)
 
-    def _channel(self, suffixes: list[int]) -> None:
-        if suffixes and suffixes[0] not in (1, 2):
-            raise CommandError(-114, "Header suffix out of range")
+    def new_state(self) -> AwgState:
+        return AwgState()
 
-    def _rst(self, s, a, b) -> None:
-        self.state = AwgState()  # volatile arbs are lost too
+    def unit(self, number: int) -> ChannelState:
+        return self.state.channels[number]
+
+    def units(self) -> list[ChannelState]:
+        return list(self.state.channels.values())
+
+    def after_reset(self) -> None:
+        for channel in self.units():
+            channel.waveforms.clear()  # volatile memory is lost too
+            channel.arb_name = None
         self.bench.awg_changed()
 
-    def _border(self, s, args, b) -> None:
-        word = args.upper()
-        if word not in ("NORM", "NORMAL", "SWAP", "SWAPPED"):
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.little_endian = word.startswith("SWAP")
+    def _changed(self, call: Call) -> None:
+        self.bench.awg_changed()
 
-    def _clear(self, s, a, b) -> None:
-        self._channel(s)
-        self.state.waveforms.clear()
-        self.state.arb_name = None
+    # ----- levels -------------------------------------------------------------------------------
 
-    def _catalog(self, s, a, b) -> str:
-        return ",".join(f'"{name}"' for name in self.state.waveforms) or '""'
+    def _rms_factor(self, channel: ChannelState) -> float:
+        if channel.function == "ARB" and channel.arb_name in channel.waveforms:
+            samples = channel.waveforms[channel.arb_name]
+            peak = float(np.max(np.abs(samples))) or 1.0
+            return float(np.sqrt(np.mean(samples**2))) / peak
+        return _RMS_OF_UNIT_PEAK.get(channel.function, 1 / math.sqrt(2))
 
-    def _upload(self, s, args, block) -> None:
-        self._channel(s)
-        name, _, data = args.partition(",")
-        name = name.strip()
+    def _to_vpp(self, channel: ChannelState, value: float) -> float:
+        unit = channel.voltage_unit
+        if unit == "VPP":
+            return value
+        if unit == "DBM":
+            value = math.sqrt(50.0 * 1e-3 * 10 ** (value / 10.0))  # Vrms into 50 ohm
+        return 2.0 * value / self._rms_factor(channel)
+
+    def _from_vpp(self, channel: ChannelState, vpp: float) -> float:
+        unit = channel.voltage_unit
+        if unit == "VPP":
+            return vpp
+        vrms = vpp / 2.0 * self._rms_factor(channel)
+        return vrms if unit == "VRMS" else 10.0 * math.log10(vrms**2 / 50.0 / 1e-3)
+
+    def _vpp_bounds(self, channel: ChannelState) -> tuple[float, float]:
+        """The smallest and largest Vpp the load setting and the offset allow."""
+        low_vpp = 2e-3 if channel.load_highz else 1e-3
+        return low_vpp, 2.0 * (channel.limit_v() - abs(channel.offset_v))
+
+    def _check_amplitude(self, call: Call, value: float) -> float:
+        channel = call.target
+        low_vpp, high_vpp = self._vpp_bounds(channel)
+        if value == -math.inf:
+            return low_vpp
+        if value == math.inf:
+            return high_vpp
+        vpp = self._to_vpp(channel, value)
+        if not low_vpp * 0.999999 <= vpp <= high_vpp * 1.000001:
+            raise CommandError(-222, "Data out of range; amplitude + offset")
+        return vpp
+
+    def _show_amplitude(self, call: Call, data: list) -> str:
+        channel = call.target
+        vpp = channel.vpp_v
+        if data:
+            word = data[0].upper() if len(data) == 1 and type(data[0]) is str else ""
+            if word not in ("MIN", "MINIMUM", "MAX", "MAXIMUM"):
+                raise CommandError(-108, "Parameter not allowed")
+            vpp = self._vpp_bounds(channel)[0 if word.startswith("MIN") else 1]
+        return keysight_real(self._from_vpp(channel, vpp))
+
+    def _check_offset(self, call: Call, offset_v: float) -> float:
+        channel = call.target
+        if abs(offset_v) + channel.vpp_v / 2.0 > channel.limit_v() * 1.000001:
+            raise CommandError(-222, "Data out of range; amplitude + offset")
+        return offset_v
+
+    def _check_unit(self, call: Call, unit: str) -> str:
+        if unit == "DBM" and call.target.load_highz:
+            raise CommandError(-221, "Settings conflict; dBm needs a finite load")
+        return unit
+
+    def _check_load(self, call: Call, load_ohm: float) -> float:
+        channel = call.target
+        if load_ohm >= INFINITE and channel.voltage_unit == "DBM":
+            channel.voltage_unit = "VPP"  # dBm is meaningless into high Z
+        return load_ohm
+
+    def _set_levels(self, channel: ChannelState, high_v: float, low_v: float) -> None:
+        if high_v <= low_v:
+            raise CommandError(-221, "Settings conflict; high level must exceed low level")
+        if max(abs(high_v), abs(low_v)) > channel.limit_v() * 1.000001:
+            raise CommandError(-222, "Data out of range; level beyond the load's limit")
+        channel.vpp_v, channel.offset_v = high_v - low_v, (high_v + low_v) / 2.0
+        self.bench.awg_changed()
+
+    def _set_high(self, call: Call, high_v: float) -> None:
+        channel = call.target
+        self._set_levels(channel, high_v, channel.offset_v - channel.vpp_v / 2.0)
+
+    def _set_low(self, call: Call, low_v: float) -> None:
+        channel = call.target
+        self._set_levels(channel, channel.offset_v + channel.vpp_v / 2.0, low_v)
+
+    def _high(self, call: Call) -> str:
+        return keysight_real(call.target.offset_v + call.target.vpp_v / 2.0)
+
+    def _low(self, call: Call) -> str:
+        return keysight_real(call.target.offset_v - call.target.vpp_v / 2.0)
+
+    def _check_frequency_mode(self, call: Call, mode: str) -> str:
+        if mode not in ("CW", "FIX"):
+            raise CommandError(-221, "Settings conflict; only CW frequency is simulated")
+        return mode
+
+    def _check_width(self, call: Call, width_s: float) -> float:
+        if width_s >= call.target.pulse_period_s:
+            raise CommandError(-221, "Settings conflict; pulse width must be below the period")
+        return width_s
+
+    def _check_period(self, call: Call, period_s: float) -> float:
+        if period_s <= call.target.pulse_width_s:
+            raise CommandError(-221, "Settings conflict; period must exceed the pulse width")
+        return period_s
+
+    def _check_border(self, call: Call, order: str) -> str:
+        self.state.little_endian = order == "SWAP"
+        return order
+
+    def _phase_sync(self, call: Call) -> None:
+        """Both channels restart at their programmed phase: nothing runs between bursts."""
+
+    # ----- arbitrary waveforms ------------------------------------------------------------------
+
+    def _store_arb(self, channel: ChannelState, name: str, samples: np.ndarray) -> None:
         if not _NAME.match(name):
             raise CommandError(-224, "Illegal parameter value; bad arb name")
-        if name in self.state.waveforms:
+        if name in channel.waveforms:
             raise CommandError(786, "Arb name already exists in volatile memory")
-        if block is not None:
-            if len(block) % 4:
-                raise CommandError(-160, "Block data error")
-            dtype = "<f4" if self.state.little_endian else ">f4"
-            samples = np.frombuffer(block, dtype=dtype).astype(np.float64)
-        else:
-            try:
-                samples = np.array([float(v) for v in data.split(",")], dtype=np.float64)
-            except ValueError:
-                raise CommandError(-104, "Data type error") from None
         if not MIN_POINTS <= samples.size <= MAX_POINTS:
             raise CommandError(-222, "Data out of range; arb length")
         if not np.all(np.isfinite(samples)) or np.max(np.abs(samples)) > 1.0:
             raise CommandError(-222, "Data out of range")
-        self.state.waveforms[name] = np.round(samples * 32767.0) / 32767.0  # 16-bit DAC
+        if sum(w.size for w in channel.waveforms.values()) + samples.size > MAX_POINTS:
+            raise CommandError(781, "Not enough memory to store new arb")
+        codes = np.round(samples * DAC_FULL_SCALE)  # the 16-bit DAC
+        channel.waveforms[name] = codes / DAC_FULL_SCALE
 
-    def _function(self, s, args, b) -> None:
-        self._channel(s)
-        word = args.upper()
-        functions = {"ARB": "ARB", "ARBITRARY": "ARB", "SIN": "SIN", "SINUSOID": "SIN"}
-        functions |= {"DC": "DC", "SQU": "SQU", "SQUARE": "SQU"}
-        if word not in functions:
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.function = functions[word]
+    def _payload(self, data: list, dtype: str, low: float, high: float) -> np.ndarray:
+        if len(data) == 1 and isinstance(data[0], bytes):
+            block = data[0]
+            size = np.dtype(dtype).itemsize
+            if len(block) % size:
+                raise CommandError(-160, "Block data error; length not a whole number of points")
+            order = "<" if self.state.little_endian else ">"
+            return np.frombuffer(block, dtype=order + dtype).astype(np.float64)
+        return parse_number_list(data, low, high, MAX_POINTS)
 
-    def _function_q(self, s, a, b) -> str:
-        return self.state.function
+    def _upload(self, call: Call, name: str, data: list) -> None:
+        self._store_arb(call.target, name, self._payload(data, "f4", -1.0, 1.0))
 
-    def _select(self, s, args, b) -> None:
-        self._channel(s)
-        name = args.strip().strip('"')
-        if name not in self.state.waveforms:
+    def _upload_dac(self, call: Call, name: str, data: list) -> None:
+        codes = self._payload(data, "i2", -DAC_FULL_SCALE, DAC_FULL_SCALE)
+        if np.any(np.abs(codes) > DAC_FULL_SCALE):
+            raise CommandError(-222, "Data out of range; DAC codes are -32767..32767")
+        self._store_arb(call.target, name, codes / DAC_FULL_SCALE)
+
+    def _clear(self, call: Call) -> None:
+        channel = call.target
+        if channel.output_on and channel.function == "ARB":
+            raise CommandError(-221, "Settings conflict; arb in use on an output that is on")
+        channel.waveforms.clear()
+        channel.arb_name = None
+
+    def _catalog(self, call: Call) -> str:
+        return ",".join(f'"{name}"' for name in call.target.waveforms) or '""'
+
+    def _free(self, call: Call) -> str:
+        used = sum(w.size for w in call.target.waveforms.values())
+        return f"{MAX_POINTS - used:+d}"
+
+    def _points(self, call: Call, name: str | None) -> str:
+        channel = call.target
+        key = name or channel.arb_name
+        if key not in channel.waveforms:
             raise CommandError(785, "Arb waveform not found in volatile memory")
-        self.state.arb_name = name
+        return f"{channel.waveforms[key].size:+d}"
 
-    def _select_q(self, s, a, b) -> str:
-        return f'"{self.state.arb_name or ""}"'
+    _arb_points = _points
 
-    def _srate(self, s, args, b) -> None:
-        self._channel(s)
-        self.state.srate_sa_s = parse_float(args, MIN_SRATE_SA_S, MAX_SRATE_SA_S)
+    def _check_arb(self, call: Call, name: str) -> str:
+        if name not in call.target.waveforms:
+            raise CommandError(785, "Arb waveform not found in volatile memory")
+        return name
 
-    def _srate_q(self, s, a, b) -> str:
-        return format_float(self.state.srate_sa_s)
+    def _show_arb(self, call: Call, data: list) -> str:
+        if data:
+            raise CommandError(-108, "Parameter not allowed")
+        return f'"{call.target.arb_name or ""}"'
 
-    def _limit_v(self) -> float:
-        return MAX_HIGHZ_V if self.state.load_highz else MAX_HIGHZ_V / 2.0
+    # ----- triggers -----------------------------------------------------------------------------
 
-    def _vpp(self, s, args, b) -> None:
-        self._channel(s)
-        limit = self._limit_v()
-        vpp = parse_float(args, 1e-3, 2.0 * limit)
-        if abs(self.state.offset_v) + vpp / 2.0 > limit * 1.000001:
-            raise CommandError(-222, "Data out of range; amplitude + offset")
-        self.state.vpp_v = vpp
-
-    def _vpp_q(self, s, a, b) -> str:
-        return format_float(self.state.vpp_v)
-
-    def _offset(self, s, args, b) -> None:
-        self._channel(s)
-        limit = self._limit_v()
-        offset = parse_float(args, -limit, limit)
-        if abs(offset) + self.state.vpp_v / 2.0 > limit * 1.000001:
-            raise CommandError(-222, "Data out of range; amplitude + offset")
-        self.state.offset_v = offset
-
-    def _offset_q(self, s, a, b) -> str:
-        return format_float(self.state.offset_v)
-
-    def _load(self, s, args, b) -> None:
-        self._channel(s)
-        word = args.upper()
-        if word in ("INF", "INFINITY"):
-            self.state.load_highz = True
-        else:
-            ohms = parse_float(args, 1.0, 10e3)
-            self.state.load_highz = ohms >= 10e3
-
-    def _load_q(self, s, a, b) -> str:
-        return "9.9E+37" if self.state.load_highz else format_float(50.0)
-
-    def _output(self, s, args, b) -> None:
-        self._channel(s)
-        self.state.output_on = parse_bool(args)
-        self.bench.awg_changed()
-
-    def _output_q(self, s, a, b) -> str:
-        return "1" if self.state.output_on else "0"
-
-    def _burst_mode(self, s, args, b) -> None:
-        word = args.upper()
-        if word not in ("TRIG", "TRIGGERED", "GAT", "GATED"):
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.burst_mode = word[:4]
-
-    def _burst_cycles(self, s, args, b) -> None:
-        value = parse_float(args, 1, 1e8)
-        if value != int(value):
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.burst_cycles = int(value)
-
-    def _burst_cycles_q(self, s, a, b) -> str:
-        return f"{self.state.burst_cycles:+.9E}"
-
-    def _burst_state(self, s, args, b) -> None:
-        self.state.burst_on = parse_bool(args)
-
-    def _burst_state_q(self, s, a, b) -> str:
-        return "1" if self.state.burst_on else "0"
-
-    def _trigger_source(self, s, args, b) -> None:
-        word = args.upper()
-        sources = {"BUS": "BUS", "IMM": "IMM", "IMMEDIATE": "IMM", "EXT": "EXT"}
-        sources |= {"EXTERNAL": "EXT", "TIM": "TIM", "TIMER": "TIM"}
-        if word not in sources:
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.trigger_source = sources[word]
-
-    def _trigger_source_q(self, s, a, b) -> str:
-        return self.state.trigger_source
-
-    def _trigger(self, s, a, b) -> None:
-        st = self.state
-        if st.trigger_source != "BUS" or not st.burst_on or st.burst_mode != "TRIG":
-            raise CommandError(-211, "Trigger ignored")
-        waveform = st.device_waveform_v()
-        if waveform is None:
+    def _play(self, number: int) -> None:
+        channel = self.state.channels[number]
+        if not channel.burst_on or channel.burst_mode != "TRIG":
+            raise CommandError(-211, "Trigger ignored; no triggered burst")
+        if channel.burst_cycles >= INFINITE:
+            raise CommandError(-221, "Settings conflict; an infinite burst cannot be simulated")
+        played = channel.played_v(self.bench.rng)
+        if played is None:
             raise CommandError(-221, "Settings conflict; no arb selected")
-        self.bench.awg_burst(waveform, 1.0 / st.srate_sa_s, st.burst_cycles, st.idle_v())
+        channel.bursts_played += 1
+        if number != 1:
+            return  # channel 2 drives no device on this bench
+        waveform_v, dt_s = played
+        idle_v = float(waveform_v[0]) if channel.output_on else 0.0
+        self.bench.awg_burst(waveform_v, dt_s, int(channel.burst_cycles), idle_v)
+
+    def _trigger(self, call: Call) -> None:
+        bus = [n for n, ch in self.state.channels.items() if ch.trigger_source == "BUS"]
+        if not bus:
+            raise CommandError(-211, "Trigger ignored; no channel on TRIG:SOUR BUS")
+        for number in bus:
+            self._play(number)
+
+    def _trigger_channel(self, call: Call) -> None:
+        self._play(call.suffixes[0])
+
+    def sync_to_scope(self) -> bool:
+        """Whether the Sync output carries channel 1's bursts (what the scope's EXT sees)."""
+        return bool(self.state.sync_on) and self.state.sync_source == "CH1"

@@ -231,6 +231,8 @@ class TableServer(LineServer):
     def _readback(self, call: Call, data: list) -> str:
         command = call.command
         param = command.params[0]
+        if command.show is not None:  # the instrument's own readback (it may take MIN/MAX)
+            return getattr(self, command.show)(call, data)
         if data:
             number = numeric_param(command)
             word = data[0].upper() if type(data[0]) is str else ""

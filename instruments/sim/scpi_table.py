@@ -46,7 +46,9 @@ class Command:
     ``run``/``ask``/``check``/``then`` name methods of the server: ``run(call, *values)`` does
     an action; ``ask(call, *values) -> str | bytes`` answers a query; ``check(call, value) ->
     value`` validates (or adjusts, as the instrument does) a setting before it is stored;
-    ``then(call)`` tells the bench a setting changed (the physics it touches).
+    ``then(call)`` tells the bench a setting changed (the physics it touches); ``show(call, data)
+    -> str`` replaces the plain readback where the reply depends on more than the stored value
+    (``data``: the query's elements, e.g. ``MIN``).
     """
 
     header: str
@@ -60,6 +62,7 @@ class Command:
     then: str | None = None
     per_unit: bool = False
     readback: bool = True
+    show: str | None = None
     doc: str = ""
     pattern: tuple[Node, ...] = field(default=(), compare=False, repr=False)
 
@@ -101,6 +104,7 @@ def setting(
     then: str | None = None,
     per_unit: bool = False,
     readback: bool = True,
+    show: str | None = None,
     doc: str = "",
 ) -> Command:
     """A stored value with its readback; ``reset=None`` takes the parameter's default."""
@@ -110,7 +114,7 @@ def setting(
             reset = NO_RESET
     return Command(
         header, (param,), attr=attr, reset=reset, check=check, then=then,
-        per_unit=per_unit, readback=readback, doc=doc,
+        per_unit=per_unit, readback=readback, show=show, doc=doc,
     )  # fmt: skip
 
 

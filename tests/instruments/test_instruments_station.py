@@ -223,7 +223,7 @@ def test_safe_state_reconnects_an_instrument_whose_link_dropped(tmp_path):
 def test_an_unreachable_instrument_is_connection_lost_and_nothing_stays_open(tmp_path):
     path = write_station(tmp_path, STATION)
     rm = FakeResourceManager({SMU_R: SCRIPTS_CONNECT[SMU_R], AWG_R: SCRIPTS_CONNECT[AWG_R]})
-    with pytest.raises(ConnectionLost, match="cannot open TCPIP::prober.test"):
+    with pytest.raises(ConnectionLost, match=r"cannot open TCPIP::prober\.test"):
         open_bench(path, resource_manager=rm)
     assert all(resource.closed for resource in rm.opened.values())
 
