@@ -2,7 +2,8 @@
 
 Paths, one run: the torch eager reference loop (``felif_reference_window``), a numpy loop of the
 same equations, the fused fast path (``felif_fine_window``: C kernel) and, with
-``--with-compile`` / ``--with-numba``, ``torch.compile`` of the eager step and a numba kernel.
+``--with-compile`` / ``--with-numba``, ``torch.compile`` of the eager step and a numba kernel
+(numba is not a dependency of bruno-lab: ``pip install numba`` for that path).
 Inputs are 0..2 nA so that no neuron reaches threshold within the window: every path does every
 micro-step (no early exit).
 Figures: median wall time of ``--repeats`` after a warm-up; ``cpu`` is the process CPU time
@@ -162,10 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=1000, help="micro-steps per window")
     ap.add_argument("--with-compile", action="store_true", help="also time torch.compile")
-    ap.add_argument("--with-numba", action="store_true", help="also time a numba kernel")
+    ap.add_argument(
+        "--with-numba",
+        action="store_true",
+        help="also time a numba kernel (needs numba: pip install numba)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.with_numba:
+        try:
+            import numba  # noqa: F401
+        except ModuleNotFoundError:
+            ap.error("--with-numba needs numba, not installed by bruno-lab: pip install numba")
     if args.threads:
         torch.set_num_threads(args.threads)  # the fast path splits neurons over as many threads
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]

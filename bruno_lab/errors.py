@@ -45,3 +45,9 @@ class DataError(BadInputError):
 
 class InstrumentError(BrunoLabError):
     """An instrument refused, failed or did not answer; names the instrument and command."""
+
+
+class MissingExtraError(BrunoLabError, ImportError):
+    """A feature needs an optional dependency that is not installed; names the extra to install.
+
+    Also an ``ImportError``, so code that probes for the package keeps working."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from bruno_lab.errors import DataError
+from bruno_lab.extras import require_extra
 from calibration.data import KINDS, DeviceRecords, load_arrays, load_devices
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ MAX_OVERLAYS = 6
 
 
 def _plt() -> Any:
+    require_extra("plot", "the report's PNG plots")
     import matplotlib
 
     matplotlib.use("Agg")

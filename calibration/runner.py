@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bruno_lab.extras import require_extra
 from calibration.fitter import FitOptions, FitResult, fit_batched
 from calibration.models import get_model
 
@@ -115,6 +116,7 @@ def run_tasks(
             if on_chunk_done:
                 on_chunk_done(task.y.shape[0])
         return FitResult.concatenate(results)
+    require_extra("dask", "fitting on a Dask scheduler (--scheduler)")
     from distributed import Client, as_completed
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)

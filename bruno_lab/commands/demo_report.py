@@ -14,10 +14,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from bruno_lab.extras import require_extra
+
 log = logging.getLogger(__name__)
 
 
 def _plt() -> Any:
+    require_extra("plot", "the report's PNG plots")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from bruno_lab.extras import require_extra
+
 device_app = typer.Typer(
     name="device", no_args_is_help=True, help="Device models (FeLIF, FeCap, RRAM) without a lab."
 )
@@ -158,6 +160,7 @@ device_app.command("simulate")(simulate)
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
+    require_extra("plot", "device plots (--plot)")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from bruno_lab.config import mask_url
 from bruno_lab.errors import BadInputError
+from bruno_lab.extras import require_extra
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 _BEGIN_OPTION = "bruno_lab_sqlite_begin"
@@ -95,6 +96,8 @@ def make_engine(url: str, *, foreign_keys: bool = True) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **common)
         _tune_sqlite(engine, foreign_keys=foreign_keys)
         return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+        require_extra("postgres", f"the database {mask_url(url)!r}")
     try:
         return create_engine(parsed, pool_pre_ping=True, **common)
     except Exception as exc:  # unknown dialect or missing driver

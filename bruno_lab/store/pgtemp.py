@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bruno_lab.extras import require_extra
+
 log = logging.getLogger(__name__)
 SUPERUSER = "postgres"
 
@@ -137,6 +139,7 @@ def temporary_postgres(*, base_dir: str | None = None, timeout_s: float = 30.0) 
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float) -> None:
+    require_extra("postgres", "a temporary PostgreSQL server")
     import psycopg
 
     deadline = time.monotonic() + timeout_s
@@ -158,6 +161,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path, timeou
 
 def create_database(admin_url: str, name: str) -> str:
     """CREATE DATABASE ``name`` on the server of ``admin_url``; return the new database's URL."""
+    require_extra("postgres", "a PostgreSQL database")
     import psycopg
     from sqlalchemy.engine import make_url
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, String, Text, cast, select, type_coerce
 
 from bruno_lab.errors import BadInputError, DataError
+from bruno_lab.extras import require_extra
 from bruno_lab.store.models import (
     Device,
     DeviceKind,
@@ -247,6 +248,8 @@ def export_run_parquet(store: Store, run_id: int, path: str | Path) -> Path:
     operator, station, software version) and ``units`` (array name -> unit) as JSON.
     """
     import numpy as np
+
+    require_extra("parquet", "Parquet export")
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bruno_lab.devices.fecap import linear_capacitance_f
+from bruno_lab.extras import require_extra
 from bruno_lab.train import rram
 from bruno_lab.train.felif_layer import FeLIFLayer
 from bruno_lab.train.lif import DECAY_MAX, DECAY_MIN, LIFLayer
@@ -95,6 +96,7 @@ def _neuron_node(layer: Any, step_s: float) -> Any:
 
 def to_nir(network: SpikingNetwork) -> Any:
     """The network as a ``nir.NIRGraph``."""
+    require_extra("nir", "NIR export")
     import nir
 
     cfg = network.config
@@ -134,6 +136,7 @@ def to_nir(network: SpikingNetwork) -> Any:
 
 def write_nir(network: SpikingNetwork, path: str | Path) -> Any:
     """Write the NIR graph (HDF5) and return it."""
+    require_extra("nir", "NIR export")
     import nir
 
     graph = to_nir(network)

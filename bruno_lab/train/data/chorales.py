@@ -23,6 +23,7 @@ import torch
 
 from bruno_lab.devices.ckernel import cache_root
 from bruno_lab.errors import DataError
+from bruno_lab.extras import require_extra
 from bruno_lab.train.data import TaskData
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def split_of(relative_path: str) -> str:
 
 def corpus_paths() -> list[tuple[str, Path]]:
     """(relative name, path) of the candidate chorale files, sorted by name."""
+    require_extra("music", "the chorales task (music21's corpus)")
     from music21 import corpus
 
     out = []
@@ -79,6 +81,7 @@ def piano_roll(score: object) -> np.ndarray | None:
 def _parse_all(
     selection: list[tuple[str, Path]], on_file: Callable[[str], None] | None
 ) -> dict[str, np.ndarray]:
+    require_extra("music", "the chorales task (music21's corpus)")
     from music21 import converter
 
     rolls: dict[str, np.ndarray] = {}
