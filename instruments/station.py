@@ -34,6 +34,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 import instruments
 from bruno_lab.errors import PlanError
 from bruno_lab.strict import StrictModel
+from instruments import station_lock
 from instruments.envelope import Envelope, SafetyGuard
 from instruments.errors import ConnectionLost, InstrumentError
 from instruments.roles import MODELS, ROLES, DiePosition
@@ -43,7 +44,10 @@ log = logging.getLogger(__name__)
 
 MAX_DIES = 100_000
 
-_NOT_DRIVERS = {"errors", "envelope", "roles", "scpi", "station", "testing", "validators", "sim"}
+_NOT_DRIVERS = {
+    "errors", "envelope", "roles", "scpi", "station", "station_lock", "testing", "validators",
+    "sim",
+}  # fmt: skip
 
 
 def load_driver_modules() -> None:
@@ -236,6 +240,7 @@ class Bench:
     wafer: dict[str, Any] = field(default_factory=dict)
     station: str = "bench"
     reopen: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    locks: list[str] = field(default_factory=list)  # instrument locks this bench holds
 
     def __post_init__(self) -> None:
         self._kinds = site_kinds(self.wafer)
@@ -349,6 +354,8 @@ class Bench:
         for instrument in self.instruments().values():
             with contextlib.suppress(Exception):
                 instrument.close()
+        locks, self.locks = self.locks, []
+        station_lock.release(locks)
 
     def __enter__(self) -> Bench:
         return self
@@ -411,6 +418,8 @@ def open_bench(
     if envelope is None:
         envelope = Envelope.from_mapping(station.envelope, where=f"{station_path}: envelope")
     guard = SafetyGuard(envelope)
+    # one process per bench: refused (StationBusy, exit 2) before any instrument is opened
+    locks = station_lock.acquire(station_lock.station_resources(station), str(station_path))
     if resource_manager is None:
         import pyvisa
 
@@ -429,9 +438,9 @@ def open_bench(
             )  # fmt: skip
             opened[role] = reopen[role]()
     except BaseException:
-        Bench(**opened, guard=guard).close()
+        Bench(**opened, guard=guard, locks=locks).close()
         raise
     return Bench(
         **opened, guard=guard, wiring=dict(station.wiring), wafer=dict(station.wafer),
-        station=station.station, reopen=reopen,
+        station=station.station, reopen=reopen, locks=locks,
     )  # fmt: skip

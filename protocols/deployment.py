@@ -36,7 +36,7 @@ from protocols.orchestrator import Orchestrator, RunProgress
 from protocols.plan import Plan, PlanFile, Step
 from protocols.rram_forming import RramFormingParams
 from protocols.rram_program_verify import RramProgramVerifyParams
-from protocols.runs import open_run
+from protocols.runs import leased_run
 from protocols.schedule import Planned, measurement_key
 from protocols.wafer import DieRef, WaferMap, wafer_map_from_dict
 
@@ -280,20 +280,25 @@ def deploy_network(
         "wiring": dict(station.wiring),
         "envelope": station.envelope,
     }
-    run_id, resumed = open_run(
-        store, plan, station_record, resume=None, operator=operator, purpose="deployment"
-    )
-    orchestrator = Orchestrator(
-        plan,
-        deployment_schedule(wafer, cells, settings),
-        store,
-        connect or (lambda: open_bench(station_path)),
-        run_id=run_id,
-        wafer_name=wafer.name or "wafer",
-        resumed=resumed,
-        on_progress=on_progress,
-    )
-    summary = orchestrator.run()
+    from instruments.station_lock import station_locked
+
+    with (
+        station_locked(station, str(station_path)),
+        leased_run(
+            store, plan, station_record, resume=None, operator=operator, purpose="deployment"
+        ) as (run_id, resumed, leased_store),
+    ):
+        orchestrator = Orchestrator(
+            plan,
+            deployment_schedule(wafer, cells, settings),
+            leased_store,
+            connect or (lambda: open_bench(station_path)),
+            run_id=run_id,
+            wafer_name=wafer.name or "wafer",
+            resumed=resumed,
+            on_progress=on_progress,
+        )
+        summary = orchestrator.run()
     record = _record(store, run_id, cells, pmap, settings, network_path, station_path, wafer)
     record.update(status=summary.status, map_sha256=sha)
     path: Path | None = None

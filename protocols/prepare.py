@@ -17,7 +17,7 @@ from bruno_lab.errors import EnvelopeError, PlanError
 from protocols.orchestrator import Orchestrator, RunProgress, RunSummary
 from protocols.plan import Plan, parse_plan
 from protocols.retry import RetryPolicy
-from protocols.runs import open_run
+from protocols.runs import leased_run
 from protocols.schedule import Planned, build_schedule, summarize
 from protocols.wafer import WaferMap, wafer_map_from_dict
 
@@ -141,26 +141,32 @@ def execute_run(
         "wiring": dict(prepared.station.wiring),
         "envelope": prepared.station.envelope,
     }
-    run_id, resumed = open_run(
-        store,
-        prepared.plan,
-        station_record,
-        resume=resume,
-        operator=operator or _operator(),
-        purpose=purpose,
-    )
-    orchestrator = Orchestrator(
-        prepared.plan,
-        prepared.schedule,
-        store,
-        connect or (lambda: open_bench(prepared.station_path)),
-        run_id=run_id,
-        wafer_name=prepared.wafer.name or prepared.plan.raw.wafer or "wafer",
-        resumed=resumed,
-        policy=policy,
-        on_progress=on_progress,
-    )
-    return orchestrator.run()
+    from instruments.station_lock import station_locked
+
+    # one process per bench, then one writer per run: both refused (exit 2) before any write
+    with (
+        station_locked(prepared.station, str(prepared.station_path)),
+        leased_run(
+            store,
+            prepared.plan,
+            station_record,
+            resume=resume,
+            operator=operator or _operator(),
+            purpose=purpose,
+        ) as (run_id, resumed, leased_store),
+    ):
+        orchestrator = Orchestrator(
+            prepared.plan,
+            prepared.schedule,
+            leased_store,
+            connect or (lambda: open_bench(prepared.station_path)),
+            run_id=run_id,
+            wafer_name=prepared.wafer.name or prepared.plan.raw.wafer or "wafer",
+            resumed=resumed,
+            policy=policy,
+            on_progress=on_progress,
+        )
+        return orchestrator.run()
 
 
 def _operator() -> str:

@@ -337,15 +337,25 @@ def _copy_network(d: Path, env: Env) -> None:
 # -- custom cases: concurrency, kills, secrets --------------------------------------------
 
 
-def _measurements(db: Path) -> tuple[int, int, list[str]]:
+def _measurements(db: Path, plan_name: str = "long") -> tuple[int, int, list[str]]:
+    """(measurements, distinct keys, run statuses) of the runs of ``plan_name`` (the template
+    database holds a seed run of its own)."""
     con = sqlite3.connect(db)
     try:
-        n = con.execute("select count(*) from measurement").fetchone()[0]
+        runs = [
+            (r[0], r[1])
+            for r in con.execute("select id, status from run where json_extract(plan, '$.name') = ?",
+                                 (plan_name,))
+        ]  # fmt: skip
+        ids = [r[0] for r in runs] or [-1]
+        marks = ",".join("?" * len(ids))
+        n = con.execute(
+            f"select count(*) from measurement where run_id in ({marks})", ids
+        ).fetchone()[0]
         keys = con.execute(
-            "select count(distinct run_id || '/' || key) from measurement"
-        ).fetchone()
-        statuses = [r[0] for r in con.execute("select status from run order by id")]
-        return n, keys[0], statuses
+            f"select count(distinct key) from measurement where run_id in ({marks})", ids
+        ).fetchone()[0]
+        return n, keys, [r[1] for r in runs]
     finally:
         con.close()
 
@@ -380,7 +390,12 @@ def same_plan_twice(d: Path, env: Env) -> dict[str, Any]:
     n, distinct, statuses = _measurements(d / "lab.db")
     doc1 = json.loads(out1) if out1.strip() else {}
     planned = doc1.get("planned")
-    ok = second["code"] == 2 and first.returncode == 0 and n == planned == distinct
+    ok = (
+        second["code"] == 2
+        and first.returncode == 0
+        and n == planned == distinct
+        and len(statuses) == 1
+    )
     return {
         "code": second["code"],
         "stderr": second["stderr"] + err1,
@@ -406,7 +421,11 @@ def same_station_twice(d: Path, env: Env) -> dict[str, Any]:
     env.lab.clear_records()
     second = cli(["run", "plan2.yaml", "--station", str(env.station), "--db",
                   str(d / "lab2.db"), "--no-progress"], d, 120)  # fmt: skip
-    traffic = sum(len(env.lab.records(r)) for r in ("smu", "awg", "scope", "prober", "clock"))
+    seen = [
+        f"{r}:{rec.text}" for r in ("smu", "awg", "scope", "prober", "clock")
+        for rec in env.lab.records(r)
+    ]  # fmt: skip
+    traffic = len(seen)
     os.killpg(first.pid, signal.SIGCONT)
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=120)
@@ -415,7 +434,8 @@ def same_station_twice(d: Path, env: Env) -> dict[str, Any]:
         "code": second["code"],
         "stderr": second["stderr"],
         "ok": ok,
-        "detail": f"second exit {second['code']}; {traffic} commands reached the sim from it",
+        "detail": f"second exit {second['code']}; {traffic} commands reached the sim from it "
+        f"{seen[:4]}",
     }
 
 
@@ -1053,6 +1073,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None, help="Write every case's result here.")
     parser.add_argument("--only", default=None, help="Run the cases whose name has this text.")
+    parser.add_argument("--category", default=None, help="Run one category (code, yaml, db, ...).")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-pg", action="store_true", help="Skip the PostgreSQL cases.")
     args = parser.parse_args()
@@ -1062,6 +1083,8 @@ def main() -> None:
         cases = build_cases(env)
         if args.only:
             cases = [c for c in cases if args.only in c.name]
+        if args.category:
+            cases = [c for c in cases if c.category == args.category]
         serial = [c for c in cases if c.kind == "custom"]
         parallel = [c for c in cases if c.kind != "custom"]
         results: list[dict[str, Any]] = []
