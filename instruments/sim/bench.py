@@ -161,7 +161,8 @@ class VirtualBench:
         awg_on = bool(self.awg.state.output_on)
         samples_v = np.tile(waveform_v, n_cycles) if awg_on else np.zeros(waveform_v.size)
         duration_s = samples_v.size * dt_s if awg_on else waveform_v.size * n_cycles * dt_s
-        wants_scope = self.scope is not None and self.scope.wants_trigger()
+        sync_on = self.awg.sync_to_scope() if hasattr(self.awg, "sync_to_scope") else True
+        wants_scope = self.scope is not None and self.scope.wants_trigger(sync_on)
         grid_s = self.scope.state.record_grid_s() if wants_scope else None
         t_end_s = duration_s if grid_s is None else max(duration_s, float(grid_s[-1]))
         t_start_s = 0.0 if grid_s is None else min(0.0, float(grid_s[0]))
@@ -202,6 +203,19 @@ class VirtualBench:
             if record.kind == "felif" and "membrane_v" in record.extra:
                 signals[1] = np.interp(grid_s, record.time_s, record.extra["membrane_v"])
             self.scope.acquire(signals, self.rng)
+
+    def idle_signals_v(self, grid_s: np.ndarray) -> dict[int, np.ndarray]:
+        """What the scope sees with no burst playing (an auto or forced trigger): channel 1 the
+        level at the device (the AWG's idle level if its output is on, else the SMU's output
+        if the needles are down), channel 2 no transient current (a DC current is the SMU's
+        to measure)."""
+        level_v = 0.0
+        awg = self.awg.state.channels[1] if self.awg is not None else None
+        if awg is not None and awg.output_on:
+            level_v = awg.idle_v()
+        elif self.smu is not None and self.smu.state.output_on and self.device_under_needles():
+            level_v = self.smu.output_v(self.smu.state.source_v)
+        return {1: np.full(grid_s.size, level_v), 2: np.zeros(grid_s.size)}
 
 
 def _cumulative_charge_c(time_s: np.ndarray, current_a: np.ndarray) -> np.ndarray:

@@ -27,6 +27,10 @@ INSTRUMENTS: list[tuple[str, str]] = [
         "Keysight 33522B AWG (`keysight33500b`)",
         "instruments.sim.keysight33500b:Keysight33500BServer",
     ),
+    (
+        "Keysight InfiniiVision DSOX3024T (`infiniivision`)",
+        "instruments.sim.infiniivision:InfiniiVisionServer",
+    ),
     ("Simulated clock (`sim-clock`)", "instruments.sim.clock:ClockServer"),
 ]
 

@@ -1,340 +1,258 @@
-"""Simulated Keysight InfiniiVision DSOX3024T (InfiniiVision 3000T X-Series programmer's guide).
+"""Simulated Keysight InfiniiVision DSOX3024T, its SCPI dialect as a command table.
 
-``:SING`` arms one acquisition; the AWG's burst is the trigger (``:TRIG:SOUR EXT``, the AWG's
-sync output; an edge trigger on channel 1 fires on the burst's start too). The screen spans 10
-divisions; ``:TIM:REF LEFT|CENT|RIGH`` puts the reference one division from the left edge, at
-the centre, or one division from the right, and ``:TIM:POS`` is the time from the trigger to
-that reference (the manual's convention). Channel 1 sees the device voltage, channel 2 the
-transimpedance amplifier's output (current x gain). The acquisition holds up to 100 kpts at up
-to 5 GSa/s; each channel adds noise (0.02 div rms + 50 µV), quantizes with an 8-bit ADC over the
-8 vertical divisions (WORD codes are 16-bit with the ADC's 8 bits on top) and clips off-screen.
-``:WAV:DATA?`` returns the record decimated to ``:WAV:POIN`` points, BYTE, WORD (MSBF or LSBF,
-signed or not) or ASCII, scaled by the 10-field preamble.
+Followed: InfiniiVision 3000T X-Series Oscilloscopes Programmer's Guide: root commands
+(``:AUToscale``, ``:DIGitize``, ``:RUN``, ``:STOP``, ``:SINGle``, ``:TER?``, ``:AER?``,
+``:OPERegister``), ``:CHANnel<n>`` (``:SCALe``, ``:RANGe``, ``:OFFSet``, ``:PROBe``,
+``:BWLimit``, ``:COUPling``, ``:IMPedance``, ``:DISPlay``, ``:INVert``, ``:LABel``, ``:UNITs``
+and the ``:CHANnel<n>?`` summary), ``:TIMebase`` (``:MODE`` MAIN/WINDow/XY/ROLL, ``:SCALe``,
+``:RANGe``, ``:POSition``, ``:REFerence``, the ``:TIMebase?`` summary), ``:TRIGger``
+(``:SWEep`` AUTO/NORMal, ``[:EDGE]:SOURce``, ``:LEVel``, ``:SLOPe``, ``:FORCe``),
+``:ACQuire``, ``:WAVeform`` (BYTE/WORD/ASCii, ``:PREamble?``), ``:SYSTem:PRESet``.
+
+``:SINGle`` arms one acquisition; the AWG's burst is the trigger (EXT is the AWG's sync
+output, when ``OUTP:SYNC`` is on; a channel edge trigger fires on the burst's start too);
+``:TRIGger:FORCe`` acquires now. ``:DIGitize`` is blocking: in AUTO sweep (or ROLL mode) it
+acquires at once; in NORMal sweep it waits for a trigger, and until then the connection
+executes nothing more (``*OPC?`` after it answers when the acquisition is done). ``:RUN``
+re-arms after every acquisition until ``:STOP``. The screen spans 10 divisions; ``:TIM:REF``
+puts the reference one division from the left, at the centre or one from the right, and
+``:TIM:POS`` is the time from the trigger to it. Channel 1 sees the device voltage, channel 2
+the transimpedance amplifier's output (current x gain). The sim's probes are 1:1 wires: a
+probe setting of 10 shows ten times the input, as a scope with a mismatched probe setting
+does; ``:BWLimit`` low-passes the record at 25 MHz (first order), AC coupling removes its mean,
+``:INVert`` negates it. The record holds up to 100 kpts at up to 5 GSa/s; noise 0.02 div rms +
+50 µV, an 8-bit ADC over 8 divisions, clipped off screen.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from instruments.sim.server import (
-    CommandError,
-    ScpiServer,
-    ieee_block,
-    parse_bool,
-    parse_float,
+from instruments.sim.infiniivision_model import (
+    ChannelSettings,
+    ScopeModel,
+    ScopeState,
 )
+from instruments.sim.scpi_params import Boolean, Choice, Number, String, nr1, nr3
+from instruments.sim.scpi_server import Call, TableServer, Values
+from instruments.sim.scpi_table import action, query, setting
 
-MAX_RECORD_POINTS = 100_000
-MAX_SAMPLE_RATE_SA_S = 5e9
 N_CHANNELS = 4
-N_DIVISIONS_X = 10
-N_DIVISIONS_Y = 8
-REFERENCE_DIVISIONS = {"LEFT": 1.0, "CENT": 5.0, "RIGH": 9.0}
-NOISE_DIV_RMS = 0.02
-NOISE_FLOOR_V = 50e-6
+_BOOL = Boolean()
+_R = nr3
+_CHANNEL = Choice("CHANnel1", "CHANnel2", "CHANnel3", "CHANnel4")
 
 
-@dataclass
-class Channel:
-    scale_v_div: float = 1.0
-    offset_v: float = 0.0
-    displayed: bool = False
-
-
-@dataclass
-class Capture:
-    """One acquisition: 8-bit ADC codes (-128..127) per channel and the scaling at capture."""
-
-    codes: dict[int, np.ndarray]
-    scales_v_div: dict[int, float]
-    offsets_v: dict[int, float]
-    xincrement_s: float
-    xorigin_s: float
-
-
-@dataclass
-class ScopeState:
-    time_scale_s_div: float = 100e-6
-    time_position_s: float = 0.0
-    time_reference: str = "CENT"
-    channels: dict[int, Channel] = field(
-        default_factory=lambda: {n: Channel(displayed=(n == 1)) for n in range(1, 5)}
-    )
-    trigger_source: str = "CHAN1"
-    acquire_type: str = "NORM"
-    armed: bool = False
-    arm_reported: bool = False
-    triggered: bool = False
-    capture: Capture | None = None
-    waveform_source: int = 1
-    waveform_format: str = "BYTE"
-    lsb_first: bool = False
-    unsigned: bool = True
-    points_mode: str = "NORM"
-    points: int = 1000
-
-    def window_s(self) -> tuple[float, float]:
-        """The screen's first and last instants relative to the trigger, s."""
-        width_s = N_DIVISIONS_X * self.time_scale_s_div
-        left_s = self.time_position_s - REFERENCE_DIVISIONS[self.time_reference] * (
-            self.time_scale_s_div
-        )
-        return left_s, left_s + width_s
-
-    def record_grid_s(self) -> np.ndarray:
-        """Sample instants of one acquisition relative to the trigger, s."""
-        left_s, right_s = self.window_s()
-        n = int(min(MAX_RECORD_POINTS, max(100, round((right_s - left_s) * MAX_SAMPLE_RATE_SA_S))))
-        return left_s + np.arange(n) * ((right_s - left_s) / n)
-
-
-class InfiniiVisionServer(ScpiServer):
+class InfiniiVisionServer(TableServer, ScopeModel):
     """The DSOX3024T's SCPI dialect over a socket."""
 
     role = "scope"
     IDN = "KEYSIGHT TECHNOLOGIES,DSOX3024T,MY58100123,07.50.2021102830"
     ERROR_NONE = '+0,"No error"'
+    SUFFIX_RANGES: ClassVar[dict[str, Sequence[int]]] = {"n": range(1, N_CHANNELS + 1)}
     COMMANDS = (
-        ("*IDN?", "_idn"),
-        ("*RST", "_rst"),
-        ("*CLS", "_cls"),
-        ("*OPC?", "_opc"),
-        ("*WAI", "_nothing"),
-        ("SYSTem:ERRor?", "_err"),
-        ("TIMebase:SCALe", "_time_scale"),
-        ("TIMebase:SCALe?", "_time_scale_q"),
-        ("TIMebase:POSition", "_time_position"),
-        ("TIMebase:POSition?", "_time_position_q"),
-        ("TIMebase:REFerence", "_time_reference"),
-        ("CHANnel#:SCALe", "_channel_scale"),
-        ("CHANnel#:SCALe?", "_channel_scale_q"),
-        ("CHANnel#:OFFSet", "_channel_offset"),
-        ("CHANnel#:OFFSet?", "_channel_offset_q"),
-        ("CHANnel#:DISPlay", "_channel_display"),
-        ("CHANnel#:COUPling", "_nothing"),
-        ("CHANnel#:IMPedance", "_nothing"),
-        ("TRIGger:SOURce", "_trigger_source"),
-        ("TRIGger:EDGE:SOURce", "_trigger_source"),
-        ("TRIGger:EDGE:LEVel", "_nothing"),
-        ("TRIGger:SWEep", "_nothing"),
-        ("ACQuire:TYPE", "_acquire_type"),
-        ("SINGle", "_single"),
-        ("STOP", "_stop"),
-        ("RUN", "_nothing"),
-        ("TER?", "_ter"),
-        ("AER?", "_aer"),
-        ("WAVeform:SOURce", "_waveform_source"),
-        ("WAVeform:FORMat", "_waveform_format"),
-        ("WAVeform:BYTeorder", "_byteorder"),
-        ("WAVeform:UNSigned", "_unsigned"),
-        ("WAVeform:POINts:MODE", "_points_mode"),
-        ("WAVeform:POINts", "_points"),
-        ("WAVeform:POINts?", "_points_q"),
-        ("WAVeform:PREamble?", "_preamble"),
-        ("WAVeform:DATA?", "_data"),
-    )
+        setting(":CHANnel<n>:SCALe", Number(1e-3, 5.0, default=1.0, unit="V", fmt=_R), "scale_v",
+                reset=1.0, per_unit=True, doc="Vertical scale, V/div."),
+        action(":CHANnel<n>:RANGe", "_set_range", Number(8e-3, 40.0, unit="V"), per_unit=True,
+               doc="Full scale (8 divisions), V."),
+        query(":CHANnel<n>:RANGe", "_range", per_unit=True),
+        setting(":CHANnel<n>:OFFSet", Number(-40.0, 40.0, default=0.0, unit="V", fmt=_R),
+                "offset_v", reset=0.0, per_unit=True, doc="Value at the screen centre, V."),
+        setting(":CHANnel<n>:PROBe", Number(1e-3, 1e4, default=1.0, fmt=_R), "probe",
+                reset=1.0, per_unit=True, doc="Probe attenuation (the sim's probes are 1:1)."),
+        setting(":CHANnel<n>:BWLimit", _BOOL, "bw_limit", reset=False, per_unit=True,
+                doc="25 MHz bandwidth limit (a first-order low-pass on the record)."),
+        setting(":CHANnel<n>:COUPling", Choice("DC", "AC"), "coupling", reset="DC",
+                per_unit=True, doc="AC removes the record's mean."),
+        setting(":CHANnel<n>:IMPedance", Choice("ONEMeg", "FIFTy"), "impedance",
+                reset="ONEM", per_unit=True),
+        setting(":CHANnel<n>:DISPlay", _BOOL, "displayed", per_unit=True,
+                doc="Channel on (channel 1 after *RST)."),
+        setting(":CHANnel<n>:INVert", _BOOL, "inverted", reset=False, per_unit=True),
+        setting(":CHANnel<n>:LABel", String(max_length=32), "label", per_unit=True),
+        setting(":CHANnel<n>:UNITs", Choice("VOLT", "AMPere"), "units", reset="VOLT",
+                per_unit=True),
+        query(":CHANnel<n>", "_channel_summary", per_unit=True,
+              doc="All channel settings in one reply (:CHAN1:RANG ...;OFFS ...;...)."),
+        setting(":TIMebase:MODE", Choice("MAIN", "WINDow", "XY", "ROLL"), "time_mode",
+                reset="MAIN"),
+        setting(":TIMebase[:MAIN]:SCALe", Number(1e-9, 50.0, default=100e-6, unit="S", fmt=_R),
+                "time_scale_s_div", reset=100e-6, doc="Horizontal scale, s/div."),
+        action(":TIMebase[:MAIN]:RANGe", "_set_time_range", Number(10e-9, 500.0, unit="S"),
+               doc="Full screen (10 divisions), s."),
+        query(":TIMebase[:MAIN]:RANGe", "_time_range"),
+        setting(":TIMebase[:MAIN]:POSition", Number(-500.0, 500.0, default=0.0, unit="S",
+                fmt=_R), "time_position_s", reset=0.0, doc="Trigger to reference, s."),
+        setting(":TIMebase:REFerence", Choice("LEFT", "CENTer", "RIGHt"), "time_reference",
+                reset="CENT"),
+        setting(":TIMebase:WINDow:SCALe", Number(1e-10, 50.0, default=10e-6, unit="S",
+                fmt=_R), "window_scale_s_div", reset=10e-6),
+        setting(":TIMebase:WINDow:POSition", Number(-500.0, 500.0, default=0.0, unit="S",
+                fmt=_R), "window_position_s", reset=0.0),
+        query(":TIMebase", "_timebase_summary", doc="Timebase settings in one reply."),
+        setting(":TRIGger:MODE", Choice("EDGE"), "trigger_mode", reset="EDGE"),
+        setting(":TRIGger:SWEep", Choice("AUTO", "NORMal"), "trigger_sweep", reset="AUTO",
+                doc="AUTO: :DIGitize acquires without a trigger; NORMal: it waits."),
+        setting(":TRIGger[:EDGE]:SOURce", Choice("CHANnel1", "CHANnel2", "CHANnel3",
+                "CHANnel4", "EXTernal", "LINE", "WGEN"), "trigger_source", reset="CHAN1"),
+        setting(":TRIGger[:EDGE]:LEVel", Number(-100.0, 100.0, default=0.0, unit="V", fmt=_R),
+                "trigger_level_v", reset=0.0),
+        setting(":TRIGger[:EDGE]:SLOPe", Choice("POSitive", "NEGative", "EITHer",
+                "ALTernate"), "trigger_slope", reset="POS"),
+        setting(":TRIGger:HOLDoff", Number(40e-9, 10.0, default=40e-9, unit="S", fmt=_R),
+                "trigger_holdoff_s", reset=40e-9),
+        action(":TRIGger:FORCe", "_force", doc="Trigger an armed acquisition now."),
+        setting(":ACQuire:TYPE", Choice("NORMal", "AVERage", "HRESolution", "PEAK"),
+                "acquire_type", reset="NORM"),
+        setting(":ACQuire:MODE", Choice("RTIMe", "SEGMented"), "acquire_mode", reset="RTIM"),
+        setting(":ACQuire:COUNt", Number(2, 65536, default=8, integer=True, fmt=nr1),
+                "acquire_count", reset=8),
+        query(":ACQuire:POINts", "_acquire_points"),
+        query(":ACQuire:SRATe", "_acquire_srate"),
+        action(":RUN", "_run_acquisition", doc="Acquire continuously (re-armed each trigger)."),
+        action(":STOP", "_stop"),
+        action(":SINGle", "_single", doc="Arm one acquisition."),
+        action(":DIGitize", "_digitize", Values("[CHANnel<n>, ...]"),
+               doc="Acquire now (AUTO) or at the next trigger (NORMal); blocks the parser."),
+        action(":AUToscale", "_autoscale", Values("[CHANnel<n>, ...]"),
+               doc="Scale the channels and timebase to the last signal; trigger on CHAN1."),
+        action(":SYSTem:PRESet", "_common_rst", doc="Default setup (as *RST)."),
+        query(":TER", "_ter", doc="Trigger event register: +1 once triggered (read clears)."),
+        query(":AER", "_aer", doc="Arm event register: +1 once armed (read clears)."),
+        query(":OPERegister:CONDition", "_oper_condition",
+              doc="Bit 3 Run (armed or running), bit 5 Wait Trig."),
+        query(":OPERegister[:EVENt]", "_oper_event"),
+        setting(":WAVeform:SOURce", _CHANNEL, "waveform_source_name", reset="CHAN1",
+                check="_check_waveform_source"),
+        setting(":WAVeform:FORMat", Choice("WORD", "BYTE", "ASCii"), "waveform_format",
+                reset="BYTE"),
+        setting(":WAVeform:BYTeorder", Choice("LSBFirst", "MSBFirst"), "byte_order",
+                reset="MSBF"),
+        setting(":WAVeform:UNSigned", _BOOL, "unsigned", reset=True),
+        setting(":WAVeform:POINts:MODE", Choice("NORMal", "MAXimum", "RAW"), "points_mode",
+                reset="NORM"),
+        action(":WAVeform:POINts", "_set_points", Number(100, 8_000_000, integer=True,
+               special={"MAXimum": 8_000_000})),
+        query(":WAVeform:POINts", "_points_q"),
+        query(":WAVeform:PREamble", "_preamble", doc="The 10 scaling fields of the record."),
+        query(":WAVeform:DATA", "_data", doc="The record as an IEEE 488.2 #8 block."),
+        query(":WAVeform:XINCrement", "_xincrement"),
+        query(":WAVeform:XORigin", "_xorigin"),
+        query(":WAVeform:XREFerence", "_xreference"),
+        query(":WAVeform:YINCrement", "_yincrement"),
+        query(":WAVeform:YORigin", "_yorigin"),
+        query(":WAVeform:YREFerence", "_yreference"),
+    )  # fmt: skip
 
-    def __init__(self, bench, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, bench: Any, *args: Any, **kwargs: Any) -> None:
         self.bench = bench
-        self.state = ScopeState()
+        super().__init__(*args, **kwargs)
 
-    def _rst(self, s, a, b) -> None:
-        self.state = ScopeState()
+    def new_state(self) -> ScopeState:
+        return ScopeState()
 
-    def _channel(self, suffixes: list[int]) -> Channel:
-        if not 1 <= suffixes[0] <= N_CHANNELS:
-            raise CommandError(-114, "Header suffix out of range")
-        return self.state.channels[suffixes[0]]
+    def unit(self, number: int) -> ChannelSettings:
+        return self.state.channels[number]
 
-    def _time_scale(self, s, args, b) -> None:
-        self.state.time_scale_s_div = parse_float(args, 1e-9, 50.0)
+    def units(self) -> list[ChannelSettings]:
+        return list(self.state.channels.values())
 
-    def _time_scale_q(self, s, a, b) -> str:
-        return f"{self.state.time_scale_s_div:+.9E}"
+    def apply_reset(self) -> None:
+        super().apply_reset()
+        for number, channel in self.state.channels.items():
+            channel.displayed = number == 1
+            channel.label = str(number)
 
-    def _time_position(self, s, args, b) -> None:
-        self.state.time_position_s = parse_float(args, -500.0, 500.0)
-
-    def _time_position_q(self, s, a, b) -> str:
-        return f"{self.state.time_position_s:+.9E}"
-
-    def _time_reference(self, s, args, b) -> None:
-        word = args.upper()[:4]
-        if word not in REFERENCE_DIVISIONS:
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.time_reference = word
-
-    def _channel_scale(self, s, args, b) -> None:
-        self._channel(s).scale_v_div = parse_float(args, 1e-3, 5.0)
-
-    def _channel_scale_q(self, s, a, b) -> str:
-        return f"{self._channel(s).scale_v_div:+.9E}"
-
-    def _channel_offset(self, s, args, b) -> None:
-        self._channel(s).offset_v = parse_float(args, -40.0, 40.0)
-
-    def _channel_offset_q(self, s, a, b) -> str:
-        return f"{self._channel(s).offset_v:+.9E}"
-
-    def _channel_display(self, s, args, b) -> None:
-        self._channel(s).displayed = parse_bool(args)
-
-    def _trigger_source(self, s, args, b) -> None:
-        word = args.upper()
-        if word in ("EXT", "EXTERNAL"):
-            self.state.trigger_source = "EXT"
-        elif word.startswith("CHAN") and word[-1:] in "1234":
-            self.state.trigger_source = f"CHAN{word[-1]}"
-        else:
-            raise CommandError(-224, "Illegal parameter value")
-
-    def _acquire_type(self, s, args, b) -> None:
-        word = args.upper()[:4]
-        if word not in ("NORM", "AVER", "HRES", "PEAK"):
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.acquire_type = word
-
-    def _single(self, s, a, b) -> None:
-        self.state.armed = True
-        self.state.arm_reported = False
-        self.state.triggered = False
-
-    def _stop(self, s, a, b) -> None:
-        self.state.armed = False
-
-    def _ter(self, s, a, b) -> str:
-        done = self.state.triggered
-        self.state.triggered = False
-        return "+1" if done else "+0"
-
-    def _aer(self, s, a, b) -> str:
-        """Arm event register: +1 once armed (read clears it)."""
-        armed = self.state.armed and not self.state.arm_reported
-        self.state.arm_reported = self.state.armed
-        return "+1" if armed else "+0"
-
-    def wants_trigger(self) -> bool:
-        return self.state.armed and self.state.trigger_source in ("EXT", "CHAN1")
-
-    def acquire(self, signals_v: dict[int, np.ndarray], rng: np.random.Generator) -> None:
-        """Store one acquisition of the analog ``signals_v`` (volts on the record grid)."""
+    def after_reset(self) -> None:
         st = self.state
-        grid_s = st.record_grid_s()
-        codes, scales, offsets = {}, {}, {}
-        for number, channel in st.channels.items():
-            analog = signals_v.get(number, np.zeros_like(grid_s))
-            noise_v = NOISE_DIV_RMS * channel.scale_v_div + NOISE_FLOOR_V
-            noisy = analog + noise_v * rng.standard_normal(grid_s.size)
-            lsb_v = N_DIVISIONS_Y * channel.scale_v_div / 256.0
-            code = np.round((noisy - channel.offset_v) / lsb_v)
-            codes[number] = np.clip(code, -128, 127).astype(np.int16)
-            scales[number] = channel.scale_v_div
-            offsets[number] = channel.offset_v
-        xincrement_s = float(grid_s[1] - grid_s[0])
-        st.capture = Capture(codes, scales, offsets, xincrement_s, float(grid_s[0]))
-        st.armed = False
-        st.triggered = True
+        st.armed = st.running = st.arm_reported = st.triggered = False
+        st.capture = None
+        st.points = 1000
+        self.status.operation.condition = 0
 
-    def _waveform_source(self, s, args, b) -> None:
-        word = args.upper()
-        if not (word.startswith("CHAN") and word[-1:] in "1234"):
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.waveform_source = int(word[-1])
+    # ----- settings with their own rules ---------------------------------------------------------
 
-    def _waveform_format(self, s, args, b) -> None:
-        word = args.upper()[:4]
-        formats = {"WORD": "WORD", "BYTE": "BYTE", "ASC": "ASC", "ASCI": "ASC"}
-        if word not in formats:
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.waveform_format = formats[word]
+    def _set_range(self, call: Call, range_v: float) -> None:
+        call.target.scale_v = range_v / 8.0
 
-    def _byteorder(self, s, args, b) -> None:
-        word = args.upper()
-        if word not in ("LSBF", "LSBFIRST", "MSBF", "MSBFIRST"):
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.lsb_first = word.startswith("LSB")
+    def _range(self, call: Call) -> str:
+        return nr3(8.0 * call.target.scale_v)
 
-    def _unsigned(self, s, args, b) -> None:
-        self.state.unsigned = parse_bool(args)
+    def _set_time_range(self, call: Call, range_s: float) -> None:
+        self.state.time_scale_s_div = range_s / 10.0
 
-    def _points_mode(self, s, args, b) -> None:
-        word = args.upper()[:3]
-        if word not in ("NOR", "MAX", "RAW"):
-            raise CommandError(-224, "Illegal parameter value")
-        self.state.points_mode = word
+    def _time_range(self, call: Call) -> str:
+        return nr3(10.0 * self.state.time_scale_s_div)
 
-    def _points(self, s, args, b) -> None:
-        value = parse_float(args, 100, 8_000_000)
-        self.state.points = int(value)
+    def _check_waveform_source(self, call: Call, name: str) -> str:
+        self.state.waveform_source = int(name[-1])
+        return name
 
-    def _stride(self) -> tuple[int, int]:
-        capture = self.state.capture
-        assert capture is not None
-        record = capture.codes[1].size
-        stride = max(1, -(-record // self.state.points))
-        return stride, -(-record // stride)
-
-    def _points_q(self, s, a, b) -> str:
-        if self.state.capture is None:
-            return f"{self.state.points:+d}"
-        return f"{self._stride()[1]:+d}"
-
-    def _scaling(self) -> tuple[float, float, float]:
-        """(yincrement, yorigin, yreference) of the current source and format."""
-        capture = self.state.capture
-        assert capture is not None
-        number = self.state.waveform_source
-        full_v = N_DIVISIONS_Y * capture.scales_v_div[number]
-        if self.state.waveform_format == "ASC":
-            return 0.0, 0.0, 0.0
-        levels = 65536.0 if self.state.waveform_format == "WORD" else 256.0
-        reference = levels / 2.0 if self.state.unsigned else 0.0
-        return full_v / levels, capture.offsets_v[number], reference
-
-    def _require_capture(self) -> None:
-        if self.state.capture is None:
-            raise CommandError(-230, "Data corrupt or stale; no acquisition")
-
-    def _preamble(self, s, a, b) -> str:
-        self._require_capture()
-        capture = self.state.capture
-        assert capture is not None
-        stride, n = self._stride()
-        yincrement, yorigin, yreference = self._scaling()
-        format_code = {"BYTE": 0, "WORD": 1, "ASC": 4}[self.state.waveform_format]
-        type_code = {"NORM": 0, "PEAK": 1, "AVER": 2, "HRES": 3}[self.state.acquire_type]
+    def _channel_summary(self, call: Call) -> str:
+        ch = call.target
+        n = call.suffixes[0]
         fields = [
-            f"{format_code:+d}",
-            f"{type_code:+d}",
-            f"{n:+d}",
-            "+1",
-            f"{capture.xincrement_s * stride:+.6E}",
-            f"{capture.xorigin_s:+.6E}",
-            "+0",
-            f"{yincrement:+.6E}",
-            f"{yorigin:+.6E}",
-            f"{int(yreference):+d}",
-        ]
-        return ",".join(fields)
+            f":CHAN{n}:RANG {8.0 * ch.scale_v:+.4E}", f"OFFS {ch.offset_v:+.5E}",
+            f"COUP {ch.coupling}", f"IMP {ch.impedance}", f"DISP {int(ch.displayed)}",
+            f"BWL {int(ch.bw_limit)}", f"INV {int(ch.inverted)}", f'LAB "{ch.label}"',
+            f"UNIT {ch.units}", f"PROB {ch.probe:+.4E}", "PROB:SKEW +0.00E+00", "STYP SING",
+        ]  # fmt: skip
+        return ";".join(fields)
 
-    def _data(self, s, a, b) -> bytes:
-        self._require_capture()
-        capture = self.state.capture
-        assert capture is not None
-        stride, _ = self._stride()
-        number = self.state.waveform_source
-        adc = capture.codes[number][::stride].astype(np.int32)
-        fmt = self.state.waveform_format
-        if fmt == "ASC":
-            lsb_v = N_DIVISIONS_Y * capture.scales_v_div[number] / 256.0
-            volts = adc * lsb_v + capture.offsets_v[number]
-            return ieee_block(",".join(f"{v:+.6E}" for v in volts).encode())
-        if fmt == "WORD":
-            code = adc * 256 + (32768 if self.state.unsigned else 0)
-            dtype = ("<" if self.state.lsb_first else ">") + ("u2" if self.state.unsigned else "i2")
-            return ieee_block(code.astype(dtype).tobytes())
-        code = adc + (128 if self.state.unsigned else 0)
-        return ieee_block(code.astype("u1" if self.state.unsigned else "i1").tobytes())
+    def _timebase_summary(self, call: Call) -> str:
+        st = self.state
+        reference = {"LEFT": "LEFT", "CENT": "CENT", "RIGH": "RIGH"}[st.time_reference]
+        return (
+            f":TIM:MODE {st.time_mode};REF {reference};"
+            f"MAIN:RANG {10.0 * st.time_scale_s_div:+.4E};POS {st.time_position_s:+.4E}"
+        )
+
+    def _acquire_points(self, call: Call) -> str:
+        return f"{self.state.record_grid_s().size:+d}"
+
+    def _acquire_srate(self, call: Call) -> str:
+        grid_s = self.state.record_grid_s()
+        return nr3(1.0 / float(grid_s[1] - grid_s[0]))
+
+    def _oper_condition(self, call: Call) -> str:
+        return f"{self.status.operation.condition:+d}"
+
+    def _oper_event(self, call: Call) -> str:
+        return f"{self.status.operation.read_event():+d}"
+
+    def _autoscale(self, call: Call, sources: list) -> None:
+        """Scale to the last burst's signals (or 1 V/div when there was none): each channel
+        shown on about six divisions, ten divisions of time over the burst."""
+        burst = self.bench.bursts[-1] if self.bench.bursts else None
+        for number in [int(_CHANNEL.parse(s)[-1]) for s in sources] or [1, 2]:
+            channel = self.state.channels[number]
+            channel.displayed = True
+            signal = None
+            if burst is not None:
+                signal = (
+                    burst.voltage_v
+                    if number == 1
+                    else burst.current_a * (self.bench.wiring.tia_gain_v_per_a)
+                )
+            span_v = float(np.ptp(signal)) if signal is not None else 0.0
+            channel.scale_v = _one_two_five(span_v / 6.0) if span_v > 0 else 1.0
+            channel.offset_v = float(np.mean([np.min(signal), np.max(signal)])) if span_v else 0.0
+        if burst is not None and burst.time_s.size > 1:
+            self.state.time_scale_s_div = _one_two_five(float(np.ptp(burst.time_s)) / 10.0)
+        self.state.time_reference = "CENT"
+        self.state.trigger_source, self.state.trigger_sweep = "CHAN1", "AUTO"
+        self._run_acquisition(call)
+
+
+def _one_two_five(value: float) -> float:
+    """The 1-2-5 step at or above ``value`` (how the scope rounds autoscaled settings)."""
+    if value <= 0:
+        return 1.0
+    exponent = np.floor(np.log10(value))
+    for step in (1.0, 2.0, 5.0, 10.0):
+        if step * 10**exponent >= value * (1 - 1e-9):
+            return float(step * 10**exponent)
+    return float(10 ** (exponent + 1))

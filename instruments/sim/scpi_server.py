@@ -35,7 +35,7 @@ from instruments.sim.scpi_table import (
 )
 from instruments.sim.server import Deferred, LineServer
 
-__all__ = ["Call", "TableServer", "Values"]
+__all__ = ["Call", "TableServer", "Values", "WaitAfter"]
 
 _REGISTER = Number(0, 65535, integer=True, fmt=nr1)
 _BYTE = Number(0, 255, integer=True, fmt=nr1)
@@ -164,12 +164,12 @@ class TableServer(LineServer):
         try:
             units = split_message(text, [block] if block is not None else None)
         except MessageError as exc:  # the units before the malformed one still run
-            reply = self._run(exc.units, 0, [], ())
+            reply = self._run_units(exc.units, 0, [], ())
             self.push_error(exc.code, exc.text)
             return reply
-        return self._run(units, 0, [], ())
+        return self._run_units(units, 0, [], ())
 
-    def _run(
+    def _run_units(
         self, units: list, start: int, replies: list, path: tuple[str, ...]
     ) -> str | bytes | Deferred | None:
         resolve = self.table.resolve
@@ -199,7 +199,12 @@ class TableServer(LineServer):
             except _Wait:
                 return Deferred(
                     self.status.idle,
-                    lambda i=index, p=path: self._run(units, i, replies, p),
+                    lambda i=index, p=path: self._run_units(units, i, replies, p),
+                )
+            except WaitAfter:  # done its part; what follows waits for the bench
+                return Deferred(
+                    self.status.idle,
+                    lambda i=index + 1, p=path: self._run_units(units, i, replies, p),
                 )
             if reply is not None:
                 replies.append(reply)
@@ -342,6 +347,11 @@ class TableServer(LineServer):
 
 class _Wait(Exception):
     """Internal: ``*OPC?``/``*WAI`` met a pending operation; the connection must wait."""
+
+
+class WaitAfter(Exception):
+    """Raised by a blocking command after it started its operation (``:DIGitize``): the
+    connection executes nothing more until every pending operation has finished."""
 
 
 def _parse_all(params: tuple[Param, ...], data: list) -> list[Any]:
