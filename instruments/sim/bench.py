@@ -93,8 +93,8 @@ class VirtualBench:
     def device_under_needles(self) -> SimDevice | None:
         """The device the needles touch, or None when separated or no die is selected."""
         state = self.prober.state
-        if not state.contact or state.die_index is None:
-            return None
+        if not state.contact or state.die_index is None or state.site is None:
+            return None  # needles up, off the map, or down between pads
         col, row = self.wafer.dies[state.die_index]
         return self.wafer.device(col, row, state.site)
 

@@ -19,6 +19,7 @@ def _shorted_device_in_contact(lab) -> float:
     prober = lab.servers["prober"]
     with lab.lock:
         prober.state.die_index, prober.state.site, prober.state.contact = 0, 0, True
+        prober.state.height = "C"
         lab.device(0, 0).shorted = True
     return lab.truth.short_resistance_ohm
 

@@ -100,14 +100,15 @@ def test_prober_refuses_to_step_in_contact_and_ends_the_wafer(sim_lab, visa_open
     assert first.startswith("0: ")
     assert prober.query("MoveChuckContact") == "0:"
     assert prober.query("StepNextDie").startswith("711:")
-    assert prober.query("ReadChuckStatus").startswith("0: C")
+    assert prober.query("ReadChuckStatus").split()[7] == "C"  # PresetHeight: contact
     assert prober.query("MoveChuckSeparation") == "0:"
     n_dies = sim_lab.station()["wafer"]["n_dies"]
     for _ in range(n_dies - 1):
         assert prober.query("StepNextDie").startswith("0: ")
     assert prober.query("StepNextDie").startswith("703:")
     col, row = sim_lab.wafer.dies[3]
-    assert prober.query(f"StepNextDie {col} {row} 2") == f"0: {col} {row} 2"
+    n_sites = len(sim_lab.truth.sites)
+    assert prober.query(f"StepNextDie {col} {row} 2") == f"0: {col} {row} 2 {n_sites}"
     assert prober.query("ReadMapPosition").split()[1:3] == [str(col), str(row)]
 
 
