@@ -6,17 +6,26 @@ samples uploaded to the simulated 33522B as an IEEE binary block and as ASCII va
 (MB/s counts the float32 payload, 4 bytes per sample, for both), and the scope's int16 WORD
 record read back as a binary block. Median of ``--repeats`` after one warm-up.
 
+``--baseline-tree DIR`` compares with another checkout (e.g. ``git worktree add /tmp/base
+<commit>``): each round runs this script once against DIR and once against this tree, in
+subprocesses one after the other (PYTHONPATH picks the tree), and prints both medians over
+``--rounds`` with their ratio, so the machine's load drifts over both alike.
+
     .venv/bin/python benchmarks/scpi_loopback.py [--sizes 1000,10000,100000] [--repeats 5] [--json]
+    .venv/bin/python benchmarks/scpi_loopback.py --baseline-tree /tmp/base --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -52,6 +61,13 @@ def run(sizes: list[int], repeats: int, n_queries: int) -> dict:
                 smu.query("*OPC?")
 
         query_s = _median_s(queries, repeats)
+        server = lab.servers["smu"]
+
+        def handled() -> None:  # the server's own cost of a query, without sockets or threads
+            for _ in range(n_queries):
+                server.handle("*OPC?", None)
+
+        handle_s = _median_s(handled, repeats)
         awg.write("FORM:BORD SWAP")
         rng = np.random.default_rng(0)
         for n in sizes:
@@ -86,6 +102,7 @@ def run(sizes: list[int], repeats: int, n_queries: int) -> dict:
         for command in setup:
             awg.write(command)
         scope.write(":SING")
+        scope.query("*OPC?")  # armed before the trigger (two sockets, no order between them)
         awg.write("*TRG")
         awg.query("*OPC?")
         for command in (":WAV:SOUR CHAN1", ":WAV:FORM WORD", ":WAV:BYT LSBF", ":WAV:UNS 0"):
@@ -102,10 +119,35 @@ def run(sizes: list[int], repeats: int, n_queries: int) -> dict:
         manager.close()
     return {
         "round_trips_per_s": n_queries / query_s,
+        "server_handle_us": 1e6 * handle_s / n_queries,
         "uploads": rows,
         "scope_points": n_points,
         "scope_read_mb_s": 2 * n_points / 1e6 / scope_s,
     }
+
+
+def compare(baseline: Path, sizes: str, repeats: int, queries: int, rounds: int) -> dict:
+    """Round trips of ``baseline`` and of this tree, alternating, ``rounds`` times each."""
+    here = Path(__file__).resolve().parents[1]
+    results: dict[str, list[float]] = {"baseline": [], "current": []}
+    handle_us: dict[str, list[float]] = {"baseline": [], "current": []}
+    for _ in range(rounds):
+        for name, tree in (("baseline", baseline.resolve()), ("current", here)):
+            env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+            command = [sys.executable, __file__, "--json", "--sizes", sizes]
+            command += ["--repeats", str(repeats), "--queries", str(queries)]
+            out = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True,
+                                 check=True)  # fmt: skip
+            row = json.loads(out.stdout)
+            results[name].append(row["round_trips_per_s"])
+            handle_us[name].append(row["server_handle_us"])
+    base, current = statistics.median(results["baseline"]), statistics.median(results["current"])
+    handle = {name: statistics.median(values) for name, values in handle_us.items()}
+    return {"baseline_tree": str(baseline), "rounds": rounds, "samples": results,
+            "baseline_round_trips_per_s": base, "current_round_trips_per_s": current,
+            "ratio": current / base, "best_ratio": max(results["current"]) / max(
+                results["baseline"]), "server_handle_us": handle,
+            "server_handle_samples_us": handle_us, "loadavg": os.getloadavg()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +156,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--queries", type=int, default=500, help="queries per timed batch")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--baseline-tree", type=Path, help="another checkout to compare with")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations with the baseline")
     args = parser.parse_args(argv)
+    if args.baseline_tree is not None:
+        pair = compare(args.baseline_tree, args.sizes, args.repeats, args.queries, args.rounds)
+        if args.json:
+            print(json.dumps(pair, indent=2))
+            return 0
+        print(f"query round trips (*OPC?), median of {args.rounds} alternating rounds, "
+              f"load {' '.join(f'{x:.2f}' for x in pair['loadavg'])}")  # fmt: skip
+        print(f"{'tree':>10} {'round trips/s':>14} {'best':>8} {'server us/query':>16}  samples")
+        for name in ("baseline", "current"):
+            samples = " ".join(f"{x:.0f}" for x in pair["samples"][name])
+            best = max(pair["samples"][name])
+            handle = pair["server_handle_us"][name]
+            print(f"{name:>10} {pair[name + '_round_trips_per_s']:>14.0f} {best:>8.0f} "
+                  f"{handle:>16.2f}  {samples}")  # fmt: skip
+        print(f"ratio current/baseline: median {pair['ratio']:.3f}, best {pair['best_ratio']:.3f}")
+        return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     result = run(sizes, args.repeats, args.queries)
     import pyvisa
@@ -134,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.repeats}  (sim servers in-process, 127.0.0.1)"
     )
     print(f"query round trips (*OPC?): {result['round_trips_per_s']:.0f} /s")
+    print(f"server-side handling of *OPC? (no socket): {result['server_handle_us']:.2f} us")
     print(f"{'samples':>10} {'binary MB/s':>12} {'ASCII MB/s':>12} {'ratio':>7}")
     for row in result["uploads"]:
         ratio = row["upload_binary_mb_s"] / row["upload_ascii_mb_s"]
