@@ -79,8 +79,12 @@ def test_digitize_in_normal_sweep_waits_for_the_awg_burst(sim_lab, visa_open) ->
     while watcher.query(":AER?") != "+1":  # armed (read from the other session)
         assert time.monotonic() < deadline
     assert int(watcher.query(":OPER:COND?")) & 32  # Wait Trig
+    watcher.query("*ESR?")  # clear it
+    watcher.write("*OPC")  # operation complete: ESR bit 0 once the digitize has finished
+    assert int(watcher.query("*ESR?")) & 1 == 0
     awg.write("*TRG")
     assert scope.query("*OPC?") == "1"  # answered only once the acquisition is done
+    assert int(watcher.query("*ESR?")) & 1 == 1
     scope.write(":WAV:SOUR CHAN1;:WAV:FORM WORD;:WAV:BYT LSBF;:WAV:UNS 0;:WAV:POIN 1000")
     pre = [float(x) for x in scope.query(":WAV:PRE?").split(",")]
     codes = scope.query_binary_values(":WAV:DATA?", datatype="h", container=np.array)
