@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fit",
     "cards",
     "report",
+    "watch",
     "train",
     "device",
     "deploy",

@@ -1,0 +1,38 @@
+(function () {
+  "use strict";
+  var config = {responsive: true, displaylogo: false, toImageButtonOptions: {format: "png", scale: 2}};
+  function draw(div) {
+    if (div.dataset.drawn) { return; }
+    div.dataset.drawn = "1";
+    var fig = JSON.parse(document.getElementById("data-" + div.dataset.fig).textContent);
+    Plotly.newPlot(div, fig.data, fig.layout, config);
+  }
+  var plots = document.querySelectorAll("div.plot[data-fig]");
+  if ("IntersectionObserver" in window) {
+    var io = new IntersectionObserver(function (entries) {
+      entries.forEach(function (e) { if (e.isIntersecting) { draw(e.target); io.unobserve(e.target); } });
+    }, {rootMargin: "600px"});
+    plots.forEach(function (d) { io.observe(d); });
+  } else {
+    plots.forEach(draw);
+  }
+  window.brunoDrawAll = function () { plots.forEach(draw); };
+  var curves = document.getElementById("device-curves");
+  if (!curves) { return; }
+  var devices = JSON.parse(curves.textContent);
+  var select = document.getElementById("device-select");
+  function show(id) {
+    var d = devices[id];
+    if (!d) { return; }
+    select.value = id;
+    document.getElementById("device-caption").textContent = d.caption;
+    Plotly.react("device-plot", d.data, d.layout, config);
+  }
+  select.addEventListener("change", function () { window.location.hash = "device-" + select.value; });
+  function fromHash() {
+    var m = /^#device-(\d+)$/.exec(window.location.hash);
+    if (m) { show(m[1]); document.getElementById("device-viewer").scrollIntoView(); }
+  }
+  window.addEventListener("hashchange", fromHash);
+  if (!/^#device-/.test(window.location.hash)) { show(select.value); } else { fromHash(); }
+})();
