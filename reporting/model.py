@@ -22,7 +22,7 @@ class Cell:
 
 @dataclass
 class Block:
-    kind: Literal["figure", "table", "note"]
+    kind: Literal["figure", "table", "note", "pre"]
     id: str = ""
     caption: str = ""
     figure: dict[str, Any] | None = None

@@ -106,8 +106,8 @@ def fmt(x: float, sig: int = 3) -> str:
     if abs(x) < 1e-5:  # display units put values near 1..1000: this is zero at that scale
         return "0"
     digits = sig - 1 - math.floor(math.log10(abs(x)))
-    if digits <= 0:
-        return f"{round(x, digits):.0f}"
+    if digits <= 0:  # >= 10**sig: an integer, never an exponent
+        return f"{x:.0f}"
     return f"{x:.{digits}f}"
 
 

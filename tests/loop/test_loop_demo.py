@@ -36,19 +36,19 @@ def test_quick_demo_writes_report_summary_and_database(tmp_path: Path) -> None:
     dep = summary["deployment"]
     assert dep["die"] == "2,2" and dep["n_cells"] == 8 and dep["status"] == "completed"
 
-    # the report: self-contained, with every kind of plot and the accuracies
+    # the report (reporting/): one self-contained file, every section, the accuracies in %
     report = (out / "report.html").read_text()
-    images = re.findall(
-        r'<img alt="([^"]+)" src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', report
-    )
-    for plot in ("rram level histograms", "rram wafer maps", "training curves",
-                 "deployment conductances", "accuracy"):  # fmt: skip
-        assert plot in images, (plot, images)
-    if "fecap" in summary["cards"]:  # P-V loops and FeCap maps when the FeCap card was fitted
-        assert any("fecap" in name or "pv" in name for name in images), images
-    assert "software vs chip" in report
-    assert f"{acc['on_chip']:.3f}" in report or str(acc["on_chip"]) in report
-    assert 'src="plots/' not in report and "http" not in report.split("<pre>")[0]
+    sections = set(re.findall(r'<section id="([a-z-]+)" class="report-section">', report))
+    assert {"summary", "fecap", "felif", "rram", "fits", "training", "deployment", "provenance",
+            "demo"} <= sections, sections  # fmt: skip
+    for fig in ("rram-level-cdf", "rram-map-forming_voltage_v", "training-curves",
+                "training-confusion", "deployment-target-reached"):  # fmt: skip
+        assert f'id="data-{fig}"' in report, fig
+    from reporting.plotjson import plotly_js
+
+    assert plotly_js() in report  # plotly.js inlined from the installed package
+    assert not re.search(r'(src|href)="(https?:)?//', report.replace(plotly_js(), ""))
+    assert f"{100 * acc['on_chip']:.1f} %" in report
 
     # the database: characterization, fits, cards and the deployment's measurements
     store = open_store(summary["db"])

@@ -157,6 +157,30 @@ def synthetic_store(url: str, *, protocols: tuple[str, ...] = ("pv_loop", "rram_
                     arrays={},
                     key=f"{x},{y}/0/pv_loop/0",
                 )
+            if "rram_program_verify" in protocols:
+                for k, cell in enumerate(cells):
+                    tgt = np.array([20e-6, 60e-6, 100e-6])
+                    reached = tgt * (1.0 + 0.01 * (x - y) + 0.005 * k)
+                    store.add_measurement(
+                        run_id=run_id,
+                        device_id=cell,
+                        protocol="rram_program_verify",
+                        parameters={"read_v": 0.2},
+                        instruments={},
+                        started_at=t,
+                        finished_at=t,
+                        status="ok",
+                        error=None,
+                        scalars={"n_levels": 3.0, "n_success": 3.0},
+                        arrays={
+                            "target_level": (np.arange(3), ""),
+                            "target_conductance_siemens": (tgt, "S"),
+                            "reached_conductance_siemens": (reached, "S"),
+                            "attempts": (np.array([3, 4, 5]), ""),
+                            "success": (np.ones(3, dtype=np.int64), ""),
+                        },
+                        key=f"{x},{y}/{3 + k}/rram_program_verify/0",
+                    )
             if "rram_forming" in protocols:
                 for k, cell in enumerate(cells):
                     store.add_measurement(
