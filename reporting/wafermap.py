@@ -109,6 +109,12 @@ def wafer_map(
     if q.diverging and finite.size:
         m = float(np.max(np.abs(finite))) or 1.0
         trace.update(zmid=0.0, zmin=-m, zmax=m, reversescale=True)
+    elif finite.size and float(finite.max() - finite.min()) <= 1e-9 * max(
+        abs(float(finite.max())), 1e-30
+    ):
+        v = float(finite[0])  # one value everywhere: a colour bar around it, not 0..2v
+        span = abs(v) * 0.05 or 1.0
+        trace.update(zmin=v - span, zmax=v + span)
     if categorical is not None:
         trace["showscale"] = False
     background = {

@@ -28,6 +28,15 @@ from reporting.units import quantity
 log = logging.getLogger(__name__)
 
 CURVE_POINTS = 600
+# the wafer map's default quantity: the first of these the run has measured
+PREFERRED_SCALARS = (
+    "pv_loop:pr_pos_c_m2",
+    "pund:switched_polarization_c_m2",
+    "felif_response:firing_rate_hz",
+    "rram_forming:forming_voltage_v",
+    "rram_iv:g_lrs_siemens",
+    "rram_program_verify:n_success",
+)
 RATE_WINDOW = 20  # recent commits that set the ETA's pace
 STALL_MIN_S = 30.0
 
@@ -147,7 +156,7 @@ def curve_of(protocol: str, arrays: dict[str, tuple[np.ndarray, str]]) -> dict[s
         return None
     x = np.asarray(arrays[x_name][0], dtype=float).reshape(-1)
     stride = max(1, x.size // CURVE_POINTS)
-    qx = quantity(x_name, x)
+    qx = _axis_quantity(x_name, x, x_log)
     ys = []
     for yn in y_names:
         absolute = yn.startswith("abs:")
@@ -158,7 +167,7 @@ def curve_of(protocol: str, arrays: dict[str, tuple[np.ndarray, str]]) -> dict[s
         if y.size != x.size:
             continue
         y = np.abs(y) if absolute else y
-        qy = quantity(yn, y)
+        qy = _axis_quantity(yn, y, y_log)
         vals = qy.scale(y[::stride])
         if y_log:
             vals = np.where(vals > 0, vals, np.nan)
@@ -181,6 +190,17 @@ def curve_of(protocol: str, arrays: dict[str, tuple[np.ndarray, str]]) -> dict[s
         "y_log": y_log,
         "mode": mode,
     }
+
+
+def _axis_quantity(name: str, values: np.ndarray, log_axis: bool) -> Any:
+    """A linear axis in the engineering unit; a log axis in the SI base unit (its tick labels
+    carry the prefix: 100µ, 1n), so that a prefix never stacks on another."""
+    from reporting.units import Quantity, base_unit
+
+    q = quantity(name, values)
+    if not log_axis:
+        return q
+    return Quantity(name, q.label, base_unit(name)[1], 1.0, q.diverging)
 
 
 def bench_state(instruments: dict[str, Any], where: dict[str, Any]) -> dict[str, Any]:
@@ -451,7 +471,8 @@ class LiveState:
             "curves": self.curves,
             "bench": self.bench,
             "scalars": self.scalars,
-            "default_scalar": self.scalar,
+            "default_scalar": self.scalar
+            or next((k for k in PREFERRED_SCALARS if k in self.scalars), None),
             "error": self.error,
             "server_time": time.time(),
         }

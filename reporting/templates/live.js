@@ -139,10 +139,10 @@
       drawn[p] = c.measurement_id;
       div.dataset.mid = c.measurement_id;
       var data = c.ys.map(function (y) { return {type: "scatter", mode: c.mode, x: c.x, y: y.y, name: y.name, marker: {size: 5}, line: {width: 1.5}}; });
-      var layout = {title: {text: p + " · " + c.device, font: {size: 13}}, height: 270, margin: {l: 60, r: 12, t: 34, b: 44}, showlegend: c.ys.length > 1,
+      var layout = {title: {text: p + " · " + c.device, font: {size: 13}, x: 0.02, xanchor: "left"}, height: 270, margin: {l: 60, r: 12, t: 34, b: 44}, showlegend: c.ys.length > 1,
         xaxis: {title: {text: c.x_label}, type: c.x_log ? "log" : "linear", exponentformat: c.x_log ? "SI" : "none"},
         yaxis: {title: {text: c.y_label}, type: c.y_log ? "log" : "linear", exponentformat: c.y_log ? "SI" : "none"}};
-      Plotly.react(div, data, layout, {displaylogo: false, responsive: true});
+      Plotly.react(div, data, layout, {displaylogo: false, responsive: true, displayModeBar: false});
     });
   }
 

@@ -59,10 +59,20 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
 
 
 def full_screenshot(driver: Any, path: Path, width: int = 1400, max_height: int = 16000) -> Path:
-    """Resize the window to the page's height (capped), draw every plot, save a PNG."""
+    """The whole page (to ``max_height`` px) as a PNG: every plot drawn, the viewport set to
+    the page's height through the DevTools protocol, then reset."""
+    import time
+
     driver.execute_script("if (window.brunoDrawAll) { window.brunoDrawAll(); }")
+    time.sleep(0.5)
     h = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    driver.set_window_size(width, min(max(h, 600), max_height))
+    h = min(max(h, 600), max_height)
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": h, "deviceScaleFactor": 1, "mobile": False},
+    )
+    time.sleep(0.5)
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     return path
