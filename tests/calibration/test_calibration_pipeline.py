@@ -255,10 +255,11 @@ def test_report_writes_level_histograms_and_wafer_maps(db, tmp_path: Path) -> No
     out = tmp_path / "report"
     res = runner.invoke(app, ["report", "--wafer", "W7", "--out", str(out), "--db", url, "--json"])
     assert res.exit_code == 0, res.output
-    plots = {Path(p).name for p in json.loads(res.stdout)["plots"]}
-    assert plots == {"rram_level_histograms.png", "rram_wafer_maps.png"}
-    for name in plots:
-        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads(res.stdout)
+    assert Path(doc["report"]) == out / "report.html" and "rram" in doc["sections"]
+    html = (out / "report.html").read_text()
+    for fig in ("rram-level-cdf", "rram-sigma-level", "rram-stuck-map"):
+        assert f'id="data-{fig}"' in html, fig
 
 
 def test_lot_card_spans_the_lot(db, monkeypatch, capsys) -> None:

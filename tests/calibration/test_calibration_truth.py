@@ -213,4 +213,6 @@ def test_fecap_truth_through_sim_lab(sim_lab_factory, tmp_path: Path) -> None:
     out = tmp_path / "report"
     res = runner.invoke(app, ["report", "--wafer", "W-sim-truth", "--out", str(out), "--db", db])
     assert res.exit_code == 0, res.output
-    assert {p.name for p in out.glob("*.png")} == {"fecap_pv_loops.png", "fecap_wafer_maps.png"}
+    html = (out / "report.html").read_text()
+    for fig in ("fecap-pv-0", "fecap-map-fit-ps_c_m2", "fecap-map-pr_pos_c_m2"):
+        assert f'id="data-{fig}"' in html, fig
