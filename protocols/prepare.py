@@ -67,6 +67,16 @@ def _plan_document(plan: str | Path | Mapping[str, Any]) -> tuple[Any, str, str]
     return parse_yaml(text, str(path), error=PlanError).data, text, str(path)
 
 
+def wafer_record(wafer: WaferMap) -> dict[str, Any]:
+    """The wafer map as the run row keeps it (in its station record), so that a report or a
+    live view on another machine knows every die and site without the station file."""
+    return {
+        "name": wafer.name,
+        "dies": [[d.col, d.row, d.label] for d in wafer.dies],
+        "sites": [{"site": s.site, "kind": s.kind, **s.geometry} for s in wafer.sites],
+    }
+
+
 def check_plan_envelope(plan: Plan, envelope: Any, wiring: dict[str, Any]) -> None:
     """Check every step's stimuli against the envelope for each device kind it runs on.
 
@@ -140,6 +150,7 @@ def execute_run(
         },
         "wiring": dict(prepared.station.wiring),
         "envelope": prepared.station.envelope,
+        "wafer_map": wafer_record(prepared.wafer),
     }
     from instruments.station_lock import station_locked
 

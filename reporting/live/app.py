@@ -54,6 +54,7 @@ def create_app(state: LiveState, *, poll_s: float = 0.5, title: str = "bruno-lab
     # versions, so a change between its check and its wait still wakes it
     notify = {"event": asyncio.Event()}
     stopping = asyncio.Event()
+    loop_ref: dict[str, asyncio.AbstractEventLoop] = {}
 
     def wake() -> None:
         event, notify["event"] = notify["event"], asyncio.Event()
@@ -73,6 +74,7 @@ def create_app(state: LiveState, *, poll_s: float = 0.5, title: str = "bruno-lab
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        loop_ref["loop"] = asyncio.get_running_loop()
         task = asyncio.create_task(poller())
         try:
             yield
@@ -144,7 +146,7 @@ def create_app(state: LiveState, *, poll_s: float = 0.5, title: str = "bruno-lab
             }
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/api/state", snapshot),
@@ -154,3 +156,20 @@ def create_app(state: LiveState, *, poll_s: float = 0.5, title: str = "bruno-lab
         ],
         lifespan=lifespan,
     )
+
+    def close_streams() -> None:
+        """End every event stream (the server is stopping: viewers reconnect to the next).
+        Callable from any thread: the events are set on the server's loop."""
+
+        def close() -> None:
+            stopping.set()
+            wake()
+
+        loop = loop_ref.get("loop")
+        if loop is None or loop.is_closed():
+            close()
+        else:
+            loop.call_soon_threadsafe(close)
+
+    app.state.close_streams = close_streams
+    return app

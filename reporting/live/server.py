@@ -39,10 +39,17 @@ def serve(
     port = port or free_port(host)
     state = LiveState(store, run_id=run_id, scalar=scalar)
     app = create_app(state, poll_s=poll_s, title="bruno-lab live")
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # end the open event streams first, or shutdown waits for them to time out
+            app.state.close_streams()
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2, lifespan="on"
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     url = f"http://{host}:{port}/"
     if on_ready is not None:
         original = server.startup

@@ -110,7 +110,7 @@ class _Server:
         from reporting.live.state import LiveState
 
         self.port = free_port()
-        app = create_app(LiveState(store), poll_s=poll_s)
+        self.app = app = create_app(LiveState(store), poll_s=poll_s)
         self.server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -131,6 +131,7 @@ class _Server:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.app.state.close_streams()
         self.server.should_exit = True
         self.thread.join(10)
 
