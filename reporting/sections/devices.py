@@ -22,7 +22,8 @@ POINTS = 150
 def _fecap(data: ReportData, out: dict[str, Any], labels: dict[int, str]) -> None:
     import torch
 
-    from bruno_lab.devices.fecap import FeCapParams, fecap_simulate
+    from bruno_lab.devices.fecap import FeCapParams
+    from bruno_lab.devices.fecap_sim import fecap_simulate
 
     arrays = data.arrays("pv_loop", ("time_s", "voltage_v", "polarization_c_m2"))
     rows = data.rows("pv_loop", ok=True)

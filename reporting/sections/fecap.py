@@ -64,7 +64,8 @@ def simulate_card_loops(
     spreads [n, T] on the measured waveform (``bruno_lab.devices``)."""
     import torch
 
-    from bruno_lab.devices.fecap import FeCapParams, fecap_simulate
+    from bruno_lab.devices.fecap import FeCapParams
+    from bruno_lab.devices.fecap_sim import fecap_simulate
     from bruno_lab.devices.params import sample_population
 
     specs = FeCapParams.specs()
@@ -217,7 +218,7 @@ def _pv_overlay(s: Section, data: ReportData, idx: int, freq: float) -> dict[str
 def _model_features(voltage_v: np.ndarray, pol: np.ndarray) -> dict[str, np.ndarray]:
     import torch
 
-    from bruno_lab.devices.fecap import pv_loop_features
+    from bruno_lab.devices.fecap_waveforms import pv_loop_features
 
     feats = pv_loop_features(torch.as_tensor(voltage_v), torch.as_tensor(pol))
     return {k: v.numpy() for k, v in feats.items()}
