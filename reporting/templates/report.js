@@ -2,10 +2,10 @@
   "use strict";
   var config = {responsive: true, displaylogo: false, toImageButtonOptions: {format: "png", scale: 2}};
   function draw(div) {
-    if (div.dataset.drawn) { return; }
+    if (div.dataset.drawn) { return Promise.resolve(); }
     div.dataset.drawn = "1";
     var fig = JSON.parse(document.getElementById("data-" + div.dataset.fig).textContent);
-    Plotly.newPlot(div, fig.data, fig.layout, config);
+    return Plotly.newPlot(div, fig.data, fig.layout, config);
   }
   var plots = document.querySelectorAll("div.plot[data-fig]");
   if ("IntersectionObserver" in window) {
@@ -16,7 +16,7 @@
   } else {
     plots.forEach(draw);
   }
-  window.brunoDrawAll = function () { plots.forEach(draw); };
+  window.brunoDrawAll = function () { return Promise.all(Array.prototype.map.call(plots, draw)); };
   var curves = document.getElementById("device-curves");
   if (!curves) { return; }
   var devices = JSON.parse(curves.textContent);

@@ -59,20 +59,25 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
 
 
 def full_screenshot(driver: Any, path: Path, width: int = 1400, max_height: int = 16000) -> Path:
-    """The whole page (to ``max_height`` px) as a PNG: every plot drawn, the viewport set to
-    the page's height through the DevTools protocol, then reset."""
+    """The whole page (to ``max_height`` px) as a PNG: every plot drawn (the report's
+    ``brunoDrawAll`` promise awaited), the window resized to the page's height and the layout
+    settled before the capture."""
     import time
 
-    driver.execute_script("if (window.brunoDrawAll) { window.brunoDrawAll(); }")
-    time.sleep(0.5)
+    driver.set_script_timeout(120)
+    driver.execute_async_script(
+        "var done = arguments[arguments.length - 1];"
+        "(window.brunoDrawAll ? window.brunoDrawAll() : Promise.resolve()).then("
+        "function () { done(true); }, function (e) { done(String(e)); });"
+    )
     h = int(driver.execute_script("return document.documentElement.scrollHeight"))
     h = min(max(h, 600), max_height)
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": width, "height": h, "deviceScaleFactor": 1, "mobile": False},
+    driver.set_window_size(width, h + 140)  # the window's frame around the viewport
+    time.sleep(1.0)
+    driver.execute_async_script(
+        "var done = arguments[arguments.length - 1];"
+        "requestAnimationFrame(function () { requestAnimationFrame(function () { done(1); }); });"
     )
-    time.sleep(0.5)
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
-    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     return path
