@@ -34,6 +34,7 @@ EXTRAS: dict[str, Extra] = {
     "parquet": Extra(("pyarrow",), "Parquet export"),
     "plot": Extra(("matplotlib",), "PNG plots"),
     "nir": Extra(("nir",), "NIR export"),
+    "report": Extra(("jinja2", "plotly", "starlette", "uvicorn"), "the HTML report and live view"),
 }
 
 

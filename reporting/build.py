@@ -67,6 +67,9 @@ def build_report(
     title: str | None = None,
 ) -> Report:
     """The report of ``wafer``: characterization runs unless ``purposes``/``run_ids`` say else."""
+    from bruno_lab.extras import require_extra
+
+    require_extra("report", "the HTML report")
     data = load_report_data(store, wafer, purposes=purposes, run_ids=run_ids)
     curves: dict[str, Any] = {}
     sections = _sections(data, training, deployment, curves)
@@ -99,6 +102,9 @@ def _environment() -> Any:
 
 
 def render_html(report: Report, *, build_s: float | None = None) -> str:
+    from bruno_lab.extras import require_extra
+
+    require_extra("report", "the HTML report")
     from bruno_lab import __version__
     from reporting.plotjson import dumps, plotly_js
 

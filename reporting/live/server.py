@@ -30,6 +30,9 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM); ``on_ready(url)`` once listening."""
+    from bruno_lab.extras import require_extra
+
+    require_extra("report", "the live view")
     import uvicorn
 
     if host not in ("127.0.0.1", "localhost", "::1"):

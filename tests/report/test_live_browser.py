@@ -134,6 +134,7 @@ def test_live_page_follows_a_run_through_kill_resume_and_restart(
                 lambda: len(_committed(store)) >= 3 and _committed(store), 120, "three commits"
             )
             _wait(lambda: {r[0] for r in rows} <= set(_page(driver)["ids"]), 10, "the page")
+            driver.save_screenshot(str(_mkdir(shots) / "live-view-running.png"))
             runner.send_signal(signal.SIGKILL)  # no clean-up: the run row stays "running"
             runner.wait(30)
             killed_at = len(_committed(store))
@@ -216,6 +217,11 @@ def test_live_page_follows_a_run_through_kill_resume_and_restart(
                 except subprocess.TimeoutExpired:
                     p.kill()
         store.close()
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _try_get(driver: Any, url: str) -> bool:

@@ -179,3 +179,49 @@ def test_cli_report_writes_html_and_refuses_bad_input(
         assert exc.value.code == 2, (args, err)
         assert needle in err, (needle, err)
         assert not (tmp_path / "x.html").exists()
+
+
+def test_the_report_and_the_live_view_name_their_extra(store, monkeypatch) -> None:
+    from test_extras import hide
+
+    from bruno_lab.errors import MissingExtraError
+    from bruno_lab.extras import install_hint
+    from reporting.build import build_report
+    from reporting.live.server import serve
+
+    hide(monkeypatch, "plotly")
+    with pytest.raises(MissingExtraError, match=re.escape(install_hint("report"))):
+        build_report(store, "W-syn")
+    with pytest.raises(MissingExtraError, match="the live view needs plotly"):
+        serve(store)
+
+
+def test_array_conductance_maps_plug_into_the_rram_section(store) -> None:
+    """A protocol named ``array_*`` that stores a 2-D conductance array (rows x columns of a
+    1T1R array, in S) gets a heat map in µS in the RRAM section."""
+    from datetime import UTC, datetime
+
+    from reporting.build import build_report
+
+    g = np.linspace(5e-6, 200e-6, 32).reshape(4, 8)
+    dev = store.ensure_device(
+        store.ensure_die(store.ensure_wafer("W-syn"), 0, 0, "0,0"), "9", "rram", {}
+    )
+    t = datetime.now(UTC)
+    mid = store.add_measurement(
+        run_id=1,
+        device_id=dev,
+        protocol="array_read",
+        parameters={},
+        instruments={},
+        started_at=t,
+        finished_at=t,
+        status="ok",
+        error=None,
+        scalars={},
+        arrays={"conductance_siemens": (g, "S"), "row": (np.arange(4), "")},
+        key="0,0/9/array_read/0",
+    )
+    rram = build_report(store, "W-syn").section("rram")
+    fig = next(b.figure for b in rram.blocks if b.id == f"rram-array-{mid}-conductance_siemens")
+    assert np.allclose(np.asarray(fig["data"][0]["z"]), g * 1e6)
