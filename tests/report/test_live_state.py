@@ -199,3 +199,35 @@ def test_app_serves_snapshot_and_events_to_several_viewers(store: Any) -> None:
             event = next(e for e in v if any(m["id"] == mid for m in e["measurements"]))
             assert [m["id"] for m in event["measurements"]] == [mid]  # only what is new
             assert event["t"] - committed < 3.0
+
+
+@pytest.mark.postgres
+def test_live_view_of_a_run_written_by_another_process_to_postgresql(postgres_url: str) -> None:
+    """Another "station" (a separate process) commits into PostgreSQL; the live view, which
+    shares nothing with it but the database, sees each commit and its failure reason."""
+    import subprocess
+    import sys
+
+    from reporting.live.state import LiveState
+
+    store = synthetic_store(postgres_url, protocols=("pv_loop",))
+    try:
+        state = LiveState(store)
+        assert state.poll() and len(state.measurements) == 8
+        store.set_run_status(1, "running")
+        tests = str(Path(__file__).parent)
+        code = (
+            f"import sys; sys.path.insert(0, {tests!r}); from bruno_lab.store import open_store;"
+            f"from test_live_state import _add; s = open_store({postgres_url!r});"
+            "print(_add(s, 1, (0, 2), ok=False)); s.close()"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+        )
+        mid = int(out.stdout.split()[-1])
+        assert state.poll()
+        new = state.delta(after_id=mid - 1)["measurements"]
+        assert [m["id"] for m in new] == [mid] and new[0]["error"].startswith("device: short")
+        assert state.snapshot()["run"]["status"] == "running"
+    finally:
+        store.close()
