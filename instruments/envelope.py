@@ -37,6 +37,10 @@ _FIELDS_DOC = {
     "pulse_threshold_v": "|v| above which a sample belongs to a pulse, V",
     "require_compliance_before_output": "SMU output on only after a compliance was set",
     "require_contact_for_output": "outputs on only while the prober reports contact",
+    "max_wordline_v": "array tester: largest |V| on a word line (gate), V (default max_voltage_v)",
+    "max_bitline_v": "array tester: largest |V| on a bit line, V (default max_voltage_v)",
+    "max_sourceline_v": "array tester: largest |V| on a source line, V (default max_voltage_v)",
+    "forbid_hot_switching": "switch matrix: no relay change while a source output is on",
 }
 
 
@@ -54,6 +58,15 @@ class Limits(StrictModel):
     pulse_threshold_v: float = Field(0.05, gt=0)
     require_compliance_before_output: bool = True
     require_contact_for_output: bool = True
+    max_wordline_v: float | None = Field(None, gt=0)
+    max_bitline_v: float | None = Field(None, gt=0)
+    max_sourceline_v: float | None = Field(None, gt=0)
+    forbid_hot_switching: bool = True
+
+    def line_limit_v(self, line: str) -> float:
+        """The |V| limit of an array line (``wordline``, ``bitline``, ``sourceline``)."""
+        value = getattr(self, f"max_{line}_v")
+        return self.max_voltage_v if value is None else min(value, self.max_voltage_v)
 
 
 class LimitsPatch(StrictModel):
@@ -70,6 +83,10 @@ class LimitsPatch(StrictModel):
     pulse_threshold_v: float | None = Field(None, gt=0)
     require_compliance_before_output: bool | None = None
     require_contact_for_output: bool | None = None
+    max_wordline_v: float | None = Field(None, gt=0)
+    max_bitline_v: float | None = Field(None, gt=0)
+    max_sourceline_v: float | None = Field(None, gt=0)
+    forbid_hot_switching: bool | None = None
 
 
 def _default_kinds() -> dict[str, LimitsPatch]:
@@ -78,6 +95,16 @@ def _default_kinds() -> dict[str, LimitsPatch]:
         "fecap": LimitsPatch(max_voltage_v=5.0, max_current_a=1e-2, max_ramp_rate_v_per_s=1e10),
         "rram": LimitsPatch(max_voltage_v=5.0, max_current_a=1e-3, max_ramp_rate_v_per_s=1e10),
         "felif": LimitsPatch(max_voltage_v=5.0, max_current_a=1e-3, max_ramp_rate_v_per_s=1e10),
+        # a 1T1R array: the gate limits every cell's current; forming pulses are 100 us at 4 V
+        "rram_array": LimitsPatch(
+            max_voltage_v=5.0,
+            max_current_a=2e-3,
+            max_pulse_energy_j=5e-6,
+            max_wordline_v=3.6,
+            max_bitline_v=4.5,
+            max_sourceline_v=2.5,
+            max_ramp_rate_v_per_s=1e10,
+        ),
     }
 
 
@@ -191,6 +218,8 @@ class SafetyGuard:
         self.envelope = envelope if envelope is not None else Envelope()
         self.device_kind = device_kind
         self.contact_probe = contact_probe
+        self.outputs_probe: Callable[[], list[str]] | None = None
+        """Names the source outputs that are (or may be) on; the bench sets it."""
 
     @property
     def limits(self) -> Limits:
@@ -223,6 +252,34 @@ class SafetyGuard:
         if not in_contact:
             state = "no prober on this bench" if in_contact is None else "chuck separated"
             self.refuse(instrument, setting, True, "require_contact_for_output", state)
+
+    def check_line(self, instrument: str, line: str, voltage_v: float) -> None:
+        """An array line's voltage (``line``: wordline, bitline or sourceline) within its limit."""
+        bound = self.limits.line_limit_v(line)
+        if not math.isfinite(voltage_v) or abs(voltage_v) > bound:
+            self.refuse(instrument, f"{line} voltage", voltage_v, f"max_{line}_v", bound)
+
+    def check_pulse(
+        self, instrument: str, setting: str, amplitude_v: float, width_s: float
+    ) -> None:
+        """One rectangular pulse: its width and its worst-case energy into ``pulse_load_ohm``."""
+        limits = self.limits
+        if not math.isfinite(width_s) or width_s > limits.max_pulse_width_s:
+            self.refuse(instrument, f"{setting} width", width_s, "max_pulse_width_s",
+                        limits.max_pulse_width_s)  # fmt: skip
+        energy_j = amplitude_v * amplitude_v * width_s / limits.pulse_load_ohm
+        if energy_j > limits.max_pulse_energy_j:
+            self.refuse(instrument, f"{setting} energy", energy_j, "max_pulse_energy_j",
+                        limits.max_pulse_energy_j)  # fmt: skip
+
+    def check_no_hot_switching(self, instrument: str, what: str) -> None:
+        """Refuse a relay change while a source output is (or may be) on."""
+        if not self.limits.forbid_hot_switching or self.outputs_probe is None:
+            return
+        live = self.outputs_probe()
+        if live:
+            self.refuse(instrument, what, f"outputs on: {', '.join(live)}",
+                        "forbid_hot_switching", True)  # fmt: skip
 
     def check_compliance_set(self, instrument: str, compliance_a: float | None) -> None:
         if self.limits.require_compliance_before_output and compliance_a is None:

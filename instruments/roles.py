@@ -12,11 +12,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-ROLES = ("smu", "awg", "scope", "prober", "clock")
+ROLES = ("smu", "awg", "scope", "prober", "clock", "array_tester", "switch_matrix")
 
 
 class SourceMeter(abc.ABC):
@@ -152,6 +152,89 @@ class ProbeStation(abc.ABC):
     @property
     @abc.abstractmethod
     def in_contact(self) -> bool: ...
+
+
+class ArrayTester(abc.ABC):
+    """An array tester (role ``array_tester``): drives the word, bit and source lines of the 1T1R
+    array under the probe card, reads cells, rows or the whole array, runs row write-verify
+    and forming on the instrument, and the analog matrix-vector product. Volts, amperes,
+    siemens, seconds; rows and columns count from 0."""
+
+    output_enabled: bool
+
+    @abc.abstractmethod
+    def array_size(self) -> tuple[int, int]:
+        """(rows, columns) of the array the probe card touches."""
+
+    @abc.abstractmethod
+    def configure_read(
+        self, read_v: float, gate_v: float, aperture_s: float, mode: str = "cell"
+    ) -> None:
+        """Read voltage (bit lines), gate (word line), conversion time, ``cell``/``row`` mode."""
+
+    @abc.abstractmethod
+    def read_cell(self, row: int, col: int) -> float:
+        """One cell's conductance, S."""
+
+    @abc.abstractmethod
+    def read_row(self, row: int) -> np.ndarray:
+        """A row's conductances (columns,), S."""
+
+    @abc.abstractmethod
+    def read_array(self) -> np.ndarray:
+        """Every cell (rows, columns), S."""
+
+    @abc.abstractmethod
+    def pulse(
+        self,
+        *,
+        row: int | None = None,
+        col: int | None = None,
+        wordline_v: float,
+        bitline_v: float,
+        sourceline_v: float,
+        width_s: float,
+        compliance_a: float,
+    ) -> np.ndarray:
+        """One pulse on a cell (row and col), a row (row) or a column (col); returns the current
+        through each selected cell at the end of the pulse, A."""
+
+    @abc.abstractmethod
+    def program_row(self, row: int, targets_siemens: np.ndarray, settings: Any) -> Any:
+        """Write-verify one row on the instrument (NaN target: leave the cell alone)."""
+
+    @abc.abstractmethod
+    def form_row(self, row: int, settings: Any) -> np.ndarray:
+        """Form a row's pristine cells; the forming amplitude per cell (NaN: not formed)."""
+
+    @abc.abstractmethod
+    def mvm(self, row_v: np.ndarray, gate_v: float) -> np.ndarray:
+        """Column currents (B, columns) for row voltages (B, rows), A."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Every line at 0 V, drivers released."""
+
+
+class SwitchMatrix(abc.ABC):
+    """A relay switch matrix (role ``switch_matrix``) between instrument rows and device columns
+    (the array's lines): close and open crosspoints; never while a source is on."""
+
+    @abc.abstractmethod
+    def close(self, channels: list[str]) -> None:
+        """Close crosspoints (e.g. ``["1A05", "1C12"]``), waiting until the relays settle."""
+
+    @abc.abstractmethod
+    def open(self, channels: list[str]) -> None:
+        """Open crosspoints."""
+
+    @abc.abstractmethod
+    def open_all(self) -> None:
+        """Open every crosspoint."""
+
+    @abc.abstractmethod
+    def closed(self) -> list[str]:
+        """The closed crosspoints."""
 
 
 class Clock(abc.ABC):

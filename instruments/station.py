@@ -108,6 +108,8 @@ class Wiring(StrictModel):
     felif_input_transconductance_a_per_v: float | None = Field(None, gt=0, le=1.0)
     awg_to_device: Literal["direct"] | None = None
     smu_to_device: Literal["direct"] | None = None
+    switch_matrix_buses: dict[Literal["smu", "awg", "ground", "gate"], str] | None = None
+    switch_matrix_gate_bias_v: float | None = Field(None, ge=0, le=5.0)
 
 
 class SiteEntry(StrictModel):
@@ -116,7 +118,7 @@ class SiteEntry(StrictModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     site: int | None = Field(None, ge=0, le=1_000_000)
-    kind: Literal["fecap", "rram", "felif"]
+    kind: Literal["fecap", "rram", "felif", "rram_array"]
     area_m2: float | None = Field(None, gt=0, lt=1.0)
     label: str = Field("", max_length=128)
 
@@ -131,7 +133,7 @@ class WaferSection(StrictModel):
     dies: list[list[int | str]] | None = Field(None, max_length=MAX_DIES)
     n_cols: int | None = Field(None, ge=1, le=1000)
     n_rows: int | None = Field(None, ge=1, le=1000)
-    sites: list[SiteEntry | Literal["fecap", "rram", "felif"]] = Field(
+    sites: list[SiteEntry | Literal["fecap", "rram", "felif", "rram_array"]] = Field(
         default_factory=list, max_length=100_000
     )
 
@@ -235,6 +237,8 @@ class Bench:
     scope: Any = None
     prober: Any = None
     clock: Any = None
+    array_tester: Any = None
+    switch_matrix: Any = None
     guard: SafetyGuard = field(default_factory=SafetyGuard)
     wiring: dict[str, Any] = field(default_factory=dict)
     wafer: dict[str, Any] = field(default_factory=dict)
@@ -247,6 +251,23 @@ class Bench:
         if self.prober is not None:
             self.guard.contact_probe = lambda: bool(self.prober.in_contact)
             self._wire_prober()
+        self.guard.outputs_probe = self.live_outputs
+
+    def live_outputs(self) -> list[str]:
+        """The sources whose output is on or not known to be off (a switch matrix refuses to
+        change a relay while this is not empty); asks an instrument only when its driver does
+        not know."""
+        live = []
+        for role in ("smu", "awg", "array_tester"):
+            source = getattr(self, role)
+            if source is None:
+                continue
+            known = getattr(source, "_output_on", None)
+            if known is None:
+                known = bool(source.output_enabled)
+            if known:
+                live.append(role)
+        return live
 
     def _wire_prober(self) -> None:
         self.prober.before_move.append(self.make_sources_safe)
@@ -293,8 +314,9 @@ class Bench:
             log.info("prober at %s: device kind %s", die, self.guard.device_kind)
 
     def make_sources_safe(self) -> None:
-        """SMU to 0 V and output off, AWG output off (skipped where known to be off)."""
-        for source in (self.smu, self.awg):
+        """SMU to 0 V and output off, AWG output off, array tester lines released (each
+        skipped where known to be off)."""
+        for source in (self.smu, self.awg, self.array_tester):
             if source is not None:
                 source.ensure_safe()
 
@@ -309,6 +331,16 @@ class Bench:
         steps = [
             ("smu", lambda: self.smu.shutdown(), lambda: not self.smu.output_enabled),
             ("awg", lambda: self.awg.shutdown(), lambda: not self.awg.output_enabled),
+            (
+                "array_tester",
+                lambda: self.array_tester.shutdown(),
+                lambda: not self.array_tester.output_enabled,
+            ),
+            (
+                "switch_matrix",
+                lambda: self.switch_matrix.open_all(),
+                lambda: not self.switch_matrix.closed(),
+            ),
             (
                 "prober",
                 lambda: self.prober.command("MoveChuckSeparation"),

@@ -315,6 +315,15 @@ def rram_relax(
     is a longer ``elapsed_s``); stuck and pristine cells do not move."""
     decades = math.log10(1.0 + elapsed_s / float(params.relax_t0_s.reshape(-1)[0]))
     eps = _randn(state.gap_m, generator)
+    return rram_relax_by(state, params, torch.full_like(state.gap_m, decades), eps)
+
+
+def rram_relax_by(state: RramState, params: RramParams, decades: Tensor, eps: Tensor) -> RramState:
+    """The relaxation step of :func:`rram_relax` with per-device ``decades`` of log time and
+    deviates ``eps`` given: ``dg = (mu + sigma*eps)*decades``. An array simulation that keeps
+    each cell's time since programming and one deviate per programming event applies the
+    increments of ``log10(1 + t/t0)`` through it, so the drift depends on the time since
+    programming, not on how often the cell was looked at."""
     dg = (params.relax_mu_m + params.relax_sigma_m * eps) * decades
     ok = state.formed & (state.stuck == 0)
     gap = torch.where(ok, (state.gap_m + dg).clamp(params.gap_min_m, params.gap_max_m), state.gap_m)

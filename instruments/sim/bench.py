@@ -43,7 +43,16 @@ class Wiring:
             "awg_to_device": "direct",
             "smu_to_device": "direct",
             "felif_input_transconductance_a_per_v": self.felif_input_transconductance_a_per_v,
+            # the switch matrix's buses and gate supply (instruments.sim.switch_matrix)
+            "switch_matrix_buses": {"smu": "A", "awg": "B", "ground": "C", "gate": "D"},
+            "switch_matrix_gate_bias_v": _matrix_gate_bias_v(),
         }
+
+
+def _matrix_gate_bias_v() -> float:
+    from instruments.sim.switch_matrix import DEFAULT_GATE_BIAS_V
+
+    return DEFAULT_GATE_BIAS_V
 
 
 @dataclass
@@ -86,16 +95,25 @@ class VirtualBench:
         self.awg: Any = None
         self.scope: Any = None
         self.prober: Any = None
+        self.switch_matrix: Any = None
         self.bursts: list[BurstRecord] = []
 
     # ----- connection ---------------------------------------------------------------------------
 
-    def device_under_needles(self) -> SimDevice | None:
-        """The device the needles touch, or None when separated or no die is selected."""
+    def device_under_needles(self, source: str | None = None) -> SimDevice | None:
+        """The device the needles touch, or None when separated or no die is selected. On an
+        array site, ``source`` (``smu``/``awg``) reaches the cell the switch matrix routes it
+        to (``instruments.sim.switch_matrix``), if any."""
         state = self.prober.state
         if not state.contact or state.die_index is None or state.site is None:
             return None  # needles up, off the map, or down between pads
         col, row = self.wafer.dies[state.die_index]
+        if self.wafer.truth.sites[state.site].kind == "rram_array":
+            matrix = getattr(self, "switch_matrix", None)
+            if matrix is None or source is None:
+                return None
+            crossbar = self.wafer.array(col, row, state.site)
+            return matrix.device_for(crossbar, source, (col, row, state.site))
         return self.wafer.device(col, row, state.site)
 
     def smu_changed(self) -> None:
@@ -132,7 +150,7 @@ class VirtualBench:
         then integrated over NPLC line cycles; advances virtual time by both."""
         self.clock.advance_s(settle_s)
         duration_s = nplc / LINE_FREQUENCY_HZ
-        device = self.device_under_needles()
+        device = self.device_under_needles("smu")
         if self.faults.device_fault("smu", FaultKind.COMPLIANCE):
             self.clock.advance_s(duration_s)
             return (limit_a if voltage_v >= 0 else -limit_a), True
@@ -167,7 +185,7 @@ class VirtualBench:
         t_end_s = duration_s if grid_s is None else max(duration_s, float(grid_s[-1]))
         t_start_s = 0.0 if grid_s is None else min(0.0, float(grid_s[0]))
         time_s, voltage_v = _sim_grid(samples_v, dt_s, idle_v, t_start_s, t_end_s, grid_s)
-        device = self.device_under_needles()
+        device = self.device_under_needles("awg")
         record = BurstRecord(
             device=None,
             kind=None,

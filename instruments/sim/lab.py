@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from instruments.sim.array_tester import ArrayTesterServer
 from instruments.sim.bench import BurstRecord, VirtualBench, Wiring
 from instruments.sim.clock import ClockServer, VirtualClock
 from instruments.sim.faults import FaultConfig, FaultInjector
@@ -23,18 +24,21 @@ from instruments.sim.infiniivision import InfiniiVisionServer
 from instruments.sim.keithley2450 import Keithley2450Server
 from instruments.sim.keysight33500b import Keysight33500BServer
 from instruments.sim.server import CommandRecord, LineServer
+from instruments.sim.switch_matrix import SwitchMatrixServer
 from instruments.sim.velox import VeloxServer
 from instruments.sim.wafer import DeviceTruth, SimDevice, Truth, Wafer
 
 log = logging.getLogger(__name__)
 
-ROLES = ("smu", "awg", "scope", "prober", "clock")
+ROLES = ("smu", "awg", "scope", "prober", "clock", "array_tester", "switch_matrix")
 MODELS = {
     "smu": "keithley2450",
     "awg": "keysight33500b",
     "scope": "infiniivision",
     "prober": "velox",
     "clock": "sim-clock",
+    "array_tester": "array-tester",
+    "switch_matrix": "keithley707b",
 }
 
 
@@ -62,7 +66,10 @@ class SimLab:
             "scope": InfiniiVisionServer(self.bench, *common),
             "prober": VeloxServer(self.bench, *common),
             "clock": ClockServer(self.clock, *common),
+            "array_tester": ArrayTesterServer(self.bench, *common),
+            "switch_matrix": SwitchMatrixServer(self.bench, *common),
         }
+        self.bench.switch_matrix = self.servers["switch_matrix"]
         self.bench.smu = self.servers["smu"]
         self.bench.awg = self.servers["awg"]
         self.bench.scope = self.servers["scope"]

@@ -85,6 +85,8 @@ def dc_current_a(
     if device.truth.kind == "rram":
         from bruno_lab.devices import rram
 
+        # a 1T1R cell reached through a switch matrix: its transistor limits the current too
+        limit_a = min(limit_a, device.extra.get("current_limit_a", limit_a))
         state = _rram_state(device)
         generator = _generator(seed)
         params = params_for(device)
@@ -142,7 +144,7 @@ def transient(device: SimDevice, record: Any, wiring: Any, seed: int, now_s: flo
             torch.as_tensor(seg_s, dtype=DTYPE),
             state,
             params_for(device),
-            None,
+            device.extra.get("current_limit_a"),  # a 1T1R cell's transistor; else no limit
             _generator(seed),
         )
         seg_i = current.reshape(-1).numpy()

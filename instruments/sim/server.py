@@ -123,7 +123,8 @@ class BlockParser:
         rest_end = buf.find(b"\n", block_end)
         if rest_end < 0:
             return None
-        head = _decode(bytes(buf[:hash_at]))
+        # keep the space before the block: it separates a header from its first data element
+        head = bytes(buf[:hash_at]).decode("latin-1").lstrip()
         tail = _decode(bytes(buf[block_end:rest_end]))  # e.g. ';*OPC?' after the block
         del buf[: rest_end + 1]
         return f"{head}#<{length} bytes>{tail}", block

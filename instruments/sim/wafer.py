@@ -25,7 +25,9 @@ DEFAULT_TRUTH_PATH = Path(__file__).with_name("truth_default.yaml")
 MIN_DIE_UM = 100.0
 MAX_DIES = 100_000
 MAX_SITES = 10_000
-KindName = Literal["fecap", "felif", "rram"]
+KindName = Literal["fecap", "felif", "rram", "rram_array"]
+"""``rram_array``: a 1T1R crossbar (``Site.array``) whose cells follow ``populations.rram``."""
+PopulationKind = Literal["fecap", "felif", "rram"]
 DefectName = Literal["short", "open", "stuck_lrs", "stuck_hrs"]
 
 
@@ -69,6 +71,47 @@ class WaferGeometry(_Strict):
         return self
 
 
+class Gradient(_Strict):
+    """A linear spatial trend of one parameter: relative change per row and per column of an
+    array, counted from the array's centre (theta *= 1 + row_rel*(r - r_c) + col_rel*(c - c_c))."""
+
+    row_rel: float = Field(0.0, ge=-0.1, le=0.1)
+    col_rel: float = Field(0.0, ge=-0.1, le=0.1)
+
+
+class DieGradient(_Strict):
+    """A linear trend across the wafer: relative change per mm of die position (x right, y up)."""
+
+    x_rel_per_mm: float = Field(0.0, ge=-0.1, le=0.1)
+    y_rel_per_mm: float = Field(0.0, ge=-0.1, le=0.1)
+
+
+class ArraySpec(_Strict):
+    """A 1T1R crossbar: rows (word and source lines) x columns (bit lines) of cells.
+
+    Each cell's RRAM parameters are drawn from ``populations.rram`` (per-cell spread), times the
+    spatially correlated factors here (die offset, wafer trend, row/column trends); the access
+    transistors from ``transistor``. Line resistances give IR drop; stuck cells are drawn per
+    cell. Semantics: docs/sim-truth.md, physics: ``bruno_lab.devices.one_t_one_r``."""
+
+    rows: int = Field(ge=1, le=1024)
+    cols: int = Field(ge=1, le=1024)
+    pitch_um: float = Field(0.5, gt=0.0)
+    bit_line_ohm_per_cell: float = Field(0.5, ge=0.0, le=1e3)
+    source_line_ohm_per_cell: float = Field(0.5, ge=0.0, le=1e3)
+    transistor: dict[str, Distribution] = Field(default_factory=dict)
+    gradients: dict[str, Gradient] = Field(default_factory=dict)
+    die_sigma_rel: dict[str, float] = Field(default_factory=dict)
+    die_gradients: dict[str, DieGradient] = Field(default_factory=dict)
+    stuck_lrs_rate: float = Field(0.0, ge=0.0, le=1.0)
+    stuck_hrs_rate: float = Field(0.0, ge=0.0, le=1.0)
+    sense_noise_a: float = Field(5e-9, ge=0.0, description="column sense-amplifier noise, A rms")
+
+    @property
+    def n_cells(self) -> int:
+        return self.rows * self.cols
+
+
 class Site(_Strict):
     """One device position inside a die (the prober's sub-die site index counts from 0)."""
 
@@ -77,6 +120,13 @@ class Site(_Strict):
     x_um: float = 0.0
     y_um: float = 0.0
     label: str = ""
+    array: ArraySpec | None = None
+
+    @model_validator(mode="after")
+    def _array_iff_kind(self) -> Site:
+        if (self.kind == "rram_array") != (self.array is not None):
+            raise ValueError("`array` is required for kind rram_array sites and only for them")
+        return self
 
 
 class Population(_Strict):
@@ -100,7 +150,7 @@ class Truth(_Strict):
     name: str = Field(min_length=1, max_length=128)
     wafer: WaferGeometry
     sites: list[Site] = Field(min_length=1, max_length=MAX_SITES)
-    populations: dict[KindName, Population]
+    populations: dict[PopulationKind, Population]
     defects: Defects = Defects()
     short_resistance_ohm: float = Field(10.0, gt=0.0)
 
@@ -121,7 +171,8 @@ class Truth(_Strict):
             truth = cls.model_validate(source)
         except ValidationError as exc:
             raise PlanError(f"{where}: invalid truth file: {_first_errors(exc)}") from None
-        missing = {site.kind for site in truth.sites} - set(truth.populations)
+        needed = {"rram" if site.kind == "rram_array" else site.kind for site in truth.sites}
+        missing = needed - set(truth.populations)
         if missing:
             raise PlanError(f"{where}: populations: no entry for kinds {sorted(missing)}")
         _check_parameters(truth, where)
@@ -191,6 +242,7 @@ class Wafer:
             raise PlanError("truth wafer: no die fits inside the usable wafer area")
         self._index = {die: i for i, die in enumerate(self.dies)}
         self._devices: dict[tuple[int, int, int], SimDevice] = {}
+        self._arrays: dict[tuple[int, int, int], Any] = {}
         self.n_cols = max(c for c, _ in self.dies) + 1
         self.n_rows = max(r for _, r in self.dies) + 1
 
@@ -219,6 +271,20 @@ class Wafer:
             self._devices[key] = SimDevice(truth=self._draw(col, row, site))
         return self._devices[key]
 
+    def array(self, col: int, row: int, site: int) -> Any:
+        """The crossbar (``instruments.sim.crossbar.Crossbar``) at a die's ``rram_array`` site,
+        drawn on first use; ``KeyError`` for a site that holds no array."""
+        if (col, row) not in self._index:
+            raise KeyError(f"die ({col}, {row}) is not on the wafer map")
+        if not 0 <= site < self.n_sites or self.truth.sites[site].array is None:
+            raise KeyError(f"site {site} holds no rram_array")
+        key = (col, row, site)
+        if key not in self._arrays:
+            from instruments.sim.crossbar import Crossbar
+
+            self._arrays[key] = Crossbar.draw(self, col, row, site)
+        return self._arrays[key]
+
     def _draw(self, col: int, row: int, site: int) -> DeviceTruth:
         spec = self.truth.sites[site]
         population = self.truth.populations[spec.kind]
@@ -243,6 +309,11 @@ class Wafer:
             "dies": [[c, r] for c, r in self.dies],
             "sites": [
                 {"site": i, "kind": s.kind, "area_m2": s.area_m2, "label": s.label}
+                | (
+                    {"geometry": {"rows": float(s.array.rows), "cols": float(s.array.cols)}}
+                    if s.array is not None
+                    else {}
+                )
                 for i, s in enumerate(self.truth.sites)
             ],
         }

@@ -27,8 +27,11 @@ def bench(sim_station):
 
 
 def test_bench_opens_every_role_with_its_identity(bench):
-    assert set(bench.instruments()) == {"smu", "awg", "scope", "prober", "clock"}
+    assert set(bench.instruments()) == {
+        "smu", "awg", "scope", "prober", "clock", "array_tester", "switch_matrix",
+    }  # fmt: skip
     assert "MODEL 2450" in bench.smu.idn and "33522B" in bench.awg.idn
+    assert "AT-1T1R" in bench.array_tester.idn and "707B" in bench.switch_matrix.idn
     assert "DSOX3024T" in bench.scope.idn and "Velox" in bench.prober.idn
 
 
