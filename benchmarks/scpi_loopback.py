@@ -9,10 +9,11 @@ record read back as a binary block. Median of ``--repeats`` after one warm-up.
 ``--baseline-tree DIR`` compares with another checkout (e.g. ``git worktree add /tmp/base
 <commit>``): each round runs this script once against DIR and once against this tree, in
 subprocesses one after the other (PYTHONPATH picks the tree), and prints both medians over
-``--rounds`` with their ratio, so the machine's load drifts over both alike.
+``--rounds`` with their ratio, and the median of each round's ratio (the two runs of a round
+are back to back, in ABBA order, so the machine's load drifts over both alike).
 
     .venv/bin/python benchmarks/scpi_loopback.py [--sizes 1000,10000,100000] [--repeats 5] [--json]
-    .venv/bin/python benchmarks/scpi_loopback.py --baseline-tree /tmp/base --rounds 5
+    .venv/bin/python benchmarks/scpi_loopback.py --baseline-tree /tmp/base --rounds 12 --cpu 1
 """
 
 from __future__ import annotations
@@ -126,26 +127,33 @@ def run(sizes: list[int], repeats: int, n_queries: int) -> dict:
     }
 
 
-def compare(baseline: Path, sizes: str, repeats: int, queries: int, rounds: int) -> dict:
+def compare(
+    baseline: Path, sizes: str, repeats: int, queries: int, rounds: int, cpu: int | None = None
+) -> dict:
     """Round trips of ``baseline`` and of this tree, alternating, ``rounds`` times each."""
     here = Path(__file__).resolve().parents[1]
     results: dict[str, list[float]] = {"baseline": [], "current": []}
     handle_us: dict[str, list[float]] = {"baseline": [], "current": []}
-    for _ in range(rounds):
-        for name, tree in (("baseline", baseline.resolve()), ("current", here)):
+    trees = [("baseline", baseline.resolve()), ("current", here)]
+    for round_index in range(rounds):
+        order = trees if round_index % 2 == 0 else trees[::-1]  # ABBA: no order bias
+        for name, tree in order:
             env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
             command = [sys.executable, __file__, "--json", "--sizes", sizes]
             command += ["--repeats", str(repeats), "--queries", str(queries)]
+            command += [] if cpu is None else ["--cpu", str(cpu)]
             out = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True,
                                  check=True)  # fmt: skip
             row = json.loads(out.stdout)
             results[name].append(row["round_trips_per_s"])
             handle_us[name].append(row["server_handle_us"])
     base, current = statistics.median(results["baseline"]), statistics.median(results["current"])
+    paired = [c / b for b, c in zip(results["baseline"], results["current"], strict=True)]
     handle = {name: statistics.median(values) for name, values in handle_us.items()}
     return {"baseline_tree": str(baseline), "rounds": rounds, "samples": results,
             "baseline_round_trips_per_s": base, "current_round_trips_per_s": current,
-            "ratio": current / base, "best_ratio": max(results["current"]) / max(
+            "ratio": current / base, "paired_ratio": statistics.median(paired),
+            "paired_ratios": paired, "best_ratio": max(results["current"]) / max(
                 results["baseline"]), "server_handle_us": handle,
             "server_handle_samples_us": handle_us, "loadavg": os.getloadavg()}  # fmt: skip
 
@@ -158,9 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--baseline-tree", type=Path, help="another checkout to compare with")
     parser.add_argument("--rounds", type=int, default=3, help="alternations with the baseline")
+    parser.add_argument("--cpu", type=int, help="pin to this CPU (client and servers share it)")
     args = parser.parse_args(argv)
+    if args.cpu is not None:  # a cross-core wake-up per round trip is the noisiest part
+        os.sched_setaffinity(0, {args.cpu})
     if args.baseline_tree is not None:
-        pair = compare(args.baseline_tree, args.sizes, args.repeats, args.queries, args.rounds)
+        pair = compare(
+            args.baseline_tree, args.sizes, args.repeats, args.queries, args.rounds, args.cpu
+        )
         if args.json:
             print(json.dumps(pair, indent=2))
             return 0
@@ -173,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             handle = pair["server_handle_us"][name]
             print(f"{name:>10} {pair[name + '_round_trips_per_s']:>14.0f} {best:>8.0f} "
                   f"{handle:>16.2f}  {samples}")  # fmt: skip
-        print(f"ratio current/baseline: median {pair['ratio']:.3f}, best {pair['best_ratio']:.3f}")
+        print(
+            f"ratio current/baseline: of medians {pair['ratio']:.3f}, median of the rounds' "
+            f"pairs {pair['paired_ratio']:.3f}, of bests {pair['best_ratio']:.3f}"
+        )
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     result = run(sizes, args.repeats, args.queries)
