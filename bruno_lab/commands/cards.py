@@ -146,6 +146,9 @@ def export(
     from bruno_lab.store import open_store_for_cli
 
     if out is not None:
+        from bruno_lab.safeio import check_output_path
+
+        check_output_path(out, "--out", suffixes=(".json", ".yaml", ".yml"))
         fmt = "yaml" if out.suffix.lower() in {".yaml", ".yml"} else "json"
     if fmt not in {"json", "yaml"}:
         raise BadInputError(f"--format: {fmt!r} is not json or yaml")

@@ -104,9 +104,11 @@ def export(
 ) -> None:
     """Export one run (measurements, scalars and arrays, with units) to a Parquet file."""
     from bruno_lab.cli import emit_json
+    from bruno_lab.safeio import check_output_path
     from bruno_lab.store import open_store_for_cli
     from bruno_lab.store.queries import export_run_parquet
 
+    check_output_path(out, "--out", suffixes=(".parquet", ".pq"))
     store = open_store_for_cli(db)
     try:
         path = export_run_parquet(store, run_id, out)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from bruno_lab.extras import require_extra
+from bruno_lab.limits import MAX_CYCLES, MAX_DOMAINS, MAX_N_MICRO, finite
 
 device_app = typer.Typer(
     name="device", no_args_is_help=True, help="Device models (FeLIF, FeCap, RRAM) without a lab."
@@ -77,7 +78,9 @@ def simulate(
     ] = None,
     duration: Annotated[str, typer.Option("--duration", help="FeLIF run length.")] = "20 ms",
     dt: Annotated[str, typer.Option("--dt", help="FeLIF network step.")] = "1 ms",
-    n_micro: Annotated[int, typer.Option("--n-micro", min=1, help="Micro-steps per step.")] = 1000,
+    n_micro: Annotated[
+        int, typer.Option("--n-micro", min=1, max=MAX_N_MICRO, help="Micro-steps per step.")
+    ] = 1000,
     amplitude: Annotated[
         str, typer.Option("--amplitude", help="FeCap loop/PUND amplitude.")
     ] = "3 V",
@@ -85,44 +88,65 @@ def simulate(
     pund_width: Annotated[
         str, typer.Option("--pund-width", help="FeCap PUND pulse width.")
     ] = "1 us",
-    domains: Annotated[int, typer.Option("--domains", min=1, help="FeCap domains K.")] = 16,
+    domains: Annotated[
+        int, typer.Option("--domains", min=1, max=MAX_DOMAINS, help="FeCap domains K.")
+    ] = 16,
     v_set_max: Annotated[str, typer.Option("--v-set-max", help="RRAM sweep top.")] = "1.5 V",
     v_reset_max: Annotated[
         str, typer.Option("--v-reset-max", help="RRAM sweep bottom.")
     ] = "-1.5 V",
     step: Annotated[str, typer.Option("--step", help="RRAM sweep step.")] = "10 mV",
-    rate: Annotated[float, typer.Option("--rate-v-s", help="RRAM sweep rate, V/s.")] = 1.0,
+    rate: Annotated[
+        float,
+        typer.Option(
+            "--rate-v-s", help="RRAM sweep rate, V/s.", callback=finite(0, 1e9, lo_open=True)
+        ),
+    ] = 1.0,
     compliance: Annotated[
         str, typer.Option("--compliance", help="RRAM SET compliance.")
     ] = "100 uA",
-    cycles: Annotated[int, typer.Option("--cycles", min=1, help="RRAM I-V cycles.")] = 1,
+    cycles: Annotated[
+        int, typer.Option("--cycles", min=1, max=MAX_CYCLES, help="RRAM I-V cycles.")
+    ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="RRAM random seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Draw the result to a PNG.")] = None,
 ) -> None:
     """Simulate one device and report spike times (felif), loop and PUND (fecap) or I-V (rram)."""
     from bruno_lab.devices import scenarios
+    from bruno_lab.errors import BadInputError
+    from bruno_lab.limits import check_points
 
     q = _q
+    if plot is not None:
+        from bruno_lab.safeio import check_output_path
+
+        check_output_path(plot, "--plot", suffixes=(".png",))
     params = _params(kind, param or [])
     if kind == "felif":
+        duration_s, dt_s = q(duration, "s", where="--duration"), q(dt, "s", where="--dt")
+        if not (duration_s > 0 and dt_s > 0):
+            raise BadInputError("--duration and --dt must be > 0")
+        check_points(duration_s / dt_s * n_micro, "--duration/--dt/--n-micro", "the run")
         result = scenarios.felif_scenario(
-            params,
-            _segments(current or ["10 nA"]),
-            q(duration, "s", where="--duration"),
-            q(dt, "s", where="--dt"),
-            n_micro,
+            params, _segments(current or ["10 nA"]), duration_s, dt_s, n_micro
         )
         summary = f"felif: {result['n_spikes']} spikes in {result['duration_s']:g} s; first at " + (
             f"{result['spike_times_s'][0] * 1e3:.3f} ms" if result["spike_times_s"] else "none"
         )
     elif kind == "fecap":
-        result = scenarios.fecap_scenario(
-            params,
+        amplitude_v, frequency_hz = (
             q(amplitude, "V", where="--amplitude"),
             q(frequency, "Hz", where="--frequency"),
-            q(pund_width, "s", where="--pund-width"),
-            n_domains=domains,
+        )
+        width_s = q(pund_width, "s", where="--pund-width")
+        if not (0 < abs(amplitude_v) <= 100 and 0 < frequency_hz <= 1e9 and 0 < width_s <= 1):
+            raise BadInputError(
+                "--amplitude must be within (0, 100] V, --frequency within (0, 1 GHz], "
+                "--pund-width within (0, 1 s]"
+            )
+        result = scenarios.fecap_scenario(
+            params, amplitude_v, frequency_hz, width_s, n_domains=domains
         )
         lp, sw = result["loop"], result["pund"]["switched_polarization_c_m2"]
         summary = (
@@ -131,11 +155,19 @@ def simulate(
             f"imprint {lp['imprint_v']:.3f} V; PUND switched P {sw:.4f} C/m²"
         )
     else:
-        result = scenarios.rram_scenario(
-            params,
+        v_set, v_reset = (
             q(v_set_max, "V", where="--v-set-max"),
             q(v_reset_max, "V", where="--v-reset-max"),
-            q(step, "V", where="--step"),
+        )
+        step_v = q(step, "V", where="--step")
+        if not (abs(v_set) <= 100 and abs(v_reset) <= 100 and step_v > 0):
+            raise BadInputError("--v-set-max/--v-reset-max within ±100 V, --step > 0")
+        check_points(2 * (abs(v_set) + abs(v_reset)) / step_v * cycles, "--step", "the sweep")
+        result = scenarios.rram_scenario(
+            params,
+            v_set,
+            v_reset,
+            step_v,
             rate,
             q(compliance, "A", where="--compliance"),
             cycles,

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from bruno_lab.limits import finite
+
 
 def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
@@ -27,11 +29,16 @@ def evaluate(
         str | None, typer.Option("--die", help='Die it was deployed on: label or "col,row".')
     ] = None,
     passes: Annotated[
-        int, typer.Option("--passes", min=1, help="Independent reads of the whole array.")
+        int,
+        typer.Option("--passes", min=1, max=10_000, help="Independent reads of the whole array."),
     ] = 1,
     wait_s: Annotated[
         float,
-        typer.Option("--wait-s", min=0.0, help="Wait this long on the bench clock before reading."),
+        typer.Option(
+            "--wait-s",
+            help="Wait this long on the bench clock before reading.",
+            callback=finite(0, 1e12),
+        ),
     ] = 0.0,
     data: Annotated[Path | None, typer.Option("--data", help="Braille pickle.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,

@@ -13,6 +13,30 @@ def register(app: typer.Typer) -> None:
     app.command("fit")(fit)
 
 
+def _check_scheduler(address: str) -> None:
+    """Refuse a scheduler address that is malformed or does not answer, before any work
+    (a Dask client would wait 30 s and then fail with a traceback)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from bruno_lab.errors import BadInputError
+
+    scheme, host, port = "", None, None
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+    except ValueError:
+        pass
+    if scheme not in ("tcp", "tls") or not host or not port:
+        raise BadInputError(f"--scheduler {address!r}: give tcp://host:port (a Dask scheduler)")
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise BadInputError(
+            f"--scheduler {address}: no Dask scheduler answers there ({exc.strerror or exc})"
+        ) from None
+
+
 def fit(
     wafer: Annotated[
         str | None, typer.Option("--wafer", help="Wafer name as stored by `run`.")
@@ -33,11 +57,19 @@ def fit(
         typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786) for the fits."),
     ] = None,
     chunk_size: Annotated[
-        int, typer.Option("--chunk-size", min=1, help="Devices per fit task (per Dask task).")
+        int,
+        typer.Option(
+            "--chunk-size", min=1, max=1_000_000, help="Devices per fit task (per Dask task)."
+        ),
     ] = 256,
     n_domains: Annotated[
         int,
-        typer.Option("--n-domains", min=1, help="FeCap domains in the fitted multi-domain model."),
+        typer.Option(
+            "--n-domains",
+            min=1,
+            max=4096,
+            help="FeCap domains in the fitted multi-domain model.",
+        ),
     ] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
@@ -63,6 +95,8 @@ def fit(
     from calibration.data import load_scope
     from calibration.pipeline import calibrate
 
+    if scheduler is not None:
+        _check_scheduler(scheduler)
     store = open_store_for_cli(db)
     results = []
     try:

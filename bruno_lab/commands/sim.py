@@ -38,6 +38,9 @@ def serve(
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from bruno_lab.safeio import check_output_path
+
+    check_output_path(station_out, "--station-out", suffixes=(".yaml", ".yml"))
     lab = SimLab.start(truth=truth, seed=seed, faults=faults)
     try:
         lab.write_station(station_out)

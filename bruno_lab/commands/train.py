@@ -7,6 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
+from bruno_lab.limits import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_HIDDEN,
+    MAX_N_MICRO,
+    MAX_THREADS,
+    finite,
+)
+
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
@@ -60,17 +69,30 @@ def train(
         typer.Option("--card", help="Model card id or .json/.yaml file; repeat for rram+felif."),
     ] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Braille pickle.")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=0)] = 10,
+    epochs: Annotated[int, typer.Option("--epochs", min=0, max=MAX_EPOCHS)] = 10,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    hidden: Annotated[int | None, typer.Option("--hidden", min=1, help="Hidden units.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Adamax learning rate.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    hidden: Annotated[
+        int | None, typer.Option("--hidden", min=1, max=MAX_HIDDEN, help="Hidden units.")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Adamax learning rate.", callback=finite(0, 10, lo_open=True)),
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=MAX_BATCH)] = None,
     max_batches: Annotated[int | None, typer.Option("--max-batches", min=1)] = None,
     n_micro: Annotated[
-        int, typer.Option("--n-micro", min=1, help="Micro-steps per 1 ms network step.")
+        int,
+        typer.Option(
+            "--n-micro", min=1, max=MAX_N_MICRO, help="Micro-steps per 1 ms network step."
+        ),
     ] = 1000,
     input_scale_a: Annotated[
-        float, typer.Option("--input-scale-a", help="Amperes per network unit into FeLIF.")
+        float,
+        typer.Option(
+            "--input-scale-a",
+            help="Amperes per network unit into FeLIF.",
+            callback=finite(0, 1.0, lo_open=True),
+        ),
     ] = 1e-8,
     coarse_gradient: Annotated[
         str,
@@ -87,7 +109,12 @@ def train(
         ),
     ] = "straight-through",
     relax_time_s: Annotated[
-        float, typer.Option("--relax-time-s", help="Device mode: read this long after programming.")
+        float,
+        typer.Option(
+            "--relax-time-s",
+            help="Device mode: read this long after programming.",
+            callback=finite(0, 1e12),
+        ),
     ] = 0.0,
     max_sequences: Annotated[
         int | None, typer.Option("--max-sequences", min=3, help="Chorales: use only this many.")
@@ -109,7 +136,9 @@ def train(
     map_out: Annotated[
         Path | None, typer.Option("--programming-map", help="Write the programming map (device).")
     ] = None,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="torch threads.")] = 1,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, max=MAX_THREADS, help="torch threads.")
+    ] = 1,
     db: Annotated[str | None, typer.Option("--db", help="Database for --card ID.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
@@ -146,6 +175,13 @@ def train(
 
     if coarse_clip not in COARSE_CLIPS:
         raise BadInputError(f"--coarse-clip {coarse_clip!r}: allowed {', '.join(COARSE_CLIPS)}")
+    from bruno_lab.safeio import check_output_path
+
+    # every output path is checked before any work (an existing directory, a bad parent)
+    for option, path in (("--out", out), ("--nir", nir_out), ("--programming-map", map_out),
+                         ("--checkpoint", checkpoint)):  # fmt: skip
+        if path is not None:
+            check_output_path(path, option)
     if resume and checkpoint is None:
         raise BadInputError("--resume needs --checkpoint PATH")
     torch.set_num_threads(threads)
