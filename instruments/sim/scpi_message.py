@@ -124,7 +124,10 @@ def _plain_unit(piece: str) -> Unit:
     rest = rest.strip(_WHITE)
     if not rest:
         return Unit(header, [])
-    data: list[Element] = [element.strip(_WHITE) for element in rest.split(",")]
+    if " " in rest or "\t" in rest:
+        data: list[Element] = [element.strip(_WHITE) for element in rest.split(",")]
+    else:
+        data = rest.split(",")  # type: ignore[assignment]
     if "" in data:
         raise CommandError(-103, "Invalid separator")
     return Unit(header, data)
