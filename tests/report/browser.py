@@ -43,6 +43,8 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    # explicit binary and driver paths: Selenium Manager is never asked; offline if it were
+    os.environ.setdefault("SE_OFFLINE", "true")
     profile = tempfile.mkdtemp(prefix="bruno-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
