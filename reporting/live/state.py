@@ -38,7 +38,16 @@ PREFERRED_SCALARS = (
     "rram_program_verify:n_success",
 )
 RATE_WINDOW = 20  # recent commits that set the ETA's pace
-STALL_MIN_S = 30.0
+STALL_MIN_S = 30.0  # without a lease heartbeat: no commit for this long (or 10 gaps) is stalled
+STALL_HEARTBEATS = 3  # with one: this many missed heartbeats are stalled
+
+
+def _heartbeat_s() -> float:
+    """The runner's lease heartbeat period (``protocols.lease``)."""
+    from protocols.lease import HEARTBEAT_S
+
+    return float(HEARTBEAT_S)
+
 
 # protocol -> (x array, [y arrays], x log, y log, mode); y "abs:" plots |y|
 CURVES: dict[str, tuple[str, tuple[str, ...], bool, bool, str]] = {
@@ -423,15 +432,25 @@ class LiveState:
             "total": len(self.planned.keys) if self.planned else None,
             "eta_s": None,
             "last_commit_s_ago": None,
+            "heartbeat_s_ago": None,
+            "runner": self.run.get("lease_holder"),
             "stalled": False,
         }
+        running = self.run.get("status") == "running"
+        beat = _epoch(self.run.get("lease_heartbeat_at"))
+        if beat is not None:
+            out["heartbeat_s_ago"] = max(0.0, now - beat)
         if self.measurements:
             last_t = self.measurements[-1]["t"] or now
             out["last_commit_s_ago"] = max(0.0, now - last_t)
+        if running and out["heartbeat_s_ago"] is not None:
+            # the runner's lease heartbeat is the signal: a protocol may run for hours (a
+            # retention bake on a real bench) between two commits of a healthy run
+            out["stalled"] = out["heartbeat_s_ago"] > STALL_HEARTBEATS * _heartbeat_s()
+        elif running and self.measurements:
             gaps = np.diff([m["t"] for m in self.measurements[-RATE_WINDOW:] if m["t"]])
             typical = float(np.median(gaps)) if gaps.size else 0.0
-            if self.run.get("status") == "running":
-                out["stalled"] = out["last_commit_s_ago"] > max(STALL_MIN_S, 10 * typical)
+            out["stalled"] = out["last_commit_s_ago"] > max(STALL_MIN_S, 10 * typical)
         if self.planned and self.measurements and self.run.get("status") == "running":
             remaining = [k for k in self.planned.keys if k not in done_keys]
             recent = self.measurements[-RATE_WINDOW:]

@@ -101,6 +101,7 @@
     $("eta").textContent = run && run.status === "running" ? duration(p.eta_s) : "–";
     $("last-commit").textContent = p.last_commit_s_ago === null || p.last_commit_s_ago === undefined ? "–" : duration(p.last_commit_s_ago) + " ago";
     $("stalled").classList.toggle("show", !!p.stalled);
+    $("runner").textContent = p.runner ? p.runner + (p.heartbeat_s_ago !== null && p.heartbeat_s_ago !== undefined ? " · heartbeat " + duration(p.heartbeat_s_ago) + " ago" : "") : "–";
     var fin = $("finished"), st = run && run.status;
     fin.classList.toggle("show", !!st && st !== "running");
     fin.textContent = st && st !== "running" ? "Run " + st + (run.finished_at ? " at " + run.finished_at.replace("T", " ").slice(0, 19) + " UTC" : "") + "." : "";

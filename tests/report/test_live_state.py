@@ -231,3 +231,36 @@ def test_live_view_of_a_run_written_by_another_process_to_postgresql(postgres_ur
         assert state.snapshot()["run"]["status"] == "running"
     finally:
         store.close()
+
+
+def test_a_stopped_heartbeat_marks_the_run_stalled(store: Any) -> None:
+    """A SIGKILLed runner leaves its run "running" with a lease heartbeat that stops: the view
+    says stalled once a few heartbeats are missed, whatever the time between commits."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bruno_lab.store.models import Run
+    from reporting.live.state import STALL_HEARTBEATS, LiveState, _heartbeat_s
+
+    state = LiveState(store)
+
+    def beat(age_s: float) -> dict[str, Any]:
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(Run)
+                .where(Run.id == 1)
+                .values(
+                    status="running",
+                    lease_holder="station-7:4242:abc",
+                    lease_heartbeat_at=datetime.now(UTC) - timedelta(seconds=age_s),
+                )
+            )
+        state.poll()
+        return state.progress()
+
+    fresh = beat(1.0)
+    assert not fresh["stalled"] and fresh["runner"] == "station-7:4242:abc"
+    assert fresh["last_commit_s_ago"] > 60  # old commits alone do not make it stalled
+    late = beat(STALL_HEARTBEATS * _heartbeat_s() + 5)
+    assert late["stalled"] and late["heartbeat_s_ago"] > STALL_HEARTBEATS * _heartbeat_s()
