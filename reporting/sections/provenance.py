@@ -93,7 +93,13 @@ def build(data: ReportData) -> Section:
                     name,
                     Cell(q.format(st.mean), css="num"),
                     Cell(q.format(st.std), css="num"),
-                    Cell(f"{100 * st.sigma_rel:.1f} %", css="num"),
+                    # a relative spread means nothing for a quantity centred on zero (imprint)
+                    Cell(
+                        "–"
+                        if q.diverging or abs(st.mean) < st.std
+                        else f"{100 * st.sigma_rel:.1f} %",
+                        css="num",
+                    ),
                     st.family,
                     str(st.n_devices),
                 ]
