@@ -88,22 +88,36 @@ def _hrs_lrs(s: Section, data: ReportData) -> None:
     )
 
 
+# protocols whose records hold per-cell write-verify outcomes (a test cell's levels, or every
+# cell of a 1T1R array as rows x columns): the level distributions pool them all
+VERIFY_PROTOCOLS = ("rram_program_verify", "array_program")
+VERIFY_ARRAYS = (
+    "target_level",
+    "target_conductance_siemens",
+    "reached_conductance_siemens",
+    "success",
+)
+
+
 def _verify(data: ReportData) -> tuple[np.ndarray, ...] | None:
-    pv = data.arrays(
-        "rram_program_verify",
-        ("target_level", "target_conductance_siemens", "reached_conductance_siemens", "success"),
-    )
-    if not pv:
-        return None
+    """(cell, level, target, reached, success) over every verified cell, flattened."""
     dev_of = data.device_of()
-    cols = [[], [], [], [], []]
-    for mid, a in pv.items():
-        n = a["target_level"].size
-        cols[0].append(np.full(n, dev_of.get(mid, -1)))
-        cols[1].append(a["target_level"])
-        cols[2].append(a["target_conductance_siemens"])
-        cols[3].append(a["reached_conductance_siemens"])
-        cols[4].append(a["success"])
+    cols: list[list[np.ndarray]] = [[], [], [], [], []]
+    for protocol in VERIFY_PROTOCOLS:
+        for mid, a in data.arrays(protocol, VERIFY_ARRAYS).items():
+            n = a["target_level"].size
+            base = dev_of.get(mid, -1)
+            # an array's cells are told apart by their index within the measurement
+            cell = (
+                np.full(n, base)
+                if protocol == "rram_program_verify"
+                else (base * 1_000_000 + np.arange(n))
+            )
+            cols[0].append(cell)
+            for k, name in enumerate(VERIFY_ARRAYS, start=1):
+                cols[k].append(np.asarray(a[name]).reshape(-1))
+    if not cols[0]:
+        return None
     return tuple(np.concatenate(c) for c in cols)
 
 
@@ -111,20 +125,23 @@ def _levels(s: Section, data: ReportData) -> None:
     v = _verify(data)
     if v is None:
         return
-    cell, level, target, reached, ok = v
+    cell, _level, target, reached, ok = v
     ok = ok > 0
-    levels = np.unique(level)
-    order = sorted(levels, key=lambda k: float(np.mean(target[level == k])))
+    # a level is a target conductance (to 0.1 µS): test cells and arrays may use other ladders
+    key = np.round(target * 1e7).astype(np.int64)
+    order = np.unique(key)
     traces = []
     rows = []
     card = data.cards.get("rram")
     ladder = card.card().rram if card is not None else None
+    if ladder is not None and len(ladder.levels) != order.size:
+        ladder = None  # another ladder than the card's: no level-by-level comparison
     means, sigmas, card_m, card_s = [], [], [], []
     for i, k in enumerate(order):
-        m = level == k
+        m = key == k
         g_ok = reached[m & ok] * US
         tgt = float(np.mean(target[m])) * US
-        traces.append(_cdf_trace(f"L{int(k)} ({fmt(tgt)} µS)", g_ok, i))
+        traces.append(_cdf_trace(f"L{i} ({fmt(tgt)} µS)", g_ok, i))
         traces.append(
             {
                 "type": "scatter",
@@ -146,7 +163,7 @@ def _levels(s: Section, data: ReportData) -> None:
         n_fail = int((m & ~ok).sum())
         rows.append(
             [
-                f"L{int(k)}",
+                f"L{i}",
                 Cell(fmt(tgt), css="num"),
                 Cell(fmt(mu), css="num"),
                 Cell(fmt(sd), css="num"),
@@ -503,19 +520,22 @@ def _voltages(s: Section, data: ReportData) -> None:
         )
 
 
+MAX_ARRAY_MAPS = 3  # per array protocol: the maps of its latest measurement
+
+
 def _array_maps(s: Section, data: ReportData) -> None:
-    """Conductance heat maps of 1T1R arrays: every 2-D conductance array a protocol stored."""
+    """Conductance heat maps of 1T1R arrays: the measured 2-D conductance arrays (rows x
+    columns, in S; targets are not measurements) of each ``array_*`` protocol's latest record."""
     protocols = sorted({p for p in data.frame["protocol"] if str(p).startswith("array_")})
     for protocol in protocols:
         rows = data.rows(protocol, ok=True)
-        for r in rows.head(4).itertuples(index=False):
+        for r in rows.tail(1).itertuples(index=False):
             mid = int(r.measurement_id)
             names = data.store.array_names(mid)
-            grids = {n: u for n, u in names.items() if u == "S"}
+            grids = {n: u for n, u in names.items() if u == "S" and not n.startswith("target")}
             got = data.store.load_arrays(mid, list(grids)) if grids else {}
-            for name, (g, _) in got.items():
-                if g.ndim != 2:
-                    continue
+            maps = [(n, g) for n, (g, _) in sorted(got.items()) if g.ndim == 2][:MAX_ARRAY_MAPS]
+            for name, g in maps:
                 s.fig(
                     f"rram-array-{mid}-{name}",
                     figure(

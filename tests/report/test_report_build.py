@@ -222,6 +222,40 @@ def test_array_conductance_maps_plug_into_the_rram_section(store) -> None:
         arrays={"conductance_siemens": (g, "S"), "row": (np.arange(4), "")},
         key="0,0/9/array_read/0",
     )
+    levels = np.arange(32).reshape(4, 8) % 2
+    targets = np.where(levels == 0, 30e-6, 150e-6)
+    reached = targets * (1 + 0.01 * np.sin(np.arange(32)).reshape(4, 8))
+    prog = store.add_measurement(
+        run_id=1,
+        device_id=dev,
+        protocol="array_program",
+        parameters={},
+        instruments={},
+        started_at=t,
+        finished_at=t,
+        status="ok",
+        error=None,
+        scalars={},
+        arrays={
+            "target_level": (levels, ""),
+            "target_conductance_siemens": (targets, "S"),
+            "reached_conductance_siemens": (reached, "S"),
+            "success": (np.ones((4, 8), dtype=np.int64), ""),
+        },
+        key="0,0/9/array_program/0",
+    )
     rram = build_report(store, "W-syn").section("rram")
+    ids = {b.id for b in rram.blocks if b.kind == "figure"}
     fig = next(b.figure for b in rram.blocks if b.id == f"rram-array-{mid}-conductance_siemens")
     assert np.allclose(np.asarray(fig["data"][0]["z"]), g * 1e6)
+    assert f"rram-array-{prog}-reached_conductance_siemens" in ids  # measured, mapped
+    assert f"rram-array-{prog}-target_conductance_siemens" not in ids  # a target is not
+    # the array's 32 cells join the test cells' level distributions, a level per target
+    table = next(b for b in rram.blocks if b.id == "rram-levels")
+    assert [(r[1].text, r[4].text) for r in table.rows] == [
+        ("20.0", "16"),
+        ("30.0", "16"),
+        ("60.0", "16"),
+        ("100", "16"),
+        ("150", "16"),
+    ]
