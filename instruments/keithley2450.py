@@ -111,11 +111,9 @@ class Keithley2450(ScpiInstrument, SourceMeter):
         self._forget()
         super().__init__(resource, **kwargs)
 
-    def _connect(self) -> None:
-        """Identity, ``*CLS``, then the command language: only SCPI is spoken here."""
-        super()._connect()
+    def _check_mode(self) -> None:
+        """The command language: only SCPI is spoken here (``*LANG?``, before ``*CLS``)."""
         language = self.query("*LANG?").strip().strip('"').upper()
-        self._since_check.clear()
         if language != "SCPI":
             raise WrongInstrument(
                 f"the 2450 is set to the {language} command set (*LANG? answered "

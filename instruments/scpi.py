@@ -350,9 +350,14 @@ class ScpiInstrument(Instrument):
 
     def _connect(self) -> None:
         super()._connect()
+        self._check_mode()
         if self.CLEAR_AT_CONNECT:
             self.write("*CLS")  # errors from before we came are not ours
             self._since_check.clear()
+
+    def _check_mode(self) -> None:
+        """Drivers refuse an instrument in the wrong mode here (after the identity, before
+        ``*CLS``, so errors of these queries do not outlive the connect)."""
 
     def write(self, command: str) -> None:
         if command != self.ERROR_QUERY:

@@ -237,9 +237,11 @@ class InfiniiVisionServer(TableServer, ScopeModel):
                     if number == 1
                     else burst.current_a * (self.bench.wiring.tia_gain_v_per_a)
                 )
-            span_v = float(np.ptp(signal)) if signal is not None else 0.0
-            channel.scale_v = _one_two_five(span_v / 6.0) if span_v > 0 else 1.0
-            channel.offset_v = float(np.mean([np.min(signal), np.max(signal)])) if span_v else 0.0
+            if signal is None or float(np.ptp(signal)) == 0.0:
+                channel.scale_v, channel.offset_v = 1.0, 0.0
+                continue
+            channel.scale_v = _one_two_five(float(np.ptp(signal)) / 6.0)
+            channel.offset_v = float(np.min(signal) + np.max(signal)) / 2.0
         if burst is not None and burst.time_s.size > 1:
             self.state.time_scale_s_div = _one_two_five(float(np.ptp(burst.time_s)) / 10.0)
         self.state.time_reference = "CENT"

@@ -240,7 +240,7 @@ class Choice(Param):
     def parse(self, element: Element, current: Any = None) -> str:
         if type(element) is Quoted and not self.quoted:
             raise CommandError(-104, "Data type error; character data expected")
-        if type(element) not in (str, Quoted):
+        if not isinstance(element, str) or type(element) is Expression:
             raise CommandError(-104, "Data type error; character data expected")
         value = self._lookup.get(element.upper())
         if value is None:

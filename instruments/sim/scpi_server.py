@@ -197,18 +197,22 @@ class TableServer(LineServer):
                     break  # a command error: the rest of the message is discarded
                 continue
             except _Wait:
-                return Deferred(
-                    self.status.idle,
-                    lambda i=index, p=path: self._run_units(units, i, replies, p),
-                )
+                return self._resume_later(units, index, replies, path)
             except WaitAfter:  # done its part; what follows waits for the bench
-                return Deferred(
-                    self.status.idle,
-                    lambda i=index + 1, p=path: self._run_units(units, i, replies, p),
-                )
+                return self._resume_later(units, index + 1, replies, path)
             if reply is not None:
                 replies.append(reply)
         return _joined(replies)
+
+    def _resume_later(
+        self, units: list, start: int, replies: list, path: tuple[str, ...]
+    ) -> Deferred:
+        """The rest of the message, from unit ``start``, once no operation is pending."""
+
+        def resume() -> str | bytes | Deferred | None:
+            return self._run_units(units, start, replies, path)
+
+        return Deferred(self.status.idle, resume)
 
     def _execute(
         self, command: Command, suffixes: tuple[int, ...], data: list, is_query: bool

@@ -16,7 +16,7 @@ from instruments.keithley2450 import Keithley2450
 from instruments.keysight33500b import Keysight33500B
 from instruments.testing import FakeResource
 
-SMU_CONNECT = [("*IDN?", "KEITHLEY INSTRUMENTS,MODEL 2450,1,1"), ("*CLS", None), ("*LANG?", "SCPI")]
+SMU_CONNECT = [("*IDN?", "KEITHLEY INSTRUMENTS,MODEL 2450,1,1"), ("*LANG?", "SCPI"), ("*CLS", None)]
 AWG_CONNECT = [("*IDN?", "Agilent Technologies,33522B,MY1,1"), ("*CLS", None)]
 MAX_V, MAX_A = 3.0, 1e-3
 
@@ -109,7 +109,7 @@ def test_random_smu_voltages_beyond_the_envelope_are_never_sent(voltage_v):
     smu = Keithley2450(resource, guard=strict_guard())
     with pytest.raises(EnvelopeError, match="max_voltage_v"):
         smu.source_voltage_v = voltage_v
-    assert resource.sent == ["*IDN?", "*CLS", "*LANG?"]
+    assert resource.sent == ["*IDN?", "*LANG?", "*CLS"]
 
 
 @settings(max_examples=100, deadline=None)
@@ -121,7 +121,7 @@ def test_random_current_limits_beyond_the_envelope_are_never_sent(current_a):
         smu.configure_voltage_source(20.0, current_a, 1.0)
     with pytest.raises(EnvelopeError, match="max_current_a"):
         smu.current_limit_a = current_a
-    assert resource.sent == ["*IDN?", "*CLS", "*LANG?"]
+    assert resource.sent == ["*IDN?", "*LANG?", "*CLS"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -136,7 +136,7 @@ def test_random_sweeps_with_one_point_beyond_are_never_sent(inside, outside, whe
     smu = Keithley2450(resource, guard=strict_guard())
     with pytest.raises(EnvelopeError, match="max_voltage_v"):
         smu.sweep_voltage_list(voltages, 1e-4, 1e-3)
-    assert resource.sent == ["*IDN?", "*CLS", "*LANG?"]
+    assert resource.sent == ["*IDN?", "*LANG?", "*CLS"]
 
 
 @settings(max_examples=100, deadline=None)

@@ -19,7 +19,7 @@ from instruments.scpi import format_float
 from instruments.testing import ProtocolMismatch, expected_protocol
 
 IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04096331,1.7.3c"
-CONNECT = [("*IDN?", IDN), ("*CLS", None), ("*LANG?", "SCPI")]
+CONNECT = [("*IDN?", IDN), ("*LANG?", "SCPI"), ("*CLS", None)]
 OK = (":SYST:ERR?", '0,"No error"')
 
 

@@ -32,7 +32,7 @@ from instruments.validators import (
 )
 
 IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04096331,1.7.3c"
-CONNECT = [("*IDN?", IDN), ("*CLS", None), ("*LANG?", "SCPI")]
+CONNECT = [("*IDN?", IDN), ("*LANG?", "SCPI"), ("*CLS", None)]
 
 
 def test_validators_refuse_and_never_clip():

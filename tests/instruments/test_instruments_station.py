@@ -21,7 +21,7 @@ SMU_R, AWG_R, PROBER_R = (f"TCPIP::{n}.test::5025::SOCKET" for n in ("smu", "awg
 X_R = "TCPIP::x.test::5025::SOCKET"
 
 SCRIPTS_CONNECT = {
-    SMU_R: [("*IDN?", "KEITHLEY INSTRUMENTS,MODEL 2450,1,1"), ("*CLS", None), ("*LANG?", "SCPI")],
+    SMU_R: [("*IDN?", "KEITHLEY INSTRUMENTS,MODEL 2450,1,1"), ("*LANG?", "SCPI"), ("*CLS", None)],
     AWG_R: [("*IDN?", "Agilent Technologies,33522B,MY1,1"), ("*CLS", None)],
     PROBER_R: [("ReportKernelVersion", "0: Velox 3.3.0.10")],
 }
@@ -91,7 +91,7 @@ def test_a_new_model_is_one_new_file_in_the_package(tmp_path, monkeypatch):
     monkeypatch.setattr(instruments, "__path__", [*instruments.__path__, str(tmp_path)])
     try:
         path = write_station(tmp_path, {"smu": {"model": "acme-x1", "resource": X_R}})
-        script = [("*IDN?", "ACME,X1,7,1"), ("*CLS", None), ("*LANG?", "SCPI")]
+        script = [("*IDN?", "ACME,X1,7,1"), ("*LANG?", "SCPI"), ("*CLS", None)]
         script += [(":SOUR:VOLT 0", None)]
         script += [(":OUTP OFF", None), OK_SMU, (":OUTP?", "0")]
         rm = FakeResourceManager({X_R: script})
