@@ -12,6 +12,8 @@ import pytest
 import pyvisa
 import yaml
 
+from instruments.sim.lab import ROLES
+
 BRUNO_LAB = Path(sys.executable).with_name("bruno-lab")
 
 
@@ -29,7 +31,7 @@ def test_sim_serve_writes_station_serves_and_stops_on_sigterm(tmp_path: Path) ->
             assert process.poll() is None, process.stderr.read()
             time.sleep(0.1)
         station = yaml.safe_load(station_path.read_text())
-        assert set(station["instruments"]) == {"smu", "awg", "scope", "prober", "clock"}
+        assert set(station["instruments"]) == set(ROLES)  # every simulated instrument
         assert station["instruments"]["smu"]["model"] == "keithley2450"
         assert station["wiring"]["tia_gain_v_per_a"] > 0
         manager = pyvisa.ResourceManager("@py")
