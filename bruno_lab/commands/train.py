@@ -71,6 +71,13 @@ def train(
     data: Annotated[Path | None, typer.Option("--data", help="Braille pickle.")] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=0, max=MAX_EPOCHS)] = 10,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            help="Run several seeds (e.g. 0-9 or 0,3,5; each as --seed S) and report mean ± SD.",
+        ),
+    ] = None,
     hidden: Annotated[
         int | None, typer.Option("--hidden", min=1, max=MAX_HIDDEN, help="Hidden units.")
     ] = None,
@@ -86,14 +93,34 @@ def train(
             "--n-micro", min=1, max=MAX_N_MICRO, help="Micro-steps per 1 ms network step."
         ),
     ] = 1000,
+    init: Annotated[
+        str,
+        typer.Option(
+            "--init",
+            help="physical (FeLIF card: input scale, bias currents; weights from data) or legacy.",
+        ),
+    ] = "physical",
     input_scale_a: Annotated[
         float,
         typer.Option(
             "--input-scale-a",
-            help="Amperes per network unit into FeLIF.",
+            help="Amperes per network unit into FeLIF (--init legacy).",
             callback=finite(0, 1.0, lo_open=True),
         ),
     ] = 1e-8,
+    felif_reset: Annotated[
+        str,
+        typer.Option(
+            "--felif-reset", help="next-step (BRUNO: one spike per step) or at-crossing (device)."
+        ),
+    ] = "next-step",
+    felif_redraw: Annotated[
+        str,
+        typer.Option(
+            "--felif-redraw",
+            help="Redraw FeLIF devices every batch: none, card (its spreads) or paper (0.1).",
+        ),
+    ] = "none",
     coarse_gradient: Annotated[
         str,
         typer.Option(
@@ -142,18 +169,21 @@ def train(
     db: Annotated[str | None, typer.Option("--db", help="Database for --card ID.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Train a network; progress per epoch on stderr, final metrics with --json."""
+    """Train a network; progress per epoch on stderr, final metrics with --json (with --seeds:
+    every seed's, and mean ± SD over seeds; a collapsed run is reported)."""
+    import math
     import time
 
     import torch
     from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress
 
     from bruno_lab.errors import BadInputError
-    from bruno_lab.train.felif_layer import METHODS
+    from bruno_lab.train.felif_layer import METHODS, RESETS
     from bruno_lab.train.loop import TrainConfig
     from bruno_lab.train.loop import train as run_training
     from bruno_lab.train.memory import peak_rss_bytes
-    from bruno_lab.train.network import NEURONS, NetworkConfig, build_network
+    from bruno_lab.train.network import INITS, NEURONS, REDRAWS, NetworkConfig, build_network
     from bruno_lab.train.synapse import SYNAPSE_MODES
     from bruno_lab.train.tasks import DEFAULTS, TASKS, load_task
 
@@ -162,6 +192,9 @@ def train(
         ("--neuron", neuron, NEURONS),
         ("--method", method, METHODS),
         ("--synapse", synapse, SYNAPSE_MODES),
+        ("--init", init, INITS),
+        ("--felif-reset", felif_reset, RESETS),
+        ("--felif-redraw", felif_redraw, REDRAWS),
     ):
         if value not in allowed:
             raise BadInputError(f"{name} {value!r}: allowed {', '.join(allowed)}")
@@ -184,113 +217,143 @@ def train(
             check_output_path(path, option)
     if resume and checkpoint is None:
         raise BadInputError("--resume needs --checkpoint PATH")
+    if seeds is not None:
+        from bruno_lab.train.metrics import parse_seeds
+
+        try:
+            seed_list = parse_seeds(seeds)
+        except ValueError as exc:
+            raise BadInputError(f"--seeds: {exc}") from None
+        if len(seed_list) > 1 and (out or nir_out or map_out or checkpoint):
+            raise BadInputError(
+                "--out, --nir, --programming-map and --checkpoint name one file: give one seed"
+            )
+    else:
+        seed_list = [seed]
     torch.set_num_threads(threads)
     console = Console(stderr=True)
     cards = _load_cards(card or [], db)
     if synapse == "device" and "rram" not in cards:
         raise BadInputError("--synapse device needs an RRAM model card (--card)")
-    t_start = time.perf_counter()
-    task_data = load_task(
-        task,
-        data_path=data,
-        seed=seed,
-        max_sequences=max_sequences,
-        max_steps=max_steps,
-        cache=cache_dir,
-    )
     d = DEFAULTS[task]
-    net_cfg = NetworkConfig(
-        kind=d.kind,
-        n_in=task_data.n_in,
-        n_hidden=hidden or d.n_hidden,
-        n_out=task_data.n_out,
-        neuron=neuron,
-        method=method,
-        synapse=synapse,
-        seed=seed,
-        n_micro=n_micro,
-        input_scale_a=input_scale_a,
-        init_scale_in=d.init_in[neuron],
-        init_scale_out=d.init_out[neuron],
-        relaxation_time_s=relax_time_s,
-        encoder_tiles=d.encoder_tiles,
-        coarse_gradient=coarse_gradient,
-        coarse_clip=coarse_clip,
-    )
-    network = build_network(net_cfg, cards)
-    train_cfg = TrainConfig(
-        epochs=epochs,
-        lr=lr or d.lr,
-        batch_size=batch_size or d.batch_size,
-        seed=seed,
-        max_batches=max_batches,
-    )
-    baseline_rss = peak_rss_bytes()
 
-    def on_epoch(m: Any) -> None:
-        console.print(
-            f"epoch {m.epoch}/{epochs}  train loss {m.train_loss:.4f} acc {m.train_accuracy:.3f}"
-            f"  test loss {m.test_loss:.4f} acc {m.test_accuracy:.3f}  {m.time_s:.1f} s"
+    def run_seed(s: int) -> tuple[dict[str, Any], Any]:
+        t_start = time.perf_counter()
+        task_data = load_task(
+            task,
+            data_path=data,
+            seed=s,
+            max_sequences=max_sequences,
+            max_steps=max_steps,
+            cache=cache_dir,
         )
-
-    import math
-
-    from rich.progress import MofNCompleteColumn, Progress
-
-    per_epoch = (
-        task_data.n_train
-        if task_data.kind == "sequence"
-        else math.ceil(task_data.n_train / train_cfg.batch_size)
-    )
-    if max_batches is not None:
-        per_epoch = min(per_epoch, max_batches)
-    with Progress(
-        *Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True
-    ) as bar:
-        job = bar.add_task("training batches", total=per_epoch * epochs)
-
-        def on_epoch_bar(m: Any) -> None:
-            bar.update(job, completed=per_epoch * m.epoch)
-            on_epoch(m)
-
-        result = run_training(
-            network,
-            task_data,
-            train_cfg,
-            checkpoint_path=checkpoint,
-            resume=resume,
-            on_epoch=on_epoch_bar,
-            on_batch=lambda: bar.advance(job),
+        net_cfg = NetworkConfig(
+            kind=d.kind,
+            n_in=task_data.n_in,
+            n_hidden=hidden or d.n_hidden,
+            n_out=task_data.n_out,
+            neuron=neuron,
+            method=method,
+            synapse=synapse,
+            seed=s,
+            n_micro=n_micro,
+            input_scale_a=input_scale_a,
+            init_scale_in=d.init_in[neuron],
+            init_scale_out=d.init_out[neuron],
+            relaxation_time_s=relax_time_s,
+            encoder_tiles=d.encoder_tiles,
+            coarse_gradient=coarse_gradient,
+            coarse_clip=coarse_clip,
+            init=init,
+            felif_reset=felif_reset,
+            felif_redraw=felif_redraw,
         )
-    peak_rss = peak_rss_bytes()
-    final = result.final
-    metrics = {
-        "task": task,
-        "neuron": neuron,
-        "method": method,
-        "synapse": synapse,
-        "seed": seed,
-        "epochs": len(result.history),
-        "final": None if final is None else final.__dict__,
-        "peak_rss_bytes": peak_rss,
-        "peak_rss_above_baseline_bytes": max(0, peak_rss - baseline_rss),
-        "autograd_saved_bytes": max((m.saved_tensor_bytes for m in result.history), default=0),
-        "time_s": time.perf_counter() - t_start,
-        "time_per_epoch_s": (
-            sum(m.time_s for m in result.history) / len(result.history) if result.history else 0.0
-        ),
-        "n_train": task_data.n_train,
-        "n_test": task_data.n_test,
-        "cards": {
-            k: {
-                "scope_id": c.scope_id,
-                "model_name": c.model_name,
-                "model_version": c.model_version,
-            }
-            for k, c in cards.items()
-        },
-        "history": result.to_json()["history"],
-    }
+        network = build_network(net_cfg, cards)
+        train_cfg = TrainConfig(
+            epochs=epochs,
+            lr=lr or d.lr,
+            batch_size=batch_size or d.batch_size,
+            seed=s,
+            max_batches=max_batches,
+        )
+        baseline_rss = peak_rss_bytes()
+        tag = f"seed {s}: " if len(seed_list) > 1 else ""
+
+        def on_epoch(m: Any) -> None:
+            console.print(
+                f"{tag}epoch {m.epoch}/{epochs}  train loss {m.train_loss:.4f} "
+                f"acc {m.train_accuracy:.3f}  test loss {m.test_loss:.4f} "
+                f"acc {m.test_accuracy:.3f}  {m.time_s:.1f} s"
+                + ("  COLLAPSED" if m.collapsed else "")
+            )
+
+        per_epoch = (
+            task_data.n_train
+            if task_data.kind == "sequence"
+            else math.ceil(task_data.n_train / train_cfg.batch_size)
+        )
+        if max_batches is not None:
+            per_epoch = min(per_epoch, max_batches)
+        with Progress(
+            *Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True
+        ) as bar:
+            job = bar.add_task("training batches", total=per_epoch * epochs)
+
+            def on_epoch_bar(m: Any) -> None:
+                bar.update(job, completed=per_epoch * m.epoch)
+                on_epoch(m)
+
+            result = run_training(
+                network,
+                task_data,
+                train_cfg,
+                checkpoint_path=checkpoint,
+                resume=resume,
+                on_epoch=on_epoch_bar,
+                on_batch=lambda: bar.advance(job),
+            )
+        peak_rss = peak_rss_bytes()
+        final = result.final
+        metrics = {
+            "task": task,
+            "neuron": neuron,
+            "method": method,
+            "synapse": synapse,
+            "seed": s,
+            "epochs": len(result.history),
+            "final": None if final is None else final.__dict__,
+            "collapsed": result.collapsed,
+            "init": result.init,
+            "peak_rss_bytes": peak_rss,
+            "peak_rss_above_baseline_bytes": max(0, peak_rss - baseline_rss),
+            "autograd_saved_bytes": max((m.saved_tensor_bytes for m in result.history), default=0),
+            "time_s": time.perf_counter() - t_start,
+            "time_per_epoch_s": (
+                sum(m.time_s for m in result.history) / len(result.history)
+                if result.history
+                else 0.0
+            ),
+            "n_train": task_data.n_train,
+            "n_test": task_data.n_test,
+            "cards": {
+                k: {
+                    "scope_id": c.scope_id,
+                    "model_name": c.model_name,
+                    "model_version": c.model_version,
+                }
+                for k, c in cards.items()
+            },
+            "history": result.to_json()["history"],
+        }
+        return metrics, network
+
+    runs = []
+    for s in seed_list:
+        metrics, network = run_seed(s)
+        runs.append(metrics)
+        if metrics["collapsed"]:
+            console.print(f"[bold red]seed {s}: the network collapsed[/] (outputs uninformative)")
+    metrics = runs[0]
     outputs: dict[str, str] = {}
     if out is not None:
         from bruno_lab.train.io import save_network
@@ -308,13 +371,42 @@ def train(
         write_programming_map(network, map_out)
         outputs["programming_map"] = str(map_out)
     metrics["outputs"] = outputs
+    if seeds is not None:
+        from bruno_lab.train.metrics import mean_sd
+
+        finals = [r["final"] or {} for r in runs]
+        doc: dict[str, Any] = {
+            "task": task,
+            "neuron": neuron,
+            "method": method,
+            "synapse": synapse,
+            "seeds": seed_list,
+            "summary": {
+                key: mean_sd(f.get(key, math.nan) for f in finals)
+                for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss")
+            }
+            | {
+                "n_collapsed": sum(bool(r["collapsed"]) for r in runs),
+                "time_s": mean_sd(r["time_s"] for r in runs),
+            },
+            "runs": runs,
+        }
+    else:
+        doc = metrics
     if as_json:
         from bruno_lab.cli import emit_json
 
-        emit_json(metrics)
-    elif final is not None:
+        emit_json(doc)
+    elif seeds is not None:
+        acc = doc["summary"]["test_accuracy"]
         console.print(
-            f"done: test acc {final.test_accuracy:.3f}, test loss {final.test_loss:.4f}, "
+            f"done: {len(seed_list)} seeds, test acc {acc['mean']:.3f} ± {acc['sd']:.3f}, "
+            f"{doc['summary']['n_collapsed']} collapsed"
+        )
+    elif metrics["final"] is not None:
+        final = metrics["final"]
+        console.print(
+            f"done: test acc {final['test_accuracy']:.3f}, test loss {final['test_loss']:.4f}, "
             f"peak RSS +{metrics['peak_rss_above_baseline_bytes'] / 2**20:.1f} MiB, "
             f"{metrics['time_s']:.1f} s"
         )

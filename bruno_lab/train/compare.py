@@ -23,8 +23,9 @@ def layer_gradients(
 ) -> dict[str, Tensor]:
     """Gradients of every trainable tensor (name -> grad) for one batch with ``method``.
 
-    The network is rebuilt from ``config`` (same seed: identical weights and devices) and run
-    in ``dtype`` (float64 takes float32 round-off over thousands of micro-steps out of a
+    The network is rebuilt from ``config`` (same seed: identical weights and devices; a
+    physically initialised one is calibrated on this batch, as training does on its first) and
+    run in ``dtype`` (float64 takes float32 round-off over thousands of micro-steps out of a
     BPTT reference)."""
     changes: dict[str, str] = {"method": method}
     if coarse_gradient is not None:
@@ -32,6 +33,8 @@ def layer_gradients(
     if coarse_clip is not None:
         changes["coarse_clip"] = coarse_clip
     net = SpikingNetwork(dataclasses.replace(config, **changes)).to(dtype)
+    if net.needs_calibration():
+        net.calibrate(x.to(dtype))
     loss, _, _ = batch_loss(net, x.to(dtype), y, config.kind, skip_steps=0)
     loss.backward()
     return {

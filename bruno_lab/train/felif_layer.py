@@ -41,7 +41,9 @@ from bruno_lab.devices.felif import (
     felif_fine_window,
     felif_initial_state,
     felif_reset,
+    felif_run_sequence,
 )
+from bruno_lab.devices.felif_counts import step_counts
 from bruno_lab.devices.params import sample_population
 from bruno_lab.errors import BadInputError
 from bruno_lab.train.surrogate import superspike
@@ -176,8 +178,61 @@ def felif_params_from_cards(
     return pop.to(dtype=dtype)
 
 
+RESETS: tuple[str, ...] = ("next-step", "at-crossing")
+"""When a FeLIF neuron resets: BRUNO's ``next-step`` (frozen at V_thr for the rest of the 1 ms
+window, reset at the next step: at most one spike per step) or the device's ``at-crossing``
+(reset after the micro-step that crosses, then integrate on: the spikes of a step are counted,
+as the simulated lab's device does; ``felif_counts.step_counts``)."""
+
+
+def window_at_crossing(
+    current_a: Tensor, state: FeLIFState, params: FeLIFParams, n_micro: int, dt_s: float
+) -> tuple[Tensor, FeLIFState]:
+    """One network step of ``n_micro`` micro-steps with the device's reset after every crossing
+    (``felif_counts.step_counts``, no graph): (spike counts, state), shapes (..., n)."""
+    detached = FeLIFState(state.voltage_v.detach(), state.polarization_c_m2.detach())
+    counts, new = step_counts(current_a.detach(), detached, params, n_micro, dt_s)
+    return counts.to(current_a.dtype), new
+
+
+def bruno_step_at_crossing(
+    current_a: Tensor,
+    state: FeLIFState,
+    params: FeLIFParams,
+    step_s: float,
+    n_micro: int,
+    grad_params: FeLIFParams | None = None,
+    voltage_clip: str = "straight-through",
+) -> tuple[Tensor, FeLIFState]:
+    """A BRUNO step whose values are the device's (reset at each crossing, spikes counted): the
+    count's gradient is the one ``bruno_step`` gives its spike (SuperSpike at V_thr where the
+    neuron spiked, at V - V_thr where it did not, through the coarse step); after a spike the
+    state's gradient is stopped (a reset), elsewhere it is the coarse step's."""
+    counts, fine = window_at_crossing(current_a, state, params, n_micro, step_s / n_micro)
+    coarse = felif_coarse_step(
+        current_a, state, grad_params or params, step_s, voltage_clip=voltage_clip
+    )
+    spiked = counts > 0
+    x = coarse.voltage_v - params.v_thr_v
+    x_value = torch.where(spiked, torch.zeros_like(fine.voltage_v), fine.voltage_v - params.v_thr_v)
+    spike = superspike(x + (x_value - x).detach())
+    counts = spike + (counts - spike).detach()
+    v = coarse.voltage_v + (fine.voltage_v - coarse.voltage_v).detach()
+    pol = coarse.polarization_c_m2 + (fine.polarization_c_m2 - coarse.polarization_c_m2).detach()
+    v = _bounded(torch.where(spiked, fine.voltage_v, v))
+    pol = _bounded(torch.where(spiked, fine.polarization_c_m2, pol))
+    return counts, FeLIFState(v, pol)
+
+
 class FeLIFLayer(nn.Module):
-    """FeLIF neurons over a sequence of input currents (T, B, n) in network units."""
+    """FeLIF neurons over a sequence of input currents (T, B, n) in network units.
+
+    The current into neuron i at step t is ``(x[t, :, i] + bias[i]) * input_scale_a`` A: the
+    bias (``bias_init``, network units; trained) is a DC current source per neuron. With
+    ``spread_sigma_rel`` the devices are redrawn at every training forward around
+    ``spread_mean`` (``theta = mu*(1 + sigma*eps)``, the paper's hardware-aware protocol); the
+    devices of evaluation are always ``params`` (the population drawn once, as on one chip).
+    """
 
     def __init__(
         self,
@@ -189,37 +244,108 @@ class FeLIFLayer(nn.Module):
         input_scale_a: float = 1e-8,
         coarse_gradient: str = "hold-switching",
         coarse_clip: str = "straight-through",
+        reset: str = "next-step",
+        bias_init: Tensor | None = None,
+        spread_mean: FeLIFParams | None = None,
+        spread_sigma_rel: Mapping[str, float] | None = None,
+        spread_seed: int = 0,
     ) -> None:
         super().__init__()
         coarse_params(params, coarse_gradient)  # validates the name
         if coarse_clip not in COARSE_CLIPS:
             raise BadInputError(f"coarse clip {coarse_clip!r}: allowed {', '.join(COARSE_CLIPS)}")
-        self.coarse_clip = coarse_clip
+        if reset not in RESETS:
+            raise BadInputError(f"FeLIF reset {reset!r}: allowed {', '.join(RESETS)}")
         if method not in METHODS:
             raise BadInputError(f"method {method!r}: allowed {', '.join(METHODS)}")
+        if reset == "at-crossing" and method != "bruno":
+            raise BadInputError("reset 'at-crossing' is a BRUNO option (method 'bruno')")
         if n_micro < 1:
             raise BadInputError(f"n_micro must be >= 1, got {n_micro}")
         self.method, self.step_s, self.n_micro = method, step_s, n_micro
+        self.coarse_clip, self.reset = coarse_clip, reset
         self.input_scale_a = input_scale_a
         self.coarse_gradient = coarse_gradient
         self.n = params.n_devices
         self._names = list(FeLIFParams.specs())
         for name in self._names:  # device parameters: state, never trained
             self.register_buffer(f"p_{name}", getattr(params, name).detach().clone())
+        self.bias = None if bias_init is None else nn.Parameter(bias_init.detach().clone())
+        self.spread_sigma_rel = {k: float(v) for k, v in (spread_sigma_rel or {}).items() if v}
+        self.spread_mean = spread_mean
+        if self.spread_sigma_rel and spread_mean is None:
+            raise BadInputError("redrawing FeLIF devices needs the card's means (spread_mean)")
+        self.spread_generator = torch.Generator().manual_seed(spread_seed)
+        self.device_faithful = False  # forward() runs device_forward() (train.fidelity)
 
     def params(self) -> FeLIFParams:
+        """The layer's devices (those of evaluation)."""
         return FeLIFParams(**{name: getattr(self, f"p_{name}") for name in self._names})
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Spikes (T, B, n) for input (T, B, n) in network units (times ``input_scale_a`` A)."""
+    def forward_params(self) -> FeLIFParams:
+        """The devices of this forward: a fresh draw in training with a spread, else ``params``."""
         p = self.params()
+        if not (self.training and self.spread_sigma_rel):
+            return p
+        assert self.spread_mean is not None
+        drawn = sample_population(self.spread_mean, self.spread_sigma_rel, self.n,
+                                  self.spread_generator)  # fmt: skip
+        return drawn.to(dtype=p.v_thr_v.dtype, device=p.v_thr_v.device)
+
+    def bias_current_a(self) -> Tensor | None:
+        """The DC bias current of each neuron, A (None without biases)."""
+        return None if self.bias is None else self.bias.detach() * self.input_scale_a
+
+    @torch.no_grad()
+    def device_forward(self, x: Tensor, max_spikes_per_step: int = 16) -> Tensor:
+        """Spike counts (T, B, n) of the layer's devices under the same input currents, run as
+        the simulated lab runs a device: ``felif_run_sequence`` (float64; threshold and reset
+        after every micro-step), each sequence from rest. No graph."""
+        f64 = torch.float64
+        t_len, batch, n = x.shape
+        drive = x if self.bias is None else x + self.bias
+        current = (drive.detach().to(f64) * self.input_scale_a).reshape(t_len, batch * n)
+        p = self.params().to(dtype=f64)
+        params = FeLIFParams(**{k: getattr(p, k).repeat(batch) for k in p.specs()})
+        state = felif_initial_state(params, (batch * n,), dtype=f64)
+        k_max = max_spikes_per_step * t_len
+        result = felif_run_sequence(
+            current,
+            torch.full((t_len,), self.step_s / self.n_micro, dtype=f64),
+            torch.full((t_len,), self.n_micro, dtype=torch.int64),
+            params,
+            state,
+            max_spikes=k_max,
+        )
+        if bool((result.n_spikes > k_max).any()):
+            raise RuntimeError(f"a neuron fired more than {max_spikes_per_step} times per step")
+        steps = result.spike_steps  # (B*n, K) global micro-step index, -1 padding
+        valid = steps >= 0
+        t_idx = torch.where(valid, steps // self.n_micro, 0)
+        counts = torch.zeros(batch * n, t_len, dtype=f64)
+        counts.scatter_add_(1, t_idx, valid.to(f64))
+        return counts.T.reshape(t_len, batch, n).to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Spikes (T, B, n) for input (T, B, n) in network units (times ``input_scale_a`` A);
+        with ``reset="at-crossing"`` (or ``device_faithful``) spike counts per step."""
+        if self.device_faithful:
+            return self.device_forward(x)
+        p = self.forward_params()
         p_coarse = coarse_params(p, self.coarse_gradient)
         state = felif_initial_state(p, x.shape[1:], dtype=x.dtype)
         spike = torch.zeros_like(state.voltage_v)
         out = []
         for t in range(x.shape[0]):
+            drive = x[t] if self.bias is None else x[t] + self.bias
+            current_a = drive * self.input_scale_a
+            if self.reset == "at-crossing":
+                spike, state = bruno_step_at_crossing(
+                    current_a, state, p, self.step_s, self.n_micro, p_coarse, self.coarse_clip
+                )
+                out.append(spike)
+                continue
             state = felif_reset(state, spike, p)
-            current_a = x[t] * self.input_scale_a
             if self.method == "bruno" or not torch.is_grad_enabled():
                 # without a graph every method has the same values: use the fast path
                 spike, state = bruno_step(

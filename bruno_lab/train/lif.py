@@ -9,7 +9,9 @@ in every task here), as in the BRUNO paper's Braille baseline:
     s  = H(m - 1)                 (SuperSpike surrogate)
     m <- m - s_detached * 1       (subtractive reset, gradient stopped)
 
-``a`` and ``b`` are trained per neuron and clamped to [0.5, 1] inside the step.
+``a`` and ``b`` are trained per neuron and kept in [0.5, 1]: the network projects them back
+after every optimizer step (``project_``), so they never sit outside the range where the
+step's clamp would zero their gradient (the clamp in the step only guards hand-made values).
 The recurrent variant adds ``W_rec @ s_{t-1}`` to ``x``.
 """
 
@@ -70,6 +72,12 @@ class LIFLayer(nn.Module):
 
     def params(self) -> LIFParams:
         return LIFParams(self.decay_membrane, self.decay_current)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Decays back into [DECAY_MIN, DECAY_MAX] (in place)."""
+        self.decay_membrane.clamp_(DECAY_MIN, DECAY_MAX)
+        self.decay_current.clamp_(DECAY_MIN, DECAY_MAX)
 
     def forward(self, x: Tensor) -> Tensor:
         """Spikes (T, B, n) for inputs (T, B, n)."""

@@ -60,8 +60,6 @@ def test_bptt_and_checkpointed_bptt_have_identical_gradients():
         n_hidden=16,
         n_out=4,
         neuron="felif",
-        init_scale_in=20,
-        init_scale_out=4,
         n_micro=40,
         seed=3,
     )

@@ -115,11 +115,9 @@ def _agreement(clip: str) -> list[dict[str, float]]:
             n_hidden=32,
             n_out=4,
             neuron="felif",
-            init_scale_in=20,
-            init_scale_out=4,
             n_micro=1000,
             seed=1,
-        )
+        )  # the default physical init, calibrated on the batch (as training does)
         ref = layer_gradients(cfg, data.train_x, data.train_y, "bptt", dtype=F64)
         got = layer_gradients(cfg, data.train_x, data.train_y, "bruno", coarse_clip=clip, dtype=F64)
         out.append(cosine_by_layer(got, ref))
@@ -132,20 +130,21 @@ def test_bruno_gradients_agree_with_full_bptt_the_hard_clip_does_not(record_prop
     six batches (float64: float32 round-off over 4000 micro-steps alone costs up to 0.1 of
     cosine on some batches).
 
-    Threshold: cosine >= 0.9 on at least 4 of the 6 batches for both weight matrices. BRUNO is
-    not BPTT: its coarse step holds the switching (the full 1 ms Jacobian points the wrong way)
-    and BPTT's own gradient through the stiff switching transient is unbounded in the
-    discretised model (it reaches 1e300 in float64 unless bounded, as ``felif_layer`` does), so
-    on a batch where one output neuron dominates BPTT the two differ; "most batches" is what
-    can be asked. Measured (straight-through): input 0.98/0.86/0.99/0.98/0.98/0.98, output
-    0.98/0.55/0.99/0.98/0.93/0.97; the old hard clip gets at most 1 of 6 (input 0.17/0.98/
-    0.37/0.15/0.63/0.72, output -0.08/0.82/0.15/0.49/0.33/0.64). Random directions in these
-    dimensions have |cos| ~ 0.04."""
+    Threshold: cosine >= 0.9 on at least 5 of the 6 batches for both weight matrices ("most
+    batches"; not all, because BRUNO is not BPTT: its coarse step holds the switching, the full
+    1 ms Jacobian pointing the wrong way, and BPTT's own gradient through the stiff switching
+    transient is unbounded in the discretised model, reaching 1e300 in float64 unless bounded as
+    ``felif_layer`` does, so a batch on which one output neuron dominates BPTT can differ).
+    Measured, straight-through: input 0.955/0.931/0.937/0.964/0.959/0.989, output 0.917/0.929/
+    0.948/0.965/0.920/0.979; the old hard clip: input 0.70/0.66/0.42/0.35/0.47/0.66, output
+    0.35/0.68/0.23/0.30/0.30/0.06 (0 of 6). (With the former init, +-20/sqrt(20) weights and
+    10 nA per unit: straight-through 5 of 6 in both, worst output 0.55; hard at most 1 of 6.)
+    Random directions in these dimensions have |cos| ~ 0.04."""
     results = {clip: _agreement(clip) for clip in ("straight-through", "hard")}
     record_property("cosine_by_layer", results)
     print("BRUNO vs full BPTT, cosine per layer:", results)
     for layer in ("syn_in.weight", "syn_out.weight"):
         good = sum(c[layer] >= 0.9 for c in results["straight-through"])
         bad = sum(c[layer] >= 0.9 for c in results["hard"])
-        assert good >= 4, (layer, results["straight-through"])
-        assert bad < 4, (layer, results["hard"])  # the test catches the old clip
+        assert good >= 5, (layer, results["straight-through"])
+        assert bad < 5, (layer, results["hard"])  # the test catches the old clip

@@ -28,8 +28,6 @@ def _run(
             neuron=neuron,
             synapse=synapse,
             n_micro=n_micro,
-            init_scale_in=20.0,
-            init_scale_out=4.0 if neuron == "felif" else 16.0,
         )
     )
     result = train(
@@ -52,14 +50,15 @@ def test_felif_bruno_learns_far_above_chance():
 
 @pytest.mark.slow
 def test_felif_bruno_learns_with_3bit_paper_synapses():
-    acc = _run("felif", epochs=4, lr=2e-2, synapse="paper3")
-    assert acc[-1] >= 0.6
+    # 3-bit levels move in steps of max|W|/3: a larger (relative) rate than fp32 (0.90 here)
+    acc = _run("felif", epochs=4, lr=0.1, synapse="paper3")
+    assert acc[-1] >= 0.7
 
 
 @pytest.mark.slow
 def test_lif_learns_far_above_chance():
-    # Feed-forward LIF plateaus when an output neuron falls silent (0.74 here, 1.0 for
-    # FeLIF and recurrent LIF): still three times chance.
+    # With the physical init (every layer calibrated active) feed-forward LIF no longer
+    # plateaus on a silent output neuron (0.74 with the former init; 1.0 now)
     acc = _run("lif", epochs=8, lr=2e-2)
-    assert acc[-1] >= 0.6
+    assert acc[-1] >= 0.9
     assert _run("rlif", epochs=4, lr=2e-2)[-1] >= 0.9
