@@ -43,6 +43,7 @@ __all__ = [
     "felif_coarse_step",
     "felif_euler_step",
     "felif_fine_window",
+    "felif_fine_windows",
     "felif_initial_state",
     "felif_reference_window",
     "felif_reset",
@@ -131,15 +132,25 @@ def spike_micro_steps(
     whose end V crossed V_thr, or -1: spike time = (t*n_micro + index + 1)*dt_s/n_micro."""
     if state is None:
         state = felif_initial_state(params, current_a.shape[1:], current_a.dtype)
-    out = torch.full(current_a.shape, -1, dtype=torch.int64, device=current_a.device)
-    spiked = torch.zeros(current_a.shape[1:], dtype=torch.bool, device=current_a.device)
-    micro_dt = dt_s / n_micro
-    for t in range(current_a.shape[0]):
-        state = felif_reset(state, spiked, params)
-        state, step = felif_fast.fine_window(current_a[t], state, params, n_micro, micro_dt)
-        spiked = step >= 0
-        out[t] = step
-    return out
+    out = felif_fast.fine_windows(current_a, state, params, n_micro, dt_s / n_micro, record=False)
+    return out.spike_step
+
+
+def felif_fine_windows(
+    current_a: Tensor,
+    state: FeLIFState,
+    params: FeLIFParams,
+    n_steps: int = 1000,
+    dt_s: float = 1e-6,
+) -> tuple[FeLIFState, Tensor, FeLIFState]:
+    """BRUNO's fine forward of a whole sequence in one call: ``T`` windows (``current_a`` is
+    ``(T, ..., n)``, held over each), a neuron that spiked reset at the start of the next window.
+    Returns (the state at the end of every window ``(T, ..., n)``, frozen at a crossing; spiked
+    ``(T, ..., n)`` bool; the state after the last window). The same numbers as ``T`` calls of
+    ``felif_fine_window`` with ``felif_reset`` in between, without the per-step round trips."""
+    out = felif_fast.fine_windows(current_a, state, params, n_steps, dt_s, record=True)
+    assert out.voltage_v is not None and out.polarization_c_m2 is not None
+    return FeLIFState(out.voltage_v, out.polarization_c_m2), out.spike_step >= 0, out.state
 
 
 def spike_times_s(micro_steps: Tensor, dt_s: float, n_micro: int) -> list[list[float]]:

@@ -250,3 +250,70 @@ def test_fast_path_with_per_sample_parameters():
     fast, spk = felif_fine_window(cur, s, params)
     assert torch.equal(spk, ref_spk) and bool(spk.any()) and not bool(spk.all())
     assert (fast.voltage_v - ref.voltage_v).abs().max() < 1e-9
+
+
+def _windows_one_by_one(cur, state, params, n_micro, dt):
+    """T calls of the single-window fast path with the reset in between (the layer's old loop)."""
+    steps, vs, ps = [], [], []
+    spiked = torch.zeros(cur.shape[1:], dtype=torch.bool)
+    for t in range(cur.shape[0]):
+        state = felif_reset(state, spiked, params)
+        state, spk = felif_fine_window(cur[t], state, params, n_micro, dt)
+        spiked = spk
+        vs.append(state.voltage_v)
+        ps.append(state.polarization_c_m2)
+        steps.append(spk)
+    return torch.stack(vs), torch.stack(ps), torch.stack(steps), state
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(3, 5), (2, 300), (1, 1)])
+def test_windows_in_one_call_equal_window_by_window(dtype, shape, monkeypatch):
+    """The lane-scheduled kernel (every lane follows its own neuron through its windows) gives
+    the numbers of window-by-window calls exactly, for odd sizes, 1 and 2 kernel threads."""
+    from bruno_lab.devices.felif import felif_fine_windows
+    from bruno_lab.devices.params import sample_population
+
+    n = shape[-1]
+    params = sample_population(
+        FeLIFParams.default(1),
+        {"area_m2": 0.1, "ps_c_m2": 0.1},
+        n,
+        torch.Generator().manual_seed(2),
+    ).to(dtype)
+    gen = torch.Generator().manual_seed(7)
+    cur = (torch.rand(12, *shape, generator=gen, dtype=torch.float64) * 3e-8).to(dtype)
+    s0 = felif_initial_state(params, shape)
+    ref_v, ref_p, ref_spk, ref_last = _windows_one_by_one(cur, s0, params, 700, 1e-6)
+    assert bool(ref_spk.any()) and not bool(ref_spk.all())
+    for threads in ("1", "2"):
+        monkeypatch.setenv("BRUNO_LAB_KERNEL_THREADS", threads)
+        (v, p), spk, last = felif_fine_windows(cur, s0, params, 700, 1e-6)
+        assert torch.equal(spk, ref_spk) and torch.equal(v, ref_v) and torch.equal(p, ref_p)
+        assert torch.equal(last.voltage_v, ref_last.voltage_v)  # frozen, not reset
+
+
+def test_windows_edge_cases_and_fallback(monkeypatch):
+    from bruno_lab.devices import felif_fast as ff
+
+    params = FeLIFParams.default(4)
+    s = FeLIFState(
+        torch.tensor([0.0, 2.6, 1.0, -1.0], dtype=torch.float64),
+        torch.full((4,), -0.2, dtype=torch.float64),
+    )
+    cur = torch.tensor([[1e-8, 0.0, 2e-8, 0.0], [3e-8, 3e-8, 3e-8, 3e-8]], dtype=torch.float64)
+    out = ff.fine_windows(cur, s, params, 500, 1e-6)
+    assert int(out.spike_step[0, 1]) == 0  # at threshold on entry: spike step 0, no micro-step
+    assert float(out.voltage_v[0, 1]) == 2.6
+    assert float(out.voltage_v[1, 1]) != 2.6  # reset after that spike, then stepped again
+    none = ff.fine_windows(cur, s, params, 0, 1e-6)  # no micro-step: only the entry check
+    assert none.spike_step[:, 1].tolist() == [0, -1] and none.spike_step[:, 0].tolist() == [-1, -1]
+    empty = ff.fine_windows(cur[:0], s, params, 500, 1e-6)
+    assert empty.spike_step.shape == (0, 4) and torch.equal(empty.state.voltage_v, s.voltage_v)
+    monkeypatch.setattr(ff, "kernel", lambda kind: None)
+    slow = ff.fine_windows(cur, s, params, 500, 1e-6)
+    assert torch.equal(slow.spike_step, out.spike_step)
+    assert torch.allclose(slow.voltage_v, out.voltage_v, rtol=0, atol=1e-12)
+    with pytest.raises(Exception, match="BRUNO_LAB_KERNEL_THREADS"):
+        monkeypatch.setenv("BRUNO_LAB_KERNEL_THREADS", "two")
+        ff.kernel_threads()
