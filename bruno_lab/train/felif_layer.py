@@ -39,6 +39,7 @@ from bruno_lab.devices.felif import (
     felif_coarse_step,
     felif_euler_step,
     felif_fine_window,
+    felif_fine_windows,
     felif_initial_state,
     felif_reset,
     felif_run_sequence,
@@ -89,15 +90,18 @@ def bruno_step(
     n_micro: int,
     grad_params: FeLIFParams | None = None,
     voltage_clip: str = "straight-through",
+    fine: FeLIFState | None = None,
 ) -> tuple[Tensor, FeLIFState]:
     """One BRUNO network step: (spikes, state) with fine values and coarse-step gradients.
     ``grad_params`` (default ``params``) are those of the coarse step (see ``coarse_params``);
     ``voltage_clip`` is the coarse step's ±5 V clip (``straight-through``: the gradient of the
     unclipped step, since the fine window supplies the value; ``hard``: the old behaviour,
     zero gradient for any step driven beyond ±5 V, i.e. above a few nA)."""
-    with torch.no_grad():
-        detached = FeLIFState(state.voltage_v.detach(), state.polarization_c_m2.detach())
-        fine, _ = felif_fine_window(current_a.detach(), detached, params, n_micro, step_s / n_micro)
+    if fine is None:  # else: this step's window, computed for the whole sequence at once
+        with torch.no_grad():
+            detached = FeLIFState(state.voltage_v.detach(), state.polarization_c_m2.detach())
+            dt_s = step_s / n_micro
+            fine, _ = felif_fine_window(current_a.detach(), detached, params, n_micro, dt_s)
     coarse = felif_coarse_step(
         current_a, state, grad_params or params, step_s, voltage_clip=voltage_clip
     )
@@ -203,6 +207,7 @@ def bruno_step_at_crossing(
     n_micro: int,
     grad_params: FeLIFParams | None = None,
     voltage_clip: str = "straight-through",
+    fine: FeLIFState | None = None,
 ) -> tuple[Tensor, FeLIFState]:
     """A BRUNO step whose values are the device's (reset at each crossing, spikes counted): the
     count's gradient is the one ``bruno_step`` gives its spike (SuperSpike at V_thr where the
@@ -335,10 +340,20 @@ class FeLIFLayer(nn.Module):
         p_coarse = coarse_params(p, self.coarse_gradient)
         state = felif_initial_state(p, x.shape[1:], dtype=x.dtype)
         spike = torch.zeros_like(state.voltage_v)
+        currents_a = (x if self.bias is None else x + self.bias) * self.input_scale_a
+        fast = self.method == "bruno" or not torch.is_grad_enabled()
+        fines: list[FeLIFState | None] = [None] * x.shape[0]
+        if fast and self.reset != "at-crossing":
+            # the fine values never depend on the gradient path: every window of the sequence in
+            # one kernel call (resets inside), each from the previous fine state; then only the
+            # coarse steps step by step (benchmarks/train_speed.py)
+            with torch.no_grad():
+                (fine_v, fine_p), _, _ = felif_fine_windows(
+                    currents_a.detach(), state, p, self.n_micro, self.step_s / self.n_micro
+                )
+            fines = [FeLIFState(v, q) for v, q in zip(fine_v, fine_p, strict=True)]
         out = []
-        for t in range(x.shape[0]):
-            drive = x[t] if self.bias is None else x[t] + self.bias
-            current_a = drive * self.input_scale_a
+        for t, current_a in enumerate(currents_a.unbind(0)):  # unbind: one backward node
             if self.reset == "at-crossing":
                 spike, state = bruno_step_at_crossing(
                     current_a, state, p, self.step_s, self.n_micro, p_coarse, self.coarse_clip
@@ -346,11 +361,12 @@ class FeLIFLayer(nn.Module):
                 out.append(spike)
                 continue
             state = felif_reset(state, spike, p)
-            if self.method == "bruno" or not torch.is_grad_enabled():
+            if fast:
                 # without a graph every method has the same values: use the fast path
                 spike, state = bruno_step(
-                    current_a, state, p, self.step_s, self.n_micro, p_coarse, self.coarse_clip
-                )
+                    current_a, state, p, self.step_s, self.n_micro, p_coarse, self.coarse_clip,
+                    fine=fines[t],
+                )  # fmt: skip
             else:
                 spike, state = bptt_step(
                     current_a, state, p, self.step_s, self.n_micro, self.method == "bptt-ckpt"

@@ -84,8 +84,8 @@ class LIFLayer(nn.Module):
         p = self.params()
         state = lif_initial_state(x.shape[1], self.n, like=x)
         out = []
-        for t in range(x.shape[0]):
-            s, state = lif_step(x[t], state, p)
+        for x_t in x.unbind(0):  # unbind: one backward node (x[t] fills a zero x per step)
+            s, state = lif_step(x_t, state, p)
             out.append(s)
         return torch.stack(out)
 
@@ -102,7 +102,7 @@ class RecurrentLIFLayer(LIFLayer):
         state = lif_initial_state(x.shape[1], self.n, like=x)
         s = torch.zeros_like(state.membrane)
         out = []
-        for t in range(x.shape[0]):
-            s, state = lif_step(x[t] + self.recurrent(s), state, p)
+        for x_t in x.unbind(0):
+            s, state = lif_step(x_t + self.recurrent(s), state, p)
             out.append(s)
         return torch.stack(out)
