@@ -85,5 +85,10 @@ def main() -> None:
         if callable(show) and isinstance(exit_code, int):
             show()
             sys.exit(exit_code)
+        if type(exc).__module__.startswith("sqlalchemy"):
+            # a database failure mid-job (the user's errors are mapped to exit 2 by the store)
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""]
+            typer.echo(f"error: database: {type(exc).__name__}: {reason[0]}", err=True)
+            sys.exit(1)
         raise
     sys.exit(code if isinstance(code, int) else 0)

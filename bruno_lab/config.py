@@ -28,6 +28,8 @@ def resolve_db_url(db: str | None = None) -> str:
     A plain file path (no ``://``) is taken as an SQLite file. The default file's directory is
     created so that a first ``bruno-lab db upgrade`` just works.
     """
+    if db is not None and not db.strip():
+        raise BadInputError("--db: empty database URL")
     url = db or os.environ.get(ENV_VAR) or None
     if url is None:
         path = default_db_path()
@@ -42,11 +44,24 @@ def resolve_db_url(db: str | None = None) -> str:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe for logs and error messages."""
-    from sqlalchemy.engine import make_url
+    """``url`` with any password replaced by ``***``, safe for logs and error messages.
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        # Unparseable: keep only the scheme, never echo what might be a secret.
-        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
+    Works on the text, not on a parse, so that a password with unencoded ``@ : / ? #`` (which
+    URL parsers split in the wrong place) is still hidden whole: the user information is
+    everything between ``://`` and the LAST ``@`` before the end, and what follows its first
+    ``:`` is masked. ``password=`` query parameters are masked too.
+    """
+    import re
+
+    if "://" not in url:
+        return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
+    scheme, rest = url.split("://", 1)
+    if scheme.startswith("sqlite"):
+        return url  # a file path: no credentials (and '@' or ':' may be part of the path)
+    at = rest.rfind("@")
+    if at >= 0:
+        userinfo, host = rest[:at], rest[at + 1 :]
+        user, sep, _ = userinfo.partition(":")
+        rest = f"{user}:***@{host}" if sep else f"{userinfo}@{host}"
+    rest = re.sub(r"(?i)(password=)[^&\s]*", r"\1***", rest)
+    return f"{scheme}://{rest}"

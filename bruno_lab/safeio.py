@@ -333,3 +333,46 @@ def read_tensor_file(
     if tensors and header.get("sha256") != _tensor_digest(meta_json, loaded):
         raise FileFormatError(f"{path}: {what} checksum does not match (corrupt or edited)")
     return loaded, meta, version
+
+
+# -- the one pickle we read ---------------------------------------------------------------
+
+#: What a pickled list of numpy-array records needs, and nothing that can call code.
+NUMPY_RECORD_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("builtins", "bytearray"),
+        ("_codecs", "encode"),
+        ("collections", "OrderedDict"),
+    }
+)
+
+
+def restricted_unpickle(fh: Any, where: str, allowed: frozenset[tuple[str, str]]) -> Any:
+    """Unpickle ``fh`` allowing only the ``(module, name)`` globals in ``allowed``: anything
+    else (``os.system``, ``builtins.eval``, ...) is refused before it is called."""
+    import pickle
+
+    class _Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) not in allowed:
+                raise FileFormatError(
+                    f"{where}: refers to {module}.{name}, which a data file has no business "
+                    "loading (refused: a pickle can run code)"
+                )
+            return super().find_class(module, name)
+
+    try:
+        return _Restricted(fh).load()
+    except FileFormatError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, MemoryError, OverflowError) as exc:  # fmt: skip
+        raise FileFormatError(
+            f"{where}: not a readable pickle ({type(exc).__name__}: {exc})"
+        ) from None

@@ -19,10 +19,16 @@ def _allows_bool(annotation: Any) -> bool:
     if annotation is bool or annotation is Any:
         return True
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return True  # a nested model checks its own fields
+        return False  # a nested model checks its own fields (see refuse_bool)
     if typing.get_origin(annotation) is typing.Literal:
         return any(isinstance(a, bool) for a in typing.get_args(annotation))
     return any(_allows_bool(a) for a in typing.get_args(annotation))
+
+
+def _has_model(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_has_model(a) for a in typing.get_args(annotation))
 
 
 def _has_bool(value: Any) -> bool:
@@ -37,6 +43,8 @@ def _has_bool(value: Any) -> bool:
 
 def refuse_bool(value: Any, annotation: Any) -> Any:
     """``value`` unchanged, or ValueError if it holds a boolean the annotation does not want."""
+    if isinstance(value, dict) and _has_model(annotation):
+        return value  # validated by the nested model itself
     if not _allows_bool(annotation) and _has_bool(value):
         raise ValueError(f"a boolean ({value!r}) is not a number here; give a value")
     return value

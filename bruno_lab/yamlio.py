@@ -159,8 +159,9 @@ def parse_yaml(
 ) -> YamlDoc:
     """Compose and construct one YAML document under ``limits``; errors name ``source:line``."""
     limits = limits or Limits()
-    loader = _Loader(text, limits)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text, limits)  # the reader checks the characters already here
         root = loader.get_single_node()
         if root is not None:
             size = _expanded_size(root, limits.max_nodes)
@@ -184,7 +185,8 @@ def parse_yaml(
     except RecursionError:
         raise error(f"{source}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDoc(data, root, source)
 
 

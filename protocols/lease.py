@@ -242,8 +242,11 @@ def plan_open_lock(store: Any, plan_sha256: str) -> Iterator[None]:
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield  # one process only (in-memory) or a backend with its own serialization
         return
-    path = Path(database).expanduser()
-    lock_path = path.with_name(path.name + ".bruno-lab-lock")
+    from instruments.station_lock import lock_dir
+
+    path = Path(database).expanduser().resolve()
+    digest = hashlib.sha256(f"{path}\n{plan_sha256}".encode()).hexdigest()[:24]
+    lock_path = lock_dir() / f"plan-{digest}.lock"  # not beside the database: writes nothing there
     try:
         fh = open(lock_path, "a+")  # noqa: SIM115 - closed below, after the lock is released
     except OSError as exc:

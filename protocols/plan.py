@@ -222,6 +222,17 @@ def _format_validation(
     return "\n".join(dict.fromkeys(lines))
 
 
+MAX_LIST = 10_000  # values in one list parameter (frequencies, amplitudes, ...)
+
+
+def _longest_list(value: Any) -> int:
+    if isinstance(value, dict):
+        return max((_longest_list(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return max(len(value), max((_longest_list(v) for v in value[: MAX_LIST + 1]), default=0))
+    return 0
+
+
 def _is_tag(part: str) -> bool:
     return any(c in part for c in "[]()") or part in {"DiePattern", "str", "int"}
 
@@ -253,6 +264,12 @@ def parse_plan(text: str, source: str = "<plan>", wafer: WaferMap | None = None)
             raise PlanError(
                 f"{_where(source, index, ('protocols', i, 'protocol'))}: unknown protocol "
                 f"{step.protocol!r}; allowed values: {', '.join(specs)}"
+            )
+        too_long = _longest_list(step.params)
+        if too_long > MAX_LIST:
+            raise PlanError(
+                f"{_where(source, index, ('protocols', i, 'params'))}: a list of {too_long} "
+                f"values; at most {MAX_LIST} per parameter"
             )
         try:
             params = spec.params_cls.model_validate(step.params)

@@ -95,6 +95,11 @@ def check_plan_envelope(plan: Plan, envelope: Any, wiring: dict[str, Any]) -> No
                     raise EnvelopeError(f"{where}: {exc}") from None
                 except ValueError as exc:
                     raise PlanError(f"{where}: {exc}") from None
+                except MemoryError:
+                    raise PlanError(
+                        f"{where}: the waveform would not fit in memory (too many samples: "
+                        "check the widths, delays and sample rates)"
+                    ) from None
 
 
 def prepare_run(

@@ -27,10 +27,17 @@ db_app = typer.Typer(
 def upgrade(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Migrate the database to the schema this bruno-lab needs (creates it if empty)."""
     from bruno_lab.cli import emit_json
+    from bruno_lab.errors import BadInputError
     from bruno_lab.store import open_store
+    from bruno_lab.store.engine import engine_is_read_only
 
     store = open_store(db, require_head=False)
     try:
+        if engine_is_read_only(store.engine):
+            raise BadInputError(
+                f"database {store.masked_url} is read-only (file or directory permissions): "
+                "cannot upgrade it"
+            )
         before = store.schema_status()
         after = store.upgrade()
     finally:
@@ -70,11 +77,21 @@ def status(db: DbOption = None, as_json: JsonOption = False) -> None:
             store.close()
     if as_json:
         emit_json(doc)
+    elif not doc["exists"]:
+        typer.echo(f"{doc['url']}: does not exist", err=True)
     else:
         state = "at head" if doc["at_head"] else "NOT at head: run `bruno-lab db upgrade`"
         typer.echo(
             f"{doc['url']}: schema {doc['current'] or 'empty'} (head {doc['head']}), {state}",
             err=True,
+        )
+    if not doc["exists"]:
+        from bruno_lab.errors import BrunoLabError
+
+        # exit 1 like "not at head" (the job "be at head" failed), but say what is wrong
+        raise BrunoLabError(
+            f"database {doc['url']} does not exist: create it with "
+            f"`bruno-lab db upgrade --db '{doc['url']}'`"
         )
     if not doc["at_head"]:
         from bruno_lab.errors import BrunoLabError

@@ -42,6 +42,8 @@ def open_store(
             f"database {mask_url(resolved)} does not exist: create it with "
             f"`bruno-lab db upgrade --db '{mask_url(resolved)}'`"
         )
+    if require_head:  # an SQLite file not at head is refused before it is opened for writing
+        _refuse_sqlite_not_at_head(resolved)
     engine = make_engine(resolved)
     store = Store(engine, resolved, chunk_bytes=chunk_bytes or DEFAULT_CHUNK_BYTES)
     if not require_head:
@@ -68,6 +70,30 @@ def open_store(
             + (" (with the real password)" if "***" in status["url"] else "")
         )
     return store
+
+
+def _refuse_sqlite_not_at_head(url: str) -> None:
+    """Read an SQLite file's revision without changing it (no WAL conversion of a file this
+    bruno-lab will refuse anyway); raise the same ``SchemaError`` as :func:`open_store`."""
+    from bruno_lab.config import mask_url
+    from bruno_lab.store.engine import sqlite_file, sqlite_revision_read_only
+    from bruno_lab.store.schema import head_revision, revision_known
+
+    path = sqlite_file(url)
+    if path is None or not path.exists():
+        return
+    current, head = sqlite_revision_read_only(url), head_revision()
+    if current == head:
+        return
+    if current is not None and not revision_known(current):
+        raise SchemaError(
+            f"database {mask_url(url)} is at schema {current}, unknown to this bruno-lab "
+            f"(head {head}): it was migrated by a newer bruno-lab; upgrade bruno-lab instead"
+        )
+    raise SchemaError(
+        f"database {mask_url(url)} is at schema {current or 'empty (no schema)'}, this "
+        f"bruno-lab needs {head}: run `bruno-lab db upgrade --db '{mask_url(url)}'`"
+    )
 
 
 def open_store_for_cli(db: str | None) -> Store:

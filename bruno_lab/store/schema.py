@@ -49,13 +49,16 @@ def schema_status(engine: Engine) -> dict[str, Any]:
     """
     current = current_revision(engine)
     head = head_revision()
-    known = True
-    if current is not None:
-        try:
-            known = ScriptDirectory.from_config(alembic_config()).get_revision(current) is not None
-        except Exception:  # alembic raises ResolutionError/CommandError for unknown ids
-            known = False
+    known = current is None or revision_known(current)
     return {"current": current, "head": head, "at_head": current == head, "known": known}
+
+
+def revision_known(revision: str) -> bool:
+    """True if the packaged migrations have ``revision`` (False: a newer bruno-lab wrote it)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises ResolutionError/CommandError for unknown ids
+        return False
 
 
 def upgrade(engine: Engine, url: str, revision: str = "head") -> None:

@@ -206,3 +206,25 @@ def test_output_paths_checked_before_work(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match=r"\.json, \.yaml"):
         check_output_path(tmp_path / "card.txt", "--out", suffixes=(".json", ".yaml"))
     assert check_output_path(tmp_path / "new" / "net.pt", "--out") == tmp_path / "new" / "net.pt"
+
+
+def test_crafted_braille_pickle_does_not_run_its_payload(tmp_path: Path) -> None:
+    import pickle
+
+    import numpy as np
+
+    from bruno_lab.train.data.braille import load_braille
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "braille.pkl"
+    evil.write_bytes(pickle.dumps([{"taxel_data": Payload(marker), "letter": "A"}]))
+    with pytest.raises(FileFormatError, match=r"posix\.mkdir|os\.mkdir"):
+        load_braille(evil)
+    assert not marker.exists()
+    # the published layout (numpy arrays in dicts in a list) still loads
+    good = tmp_path / "good.pkl"
+    rng = np.random.default_rng(0)
+    recs = [{"taxel_data": rng.integers(0, 255, (20, 12), dtype=np.uint8), "letter": c}
+            for c in "AB" * 5]  # fmt: skip
+    good.write_bytes(pickle.dumps(recs))
+    assert load_braille(good).n_train == 8

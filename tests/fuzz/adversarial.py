@@ -71,6 +71,8 @@ class Case:
     marker: bool = False  # the case plants Payload(dir/marker)
     custom: Callable[[Path, Env], dict[str, Any]] | None = None
     secret: str | None = None  # must not appear in the output
+    expect_code: int = 2  # what the contract says for this bad input (db status: 1)
+    expect_text: str | None = None  # and what the message must say
 
 
 @dataclass
@@ -510,9 +512,9 @@ def build_cases(env: Env) -> list[Case]:
                   plan_text_with("amplitude_v: 3 V\namplitude_v: 1 V")),
         plan_case("plan duplicate name", "yaml",
                   "name: a\n" + plan_text_with("amplitude_v: 3 V")),
-        plan_case("plan non-UTF-8", "yaml",
+        file_case("plan non-UTF-8", "yaml", "plan.yaml",
                   plan_text_with("amplitude_v: 3 V").replace("adversarial", "adv\udcff")
-                  .encode("utf-8", "surrogateescape").decode("latin-1")),
+                  .encode("utf-8", "surrogateescape"), run),
         file_case("plan latin-1 bytes", "yaml", "plan.yaml",
                   plan_text_with("amplitude_v: 3 V").encode() + b"# caf\xe9\n", run),
         file_case("plan UTF-16 with BOM", "yaml", "plan.yaml",
@@ -770,7 +772,8 @@ def build_cases(env: Env) -> list[Case]:
         Case("run on a non-database file", "db", run, not_sqlite),
         Case("db status on a non-database file", "db", ["db", "status", "--db", "{db}"],
              not_sqlite),
-        Case("db status missing file", "db", ["db", "status", "--db", "missing.db"], db="none"),
+        Case("db status missing file", "db", ["db", "status", "--db", "missing.db"], db="none",
+             expect_code=1, expect_text="does not exist"),
         Case("run missing db file", "db",
              ["run", "plan.yaml", "--station", "{station}", "--db", "missing.db"],
              lambda d, e: write_yaml(d / "plan.yaml", quick_plan()), db="none"),
@@ -965,7 +968,15 @@ def run_case(case: Case, env: Env, root: Path) -> dict[str, Any]:
     if case.kind == "control":
         clean = res["code"] == 0 and not tb
     else:
-        clean = res["code"] == 2 and not tb and not written and not marker_hit and not leaked
+        said = case.expect_text is None or case.expect_text in res["stderr"]
+        clean = (
+            res["code"] == case.expect_code
+            and said
+            and not tb
+            and not written
+            and not marker_hit
+            and not leaked
+        )
     last = [ln for ln in res["stderr"].strip().splitlines() if ln.strip()][-1:] or [""]
     return {
         "name": case.name,
@@ -978,6 +989,7 @@ def run_case(case: Case, env: Env, root: Path) -> dict[str, Any]:
         "code_ran": marker_hit,
         "secret_leaked": leaked,
         "clean": clean,
+        "expect": case.expect_code,
         "wall_s": round(res["wall_s"], 2),
         "detail": last[0][:300],
     }
@@ -1041,7 +1053,7 @@ def table(results: list[dict[str, Any]]) -> str:
         ("inputs tried (bad input)", len(bad)),
         ("exit-2 clean", sum(r["clean"] for r in bad)),
         ("tracebacks", sum(r["traceback"] for r in bad)),
-        ("wrong exit code (0, 1, other, hang)", sum(r["code"] != 2 for r in bad)),
+        ("wrong exit code (0, 1, other, hang)", sum(r["code"] != r.get("expect", 2) for r in bad)),
         ("wrote something", sum(r["written"] for r in bad)),
         ("ran code from a file", sum(r.get("code_ran", False) for r in bad)),
         ("leaked a password", sum(r.get("secret_leaked", False) for r in bad)),

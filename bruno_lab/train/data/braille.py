@@ -12,7 +12,6 @@ an 80/20 train/test split.
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +41,12 @@ def _label(letter: str, path: Path, i: int) -> int:
 def load_braille(path: str | Path, *, seed: int = 0) -> TaskData:
     """Read and preprocess the pickle; x (N, 2*T_min, 4) float32, y (N,) class 0..26."""
     path = Path(path)
-    try:
+    from bruno_lab.safeio import NUMPY_RECORD_GLOBALS, restricted_unpickle
+
+    try:  # only numpy arrays, dicts, lists and strings: a crafted pickle runs nothing
         with path.open("rb") as fh:
-            records = pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+            records = restricted_unpickle(fh, str(path), NUMPY_RECORD_GLOBALS)
+    except OSError as exc:
         raise DataError(f"{path}: cannot read the Braille pickle ({exc})") from exc
     if not isinstance(records, list) or not records:
         raise DataError(f"{path}: expected a non-empty list of records")
