@@ -34,7 +34,7 @@ from bruno_lab.safeio import parse_json, read_text
 MAX_FILE_BYTES = 16 * 2**20
 MAX_DEPTH = 64
 MAX_ALIASES = 256
-MAX_NODES = 2_000_000
+MAX_NODES = 500_000
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,14 @@ def parse_yaml(
 ) -> YamlDoc:
     """Compose and construct one YAML document under ``limits``; errors name ``source:line``."""
     limits = limits or Limits()
+    # pure-Python YAML composes ~30k values/s: refuse a file that cannot be within the node
+    # limit before spending a minute composing it (every value needs a comma, newline or colon)
+    separators = text.count(",") + text.count("\n") + text.count(":")
+    if separators > limits.max_nodes:
+        raise error(
+            f"{source}: about {separators} values, more than the {limits.max_nodes} a lab file "
+            "may hold: refused unparsed"
+        )
     loader: _Loader | None = None
     try:
         loader = _Loader(text, limits)  # the reader checks the characters already here
