@@ -42,6 +42,7 @@ def build_summary(state: Any) -> dict[str, Any]:
         "training": {
             "epochs": len(state.history),
             "final": state.history[-1] if state.history else None,
+            **state.training,
         },
         "deployment": state.deployment,
         "accuracy": {

@@ -54,23 +54,26 @@ class DemoSize:
     eval_passes: int
     lr: float = 5e-3
     rram_sites: tuple[int, ...] = (3, 4)  # RRAM test cells characterized on each die
+    train_seeds: int = 1  # networks trained (seed, seed + 1, ...): mean ± SD in the summary
 
 
-FULL = DemoSize(
+FULL = DemoSize(  # training fields: bruno_lab.train.demo_network.DEMO (chosen by die capacity)
     dies=((1, 1), (3, 1), (0, 2), (4, 2)),
     task={
-        "n_classes": 2,
-        "n_channels": 4,
+        "n_classes": 4,
+        "n_channels": 16,
         "n_steps": 12,
-        "n_train": 128,
-        "n_test": 64,
-        "rate": 0.3,
+        "n_train": 256,
+        "n_test": 128,
+        "rate": 0.15,
         "seed": 0,
     },
-    n_hidden=3,
-    epochs=12,
-    n_micro=100,
+    n_hidden=32,
+    epochs=8,
+    n_micro=1000,
     eval_passes=3,
+    lr=5e-2,
+    train_seeds=3,
 )
 QUICK = DemoSize(
     dies=((1, 1), (3, 3)),
@@ -110,6 +113,7 @@ class DemoState:
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     network_path: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)  # seeds, mean ± SD, learned
     deployment: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     conductances: dict[str, Any] = field(default_factory=dict)
@@ -179,53 +183,106 @@ def fit_cards(state: DemoState, store: Store, progress: Progress) -> Calibration
     return calibration
 
 
+def _die_rram_cells(state: DemoState) -> int:
+    """RRAM cells one die offers the deployment (the sites ``assign_cells`` would use)."""
+    from protocols.deployment import station_wafer
+
+    assert state.station_path is not None
+    _, wafer = station_wafer(state.station_path)
+    return sum(1 for s in wafer.sites if s.kind == "rram")
+
+
 def train_network(
     state: DemoState, cards: dict[str, ModelCardBody], progress: Progress
 ) -> tuple[SpikingNetwork, TaskData]:
-    """A small FeLIF network with device-mode RRAM synapses against the fitted cards; saved to
+    """The demo network (``bruno_lab.train.demo_network``: the largest of its designs that a
+    die's RRAM cells hold) with device-mode RRAM synapses against the fitted cards, trained for
+    ``size.train_seeds`` seeds from the demo's seed; the demo's own seed is deployed, and the
+    summary gives every seed, mean ± SD and whether the network learned. Saved to
     ``out/network.pt`` (and its programming map) for the CLI tour."""
+    import dataclasses
+
     import torch
 
     from bruno_lab import loop
-    from bruno_lab.train.data.patterns import make_patterns
+    from bruno_lab.train import demo_network
     from bruno_lab.train.io import save_network, write_programming_map
+    from bruno_lab.train.metrics import mean_sd
 
     size = state.size
-    data = make_patterns(**size.task)
+    if state.quick:
+        spec = demo_network.DemoSpec(size.task, size.n_hidden, size.epochs, size.lr, size.n_micro)
+    else:
+        capacity = _die_rram_cells(state)
+        spec = demo_network.demo_spec(capacity)
+        if spec is not demo_network.DEMO:
+            state.notes.append(
+                f"a die holds {capacity} RRAM cells: the demo trains the {spec.n_in}-"
+                f"{spec.n_hidden}-{spec.n_out} network instead of the "
+                f"{demo_network.DEMO.n_in}-{demo_network.DEMO.n_hidden}-"
+                f"{demo_network.DEMO.n_out} one ({demo_network.DEMO.n_cells} cells)"
+            )
+        state.size = size = dataclasses.replace(
+            size, task=spec.task, n_hidden=spec.n_hidden, epochs=spec.epochs,
+            n_micro=spec.n_micro, lr=spec.lr,
+        )  # fmt: skip
+    data = spec.data()
     if "felif" not in cards:
         state.notes.append("FeLIF neurons: the design's default parameters (no FeLIF card)")
-    cfg = loop.NetworkConfig(
-        kind="classify",
-        n_in=data.n_in,
-        n_hidden=size.n_hidden,
-        n_out=data.n_out,
-        neuron="felif",
-        method="bruno",
-        synapse="device",
-        seed=state.seed,
-        n_micro=size.n_micro,
-        init_scale_in=20.0,
-        init_scale_out=4.0,
-    )
-    torch.manual_seed(state.seed)
-    network = loop.build_network(cfg, {k: cards[k] for k in ("rram", "felif") if k in cards})
+    use = {k: cards[k] for k in ("rram", "felif") if k in cards}
+    seeds = [state.seed + k for k in range(max(1, size.train_seeds))]
+    runs: list[dict[str, Any]] = []
+    network = None
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = loop.build_network(spec.network_config(seed), use)
+        tag = f"seed {seed}: " if len(seeds) > 1 else ""
 
-    def on_epoch(m: EpochMetrics) -> None:
-        progress(f"train epoch {m.epoch}: test acc {m.test_accuracy:.3f}", m.epoch, size.epochs)
+        def on_epoch(m: EpochMetrics, tag: str = tag) -> None:
+            progress(
+                f"train {tag}epoch {m.epoch}: test acc {m.test_accuracy:.3f}", m.epoch, size.epochs
+            )
 
-    result = loop.train(
-        network,
-        data,
-        loop.TrainConfig(epochs=size.epochs, lr=size.lr, batch_size=32, seed=state.seed),
-        on_epoch=on_epoch,
-    )
-    state.history = result.to_json()["history"]
+        result = loop.train(net, data, spec.train_config(seed), on_epoch=on_epoch)
+        final = result.final
+        runs.append(
+            {
+                "seed": seed,
+                "test_accuracy": final.test_accuracy if final else None,
+                "collapsed": result.collapsed,
+                "learned": demo_network.learned(result),
+                "fidelity": result.fidelity,
+            }
+        )
+        if seed == state.seed:
+            network, state.history = net, result.to_json()["history"]
+    assert network is not None
+    own = runs[0]
+    state.training = {
+        "network": spec.describe(),
+        "seed": state.seed,
+        "test_accuracy": own["test_accuracy"],
+        "learned": own["learned"],
+        "collapsed": own["collapsed"],
+        "learned_threshold": demo_network.LEARNED_ACCURACY,
+        "seeds": seeds,
+        "test_accuracy_over_seeds": mean_sd(r["test_accuracy"] for r in runs),
+        "n_learned": sum(r["learned"] for r in runs),
+        "runs": runs,
+    }
+    if not own["learned"]:
+        state.notes.append(
+            f"the trained network did not learn (test accuracy {own['test_accuracy']:.3f}"
+            + (", collapsed" if own["collapsed"] else "")
+            + f"; learned means >= {demo_network.LEARNED_ACCURACY} without collapse)"
+        )
     metrics = {
         "task": "patterns",
         "task_kwargs": size.task,
         "seed": state.seed,
         "history": state.history,
         "cards": {k: v["card_id"] for k, v in state.cards.items()},
+        "training": state.training,
     }
     state.network_path = state.out / "network.pt"
     save_network(state.network_path, network, metrics)

@@ -18,6 +18,31 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def _training_statement(state: Any, task: dict[str, Any]) -> str:
+    """What was trained, on which cards, with which seed, and whether it learned."""
+    tr = dict(getattr(state, "training", {}) or {})
+    what = tr.get("network") or (
+        f"FeLIF network {task.get('n_channels')}-{state.size.n_hidden}-"
+        f"{task.get('n_classes')}, {state.size.epochs} epochs on the patterns task"
+    )
+    text = f"{what}; RRAM synapses and FeLIF neurons from the wafer's cards."
+    if tr.get("test_accuracy") is not None:
+        verdict = "learned" if tr.get("learned") else "did NOT learn"
+        if tr.get("collapsed"):
+            verdict += " (collapsed: outputs uninformative)"
+        text += (
+            f" Seed {tr['seed']}: test accuracy {tr['test_accuracy']:.3f}, {verdict} "
+            f"(learned: >= {tr.get('learned_threshold', 0.9)} without collapse)."
+        )
+        over = tr.get("test_accuracy_over_seeds") or {}
+        if over.get("n", 0) > 1:
+            text += (
+                f" Over seeds {tr['seeds'][0]}-{tr['seeds'][-1]}: {over['mean']:.3f} ± "
+                f"{over['sd']:.3f} (mean ± SD), {tr.get('n_learned')} of {over['n']} learned."
+            )
+    return text
+
+
 def _training(state: Any) -> Any:
     from reporting.records import TrainingRecord, confusion_matrix
 
@@ -26,12 +51,7 @@ def _training(state: Any) -> Any:
         history=list(state.history),
         n_classes=int(task.get("n_classes", 0)) or None,
         n_test=int(task.get("n_test", 0)) or None,
-        description=(
-            f"FeLIF network {task.get('n_channels')}-{state.size.n_hidden}-"
-            f"{task.get('n_classes')} with device-mode RRAM synapses (the wafer's cards), "
-            f"BRUNO, {state.size.epochs} epochs on the patterns task "
-            f"({task.get('n_train')} training, {task.get('n_test')} test samples)."
-        ),
+        description=_training_statement(state, task),
     )
     if state.network_path is not None and Path(state.network_path).exists():
         try:
