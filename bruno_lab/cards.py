@@ -72,6 +72,68 @@ class RramLevel(_Strict):
     mean_siemens: float = Field(gt=0.0)
     sigma_siemens: float = Field(ge=0.0, description="Cell-to-cell spread after verify.")
     n_cells: int = Field(ge=1)
+    # from arrays (optional): the distribution's tails and what programming it took
+    p05_siemens: float | None = Field(None, ge=0.0, description="5th percentile over cells.")
+    p95_siemens: float | None = Field(None, ge=0.0, description="95th percentile over cells.")
+    mean_attempts: float | None = Field(None, ge=0.0, description="Pulses per cell to reach it.")
+    p95_attempts: float | None = Field(None, ge=0.0)
+    success_rate: float | None = Field(None, ge=0.0, le=1.0, description="Cells that reached it.")
+
+
+class SpatialTrend(_Strict):
+    """Spatial structure of one measured quantity over a crossbar: a plane in row and column
+    plus random row and column effects and the per-cell rest (all in ``unit``)."""
+
+    quantity: str = Field(min_length=1, description="e.g. forming_voltage_v.")
+    unit: str
+    mean: float
+    per_row: float = Field(description="Change per row (from row 0 down), unit/row.")
+    per_col: float = Field(description="Change per column, unit/column.")
+    row_sigma: float = Field(ge=0.0, description="Spread of row means about the plane.")
+    col_sigma: float = Field(ge=0.0, description="Spread of column means about the plane.")
+    cell_sigma: float = Field(ge=0.0, description="Per-cell spread about plane and effects.")
+    n_cells: int = Field(ge=1)
+
+
+class ArrayDefects(_Strict):
+    """Health-map statistics of the arrays (fractions of all cells)."""
+
+    n_cells: int = Field(ge=1)
+    stuck_fraction: float = Field(ge=0.0, le=1.0, description="Do not switch (e.g. stuck LRS).")
+    unformed_fraction: float = Field(ge=0.0, le=1.0, description="Never formed.")
+    out_of_window_fraction: float = Field(ge=0.0, le=1.0, description="Cannot span the window.")
+    stuck_conductance_siemens: float = Field(ge=0.0, description="Mean read of stuck cells.")
+    clustered_rows: int = Field(0, ge=0, description="Rows with more defects than chance.")
+    clustered_cols: int = Field(0, ge=0, description="Columns with more defects than chance.")
+
+
+class TransistorCompliance(_Strict):
+    """The access transistors' saturation current I_sat(V_G), EKV model of
+    ``bruno_lab.devices.one_t_one_r`` (``vth_v``, ``beta_a_v2`` fitted per cell from SET-pulse
+    currents at several gate voltages; ``slope_n`` and ``temperature_k`` held)."""
+
+    model_name: str = "ekv-saturation"
+    vth_v: ParameterStats
+    beta_a_v2: ParameterStats
+    slope_n: float = Field(gt=0.0)
+    temperature_k: float = Field(gt=0.0)
+    gate_range_v: list[float] = Field(min_length=2, max_length=2)
+
+
+class RramArrayStats(_Strict):
+    """What only arrays give: spatial structure, defect maps, transistor compliance, and how
+    programming went (scheme, tolerance, attempts)."""
+
+    n_arrays: int = Field(ge=1)
+    rows: int = Field(ge=1)
+    cols: int = Field(ge=1)
+    n_cells: int = Field(ge=1)
+    scheme: str = Field(description="igvva or ispva.")
+    tolerance_siemens: float = Field(gt=0.0)
+    mean_attempts: float = Field(ge=0.0)
+    spatial: list[SpatialTrend] = Field(default_factory=list)
+    defects: ArrayDefects | None = None
+    compliance: TransistorCompliance | None = None
 
 
 class RramReadNoise(_Strict):
@@ -116,6 +178,9 @@ class RramLadder(_Strict):
     stuck_fraction: float = Field(ge=0.0, le=1.0, description="Cells that ignore programming.")
     stuck_conductance_siemens: float = Field(
         ge=0.0, description="Mean conductance a stuck cell reads (measured on the stuck cells)."
+    )
+    array: RramArrayStats | None = Field(
+        None, description="From 1T1R arrays (None: single test cells only)."
     )
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ from bruno_lab.store.queries import FIXED_COLUMNS
 
 log = logging.getLogger(__name__)
 
-KINDS = ("fecap", "felif", "rram")
+KINDS = ("fecap", "felif", "rram", "rram_array")
 
 
 @dataclass

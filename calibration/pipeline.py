@@ -110,6 +110,10 @@ def run_stage(
         from calibration.felif_fit import fit_felif
 
         return fit_felif(store, devices, felif_options=felif_options, on_progress=on_progress, **kw)
+    if kind == "rram_array":  # 1T1R arrays: an RRAM card from thousands of cells
+        from calibration.array_fit import fit_array
+
+        return fit_array(store, devices)
     from calibration.rram_fit import fit_rram
 
     return fit_rram(store, devices)
@@ -121,6 +125,15 @@ def build_card(kind_fit: KindFit, kind: str, scope_id: str, scope: str = "wafer"
     if not good:
         reasons = sorted({fl for f in kind_fit.fits for fl in f.flags})[:8]
         raise DataError(f"{kind} on {scope_id}: no usable device (flags seen: {reasons})")
+    card = kind_fit.extra.get("card")
+    if card is not None:  # statistics over cells, not per-device fits (rram_array)
+        body = {
+            "scope": scope, "scope_id": scope_id, "model_name": kind_fit.model_name,
+            "model_version": MODEL_VERSION,
+            "rram": kind_fit.rram.model_dump() if kind_fit.rram is not None else None,
+            "notes": kind_fit.extra.get("notes", ""), **card,
+        }  # fmt: skip
+        return parse_card(body, where=f"{kind} card for {scope_id}")
     names = [s.name for s in kind_fit.specs]
     values, errs = kind_fit.table(names)
     names = [n for n in names if np.isfinite(values[n]).any()]  # e.g. no rram_iv in the plan

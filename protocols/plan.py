@@ -26,7 +26,7 @@ from protocols.base import ProtocolParams, Seconds
 from protocols.registry import all_protocols
 from protocols.wafer import DieRef, WaferMap
 
-KINDS = ("fecap", "rram", "felif")
+KINDS = ("fecap", "rram", "felif", "rram_array")
 
 
 class DiePattern(StrictModel):
@@ -42,7 +42,7 @@ class ProtocolStep(StrictModel):
     model_config = ConfigDict(extra="forbid")
     protocol: str
     params: dict[str, Any] = Field(default_factory=dict)
-    kinds: list[Literal["fecap", "rram", "felif"]] | None = None
+    kinds: list[Literal["fecap", "rram", "felif", "rram_array"]] | None = None
 
 
 class StopConditions(StrictModel):
@@ -62,8 +62,8 @@ class PlanFile(StrictModel):
     name: str = Field(min_length=1, max_length=128)
     wafer: str | None = None
     dies: Literal["all"] | list[str | list[int]] | DiePattern = "all"
-    sites: dict[Literal["fecap", "rram", "felif"], Literal["all"] | list[int]] = Field(
-        default_factory=dict
+    sites: dict[Literal["fecap", "rram", "felif", "rram_array"], Literal["all"] | list[int]] = (
+        Field(default_factory=dict)
     )
     protocols: list[ProtocolStep] = Field(min_length=1)
     stop: StopConditions = Field(default_factory=StopConditions)

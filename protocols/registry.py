@@ -19,6 +19,13 @@ PROTOCOL_MODULES: tuple[str, ...] = (
     "rram_read_noise",
     "rram_retention",
     "rram_endurance",
+    "array_forming",
+    "array_health",
+    "array_program",
+    "array_map",
+    "array_read_noise",
+    "array_retention",
+    "array_compliance",
 )
 
 

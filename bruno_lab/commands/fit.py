@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-KINDS = ("fecap", "felif", "rram")
+KINDS = ("fecap", "felif", "rram", "rram_array")  # rram_array: an RRAM card from 1T1R arrays
 
 
 def register(app: typer.Typer) -> None:
@@ -47,7 +47,11 @@ def fit(
     ] = None,
     kind: Annotated[
         list[str] | None,
-        typer.Option("--kind", help="Device kind: fecap, felif or rram (repeat; default all)."),
+        typer.Option(
+            "--kind",
+            help="Device kind: fecap, felif, rram or rram_array (an RRAM card from 1T1R arrays); "
+            "repeat; default every kind but rram_array.",
+        ),
     ] = None,
     db: Annotated[
         str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file.", show_default=False)

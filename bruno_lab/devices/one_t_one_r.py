@@ -9,9 +9,10 @@ programming (IGVVA) work, and what an SMU's slow compliance cannot do for a µs 
 Layout and polarity (the conventions of the array tester): ``BL -- RRAM -- X -- FET -- SL``,
 the gate on the word line. A SET drives the bit line positive (cell voltage ``V_BL - V_SL > 0``,
 the transistor's source is the source line: ``V_GS = V_G - V_SL``); a RESET drives the source
-line positive, the source of the transistor becomes the internal node X, which sits at most
-``|V_SL - V_BL|`` above the bit line, so its current limit is bounded below by
-``I_sat(V_G - max(V_BL, V_SL))`` (source degeneration, worst case; a RESET is given a high gate).
+line positive, the source of the transistor becomes the internal node X, which sits at the
+cell's voltage above the bit line, so its current limit is ``I_sat(V_G - V_BL - V_x)`` at the
+operating point where the cell's current meets it (source degeneration; a RESET is given a high
+gate).
 
 Transistor model: EKV-like saturation current, valid from weak to strong inversion and smooth
 (differentiable) in between::
@@ -47,6 +48,8 @@ from bruno_lab.devices.rram import (
 
 SOFTPLUS_ARG_MAX = 80.0
 """Bound of the EKV exponent (finite in float32)."""
+RESET_BISECTION_STEPS = 40
+"""Bisection steps of a RESET's operating point (2**-40 of the amplitude)."""
 SERIES_NEWTON_STEPS = 40
 """Safeguarded Newton steps of the series read (converges in ~5; the rest are a no-op)."""
 
@@ -123,15 +126,46 @@ def on_resistance_ohm(gate_source_v: Tensor | float, params: TransistorParams) -
 
 
 def pulse_current_limit_a(
-    bit_line_v: Tensor, source_line_v: Tensor, gate_v: Tensor, params: TransistorParams
+    bit_line_v: Tensor,
+    source_line_v: Tensor,
+    gate_v: Tensor,
+    params: TransistorParams,
+    cell: RramParams | None = None,
+    gap_m: Tensor | None = None,
 ) -> Tensor:
-    """The transistor's current limit during a pulse (per cell), A: ``I_sat(V_G - V_SL)`` for a
-    SET (bit line above source line), ``I_sat(V_G - max(V_BL, V_SL))`` for a RESET (the
-    source-degenerated worst case, see the module docstring)."""
+    """The transistor's current limit during a pulse (per cell), A.
+
+    SET (bit line above source line): the source is the source line, ``I_sat(V_G - V_SL)``.
+    RESET: the source is the node X between channel and cell, which sits at the cell's voltage
+    ``V_x`` above the bit line, so the limit is ``I_sat(V_G - V_BL - V_x)`` at the operating
+    point where the cell's current meets it (``I_cell(V_x) = I_sat(V_G - V_BL - V_x)``, solved
+    by bisection at the pulse's start state ``gap_m``; if the cell alone draws less at the full
+    amplitude, the channel is not limiting). Without the cell, the worst case ``V_x = |V|``."""
     bl = torch.as_tensor(bit_line_v, dtype=params.vth_v.dtype)
     sl = torch.as_tensor(source_line_v, dtype=params.vth_v.dtype)
-    source = torch.where(bl >= sl, sl, torch.maximum(bl, sl))
-    return saturation_current_a(torch.as_tensor(gate_v, dtype=bl.dtype) - source, params)
+    gate = torch.as_tensor(gate_v, dtype=bl.dtype)
+    set_limit = saturation_current_a(gate - sl, params)
+    amplitude = (sl - bl).clamp(min=0.0)
+    if cell is None or gap_m is None:
+        reset_limit = saturation_current_a(gate - bl - amplitude, params)
+        return torch.where(bl >= sl, set_limit, reset_limit)
+    resets = torch.nonzero(bl < sl).reshape(-1)
+    if resets.numel() == 0:
+        return set_limit
+    # the operating point of the RESET cells only (a SET needs none)
+    sub_cell = cell.select(resets)
+    sub_fet = params.select(resets)
+    g_r, b_r, a_r = gap_m[resets], bl[resets], amplitude[resets]
+    v_g = gate.expand_as(bl)[resets]
+    lo, hi = torch.zeros_like(a_r), a_r.clone()
+    for _ in range(RESET_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        excess = cell_current_a(mid, g_r, sub_cell) - saturation_current_a(v_g - b_r - mid, sub_fet)
+        lo = torch.where(excess < 0, mid, lo)
+        hi = torch.where(excess < 0, hi, mid)
+    limit = set_limit.clone()
+    limit[resets] = saturation_current_a(v_g - b_r - 0.5 * (lo + hi), sub_fet)
+    return limit
 
 
 def one_t_one_r_pulse(
@@ -154,7 +188,8 @@ def one_t_one_r_pulse(
     whose gate is off (``I_sat`` of a grounded gate, picoamperes) does not move."""
     bl = torch.as_tensor(bit_line_v, dtype=cell.i0_a.dtype).reshape(-1)
     sl = torch.as_tensor(source_line_v, dtype=bl.dtype).reshape(-1).expand_as(bl)
-    limit = pulse_current_limit_a(bl, sl, gate_v, transistor).reshape(-1).expand_as(bl)
+    gate = torch.as_tensor(gate_v, dtype=bl.dtype).reshape(-1).expand_as(bl)
+    limit = pulse_current_limit_a(bl, sl, gate, transistor, cell, state.gap_m)
     current, new = rram_apply_voltage((bl - sl)[:, None], width_s, state, cell, limit, generator)
     return current[:, 0], new
 

@@ -65,6 +65,7 @@ class DeviceKind(enum.StrEnum):
     FECAP = "fecap"
     FELIF = "felif"
     RRAM = "rram"
+    RRAM_ARRAY = "rram_array"  # a 1T1R crossbar: one device, one measurement per row
 
 
 class RunStatus(enum.StrEnum):
