@@ -112,6 +112,7 @@ def render_html(report: Report, *, build_s: float | None = None) -> str:
         "version": __version__,
         "built_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "build_s": f"{build_s:.1f} s" if build_s is not None else "–",
+        "db": "–",
         **report.meta,
     }
     template = _environment().get_template("report.html")

@@ -33,6 +33,12 @@ class Block:
     wide: bool = False
 
     @property
+    def height(self) -> int:
+        """The figure's height (px): its div is sized to it, so the page's layout never depends
+        on when (or whether) plotly has drawn it."""
+        return int(((self.figure or {}).get("layout") or {}).get("height") or 360)
+
+    @property
     def figure_json(self) -> str:
         return dumps(self.figure or {})
 

@@ -127,9 +127,12 @@ def build(rec: DeploymentRecord | None) -> Section | None:
             [ev["chip_accuracy"]] if ev.get("chip_accuracy") is not None else []
         )
         m, sd = mean_spread(chip)
-        chip_txt = pct(m) + (
-            f" ± {100 * sd:.1f} (over {len(chip)} read passes)" if len(chip) > 1 else ""
-        )
+        if len(chip) > 1 and sd > 0:
+            chip_txt = f"{pct(m)} ± {100 * sd:.1f} (over {len(chip)} read passes)"
+        elif len(chip) > 1:
+            chip_txt = f"{pct(m)} (the same on all {len(chip)} read passes)"
+        else:
+            chip_txt = pct(m)
         chance = ev.get("chance")
         rows = [
             ["on chip (conductances read back)", Cell(chip_txt, css="num")],

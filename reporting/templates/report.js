@@ -1,11 +1,15 @@
 (function () {
   "use strict";
   var config = {responsive: true, displaylogo: false, toImageButtonOptions: {format: "png", scale: 2}};
+  var drawing = {};  // figure id -> the promise of its plot (drawn once, awaited by all)
   function draw(div) {
-    if (div.dataset.drawn) { return Promise.resolve(); }
-    div.dataset.drawn = "1";
-    var fig = JSON.parse(document.getElementById("data-" + div.dataset.fig).textContent);
-    return Plotly.newPlot(div, fig.data, fig.layout, config);
+    var id = div.dataset.fig;
+    if (!drawing[id]) {
+      var fig = JSON.parse(document.getElementById("data-" + id).textContent);
+      drawing[id] = Plotly.newPlot(div, fig.data, fig.layout, config);
+      div.dataset.drawn = "1";
+    }
+    return drawing[id];
   }
   var plots = document.querySelectorAll("div.plot[data-fig]");
   if ("IntersectionObserver" in window) {
