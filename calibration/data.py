@@ -16,6 +16,7 @@ import numpy as np
 
 from bruno_lab.errors import BadInputError, DataError
 from bruno_lab.store.queries import FIXED_COLUMNS
+from calibration.seams import CalibrationStore
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ programming a network onto a die does not change the device card."""
 
 
 def load_devices(
-    store: Any, wafer: str, kind: str, purpose: Sequence[str] | None = CHARACTERIZATION
+    store: CalibrationStore, wafer: str, kind: str, purpose: Sequence[str] | None = CHARACTERIZATION
 ) -> list[DeviceRecords]:
     """Every device of ``kind`` on ``wafer`` with its measurement rows (arrays not loaded),
     from runs of ``purpose`` (None: every run).
@@ -120,7 +121,7 @@ def load_devices(
 _FIXED = frozenset(FIXED_COLUMNS)  # the store's fixed columns; every other one is a scalar
 
 
-def lot_wafers(store: Any, lot: str) -> list[str]:
+def lot_wafers(store: CalibrationStore, lot: str) -> list[str]:
     """Names of the wafers of ``lot``; an unknown lot raises ``DataError``."""
     from sqlalchemy import select
 
@@ -134,7 +135,7 @@ def lot_wafers(store: Any, lot: str) -> list[str]:
 
 
 def load_scope(
-    store: Any,
+    store: CalibrationStore,
     scope: str,
     scope_id: str,
     kind: str,
@@ -159,7 +160,7 @@ def load_scope(
 
 
 def load_arrays(
-    store: Any, measurement_ids: Sequence[int], names: Sequence[str]
+    store: CalibrationStore, measurement_ids: Sequence[int], names: Sequence[str]
 ) -> dict[int, dict[str, np.ndarray]]:
     """``id -> name -> values`` for the named arrays; a missing one raises ``DataError``."""
     got = store.load_arrays_many([int(m) for m in measurement_ids], list(names))

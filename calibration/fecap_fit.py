@@ -20,6 +20,7 @@ from calibration.features import pv_loop_features
 from calibration.fitter import FitOptions
 from calibration.models import FECAP_FIT_SPECS, decimate, decimation_factor
 from calibration.runner import run_tasks, split_tasks
+from calibration.seams import CalibrationStore
 from calibration.stage import KindFit
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _frequency(row: dict[str, Any]) -> float:
 
 
 def fit_fecap(
-    store: Any,
+    store: CalibrationStore,
     devices: list[DeviceRecords],
     *,
     n_domains: int,

@@ -68,6 +68,7 @@ from calibration.felif.segments import on_time_s, train_segments
 from calibration.felif.spec import ARRAYS, FELIF_FIT_SPECS, HELD, MODEL_NAME, NOTES, PROTOCOL
 from calibration.felif.spikes_model import build_felif_spikes
 from calibration.fitter import FitOptions
+from calibration.seams import CalibrationStore
 from calibration.stage import KindFit
 
 __all__ = [
@@ -90,7 +91,7 @@ log = logging.getLogger(__name__)
 
 
 def fit_felif(
-    store: Any,
+    store: CalibrationStore,
     devices: list[DeviceRecords],
     *,
     scheduler: Any = None,

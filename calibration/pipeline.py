@@ -24,6 +24,7 @@ from calibration.data import CHARACTERIZATION, check_kind, load_scope
 from calibration.felif.options import FelifFitOptions
 from calibration.fitter import FitOptions
 from calibration.models import MODEL_VERSION, get_model
+from calibration.seams import CalibrationStore
 from calibration.stage import KindFit
 from calibration.stats import correlations, population_parameters
 
@@ -82,7 +83,7 @@ class CalibrationOutcome:
 
 
 def run_stage(
-    store: Any,
+    store: CalibrationStore,
     wafer: str,
     kind: str,
     *,
@@ -167,7 +168,7 @@ def _units(kind_fit: KindFit) -> dict[str, str]:
 
 
 def calibrate(
-    store: Any,
+    store: CalibrationStore,
     wafer: str,
     kind: str,
     *,

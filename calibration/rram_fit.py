@@ -34,6 +34,7 @@ from calibration.rram_model import (
     forming_record,
     iv_record,
 )
+from calibration.seams import CalibrationStore
 from calibration.stage import KindFit
 from calibration.stats import LadderData, rram_ladder
 
@@ -85,7 +86,7 @@ def _is_stuck(dev: DeviceRecords) -> bool:
 
 
 def fit_rram(
-    store: Any, devices: list[DeviceRecords], options: FitOptions | None = None
+    store: CalibrationStore, devices: list[DeviceRecords], options: FitOptions | None = None
 ) -> KindFit:
     """Model fits and features of every cell and the ladder; nothing is written."""
     specs = [ParamSpec(name, -1e300, 1e300) for name in [*MODEL_PARAMS, *FEATURES]]
@@ -220,7 +221,9 @@ def _put(entry: dict[str, Any], name: str, value: float, stderr: float, flags: l
     return True
 
 
-def _ladder_data(store: Any, devices: list[DeviceRecords], stuck_ids: set[int]) -> LadderData:
+def _ladder_data(
+    store: CalibrationStore, devices: list[DeviceRecords], stuck_ids: set[int]
+) -> LadderData:
     pv_rows = [(d, r) for d in devices for r in d.rows.get("rram_program_verify", [])]
     pv_rows = [(d, r) for d, r in pv_rows if r["status"] == "ok" or d.device_id in stuck_ids]
     if not pv_rows:

@@ -101,6 +101,10 @@ class Oscilloscope(abc.ABC):
         """Arm one acquisition on the next trigger; returns once the scope is armed."""
 
     @abc.abstractmethod
+    def wait_complete(self) -> None:
+        """Block until every command sent so far is done (``*OPC?``): e.g. armed."""
+
+    @abc.abstractmethod
     def wait_acquired(self, timeout_s: float) -> None:
         """Block until the armed acquisition is complete (``InstrumentTimeout`` if not)."""
 

@@ -24,7 +24,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import numpy as np
 from pyvisa import constants as visa_constants
@@ -46,6 +46,7 @@ from instruments.validators import (  # re-exported: drivers import them from he
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 5.0
 MAX_ERROR_QUEUE = 32
@@ -268,15 +269,19 @@ class Instrument:
 # -- declared properties -------------------------------------------------------------------
 
 
-class ScpiProperty:
-    """One declared setting: commands, unit, validator and envelope key in one place."""
+class ScpiControl(Generic[T]):
+    """One declared setting: commands, unit, validator and envelope key in one place.
+
+    Generic in the value type ``T`` its parser returns, so that a type checker sees
+    ``smu.current_limit_a`` as a ``float`` and ``smu.output_enabled`` as a ``bool`` (and the
+    class attribute ``Keithley2450.current_limit_a`` as the descriptor itself)."""
 
     def __init__(
         self,
         get_cmd: str | None,
         set_cmd: str | None,
         *,
-        parser: Callable[[str], Any] = parse_float,
+        parser: Callable[[str], T],
         formatter: Callable[[Any], str] = format_float,
         unit: str = "",
         doc: str = "",
@@ -297,14 +302,19 @@ class ScpiProperty:
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, obj: ScpiInstrument | None, owner: type) -> Any:
+    @overload
+    def __get__(self, obj: None, owner: type) -> ScpiControl[T]: ...
+    @overload
+    def __get__(self, obj: ScpiInstrument, owner: type) -> T: ...
+    def __get__(self, obj: ScpiInstrument | None, owner: type) -> T | ScpiControl[T]:
         if obj is None:
             return self
         if self.get_cmd is None:
             raise AttributeError(f"{self.name} is write-only")
-        return obj.query_parsed(self.get_cmd, self.parser)
+        value: T = obj.query_parsed(self.get_cmd, self.parser)
+        return value
 
-    def __set__(self, obj: ScpiInstrument, value: Any) -> None:
+    def __set__(self, obj: ScpiInstrument, value: T) -> None:
         if self.set_cmd is None:
             raise AttributeError(f"{self.name} is read-only")
         obj._apply_setting(self, value)
@@ -313,23 +323,36 @@ class ScpiProperty:
         return self.set_cmd.format(self.formatter(value)) if self.set_cmd else ""
 
 
+ScpiProperty = ScpiControl  # the name the drivers and the sim use
+
+
+@overload
+def scpi_control(
+    get_cmd: str, set_cmd: str, parser: Callable[[str], T], **kwargs: Any
+) -> ScpiControl[T]: ...
+@overload
+def scpi_control(get_cmd: str, set_cmd: str, **kwargs: Any) -> ScpiControl[float]: ...
 def scpi_control(
     get_cmd: str, set_cmd: str, parser: Callable[[str], Any] = parse_float, **kwargs: Any
-) -> Any:
+) -> ScpiControl[Any]:
     """A read/write setting. ``set_cmd`` holds ``{}`` where the formatted value goes."""
-    return ScpiProperty(get_cmd, set_cmd, parser=parser, **kwargs)
+    return ScpiControl(get_cmd, set_cmd, parser=parser, **kwargs)
 
 
+@overload
+def scpi_measurement(get_cmd: str, parser: Callable[[str], T], **kwargs: Any) -> ScpiControl[T]: ...
+@overload
+def scpi_measurement(get_cmd: str, **kwargs: Any) -> ScpiControl[float]: ...
 def scpi_measurement(
     get_cmd: str, parser: Callable[[str], Any] = parse_float, **kwargs: Any
-) -> Any:
+) -> ScpiControl[Any]:
     """A read-only value."""
-    return ScpiProperty(get_cmd, None, parser=parser, **kwargs)
+    return ScpiControl(get_cmd, None, parser=parser, **kwargs)
 
 
-def scpi_setting(set_cmd: str, **kwargs: Any) -> Any:
-    """A write-only setting."""
-    return ScpiProperty(None, set_cmd, **kwargs)
+def scpi_setting(set_cmd: str, **kwargs: Any) -> ScpiControl[Any]:
+    """A write-only setting (its value type is whatever its formatter takes)."""
+    return ScpiControl(None, set_cmd, parser=parse_float, **kwargs)
 
 
 class ScpiInstrument(Instrument):

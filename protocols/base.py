@@ -20,6 +20,7 @@ from pydantic import BeforeValidator, ConfigDict
 from bruno_lab.errors import UnitError
 from bruno_lab.strict import StrictModel
 from bruno_lab.units import parse_quantity
+from protocols.seams import BenchView
 
 
 def _quantity_parser(unit: str) -> Callable[[Any], Any]:
@@ -145,7 +146,7 @@ class ProtocolSpec:
     doc: str = ""
 
 
-def check_before_run(bench: Any, params: ProtocolParams) -> None:
+def check_before_run(bench: BenchView, params: ProtocolParams) -> None:
     """Check ``params`` against the bench's envelope (its guard knows the device kind under
     the needles) before a protocol sends anything; ``EnvelopeError`` names the limit."""
     guard = getattr(bench, "guard", None)

@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from instruments.roles import WaveformGenerator
 from protocols.base import DeviceFailure
+from protocols.seams import BenchView
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +29,19 @@ TRIGGER_TIMEOUT_S = 30.0
 DEFAULT_FELIF_TRANSCONDUCTANCE_A_PER_V = 1.0e-8
 
 
-def wiring_value(bench: Any, name: str, default: float) -> float:
+def wiring_value(bench: BenchView, name: str, default: float) -> float:
     """A number of the station's ``wiring`` section (e.g. ``tia_gain_v_per_a``)."""
     wiring = getattr(bench, "wiring", None) or {}
     value = wiring.get(name) if isinstance(wiring, dict) else getattr(wiring, name, None)
     return float(default if value is None else value)
 
 
-def tia_gain_v_per_a(bench: Any) -> float:
+def tia_gain_v_per_a(bench: BenchView) -> float:
     """Volts at scope channel 2 per ampere through the device."""
     return wiring_value(bench, "tia_gain_v_per_a", DEFAULT_TIA_GAIN_V_PER_A)
 
 
-def felif_transconductance_a_per_v(bench: Any) -> float:
+def felif_transconductance_a_per_v(bench: BenchView) -> float:
     """Input current into a FeLIF site per AWG volt."""
     return wiring_value(
         bench, "felif_input_transconductance_a_per_v", DEFAULT_FELIF_TRANSCONDUCTANCE_A_PER_V
@@ -60,7 +62,7 @@ def piecewise_waveform(
     return time_s, np.interp(time_s, t_c, v_c)
 
 
-def outputs_off(bench: Any) -> None:
+def outputs_off(bench: BenchView) -> None:
     """AWG and SMU outputs off (without the full safe state: the needles stay down)."""
     if bench.awg.output_enabled:
         bench.awg.output_enabled = False
@@ -83,7 +85,7 @@ def _volts_per_div(wanted: float) -> float:
 
 
 def capture_response(
-    bench: Any,
+    bench: BenchView,
     samples_v: np.ndarray,
     sample_rate_hz: float,
     *,
@@ -132,7 +134,7 @@ def capture_response(
     return time_s, voltage_v, current_v / gain
 
 
-def apply_pulse(bench: Any, amplitude_v: float, width_s: float, *, edge_s: float) -> None:
+def apply_pulse(bench: BenchView, amplitude_v: float, width_s: float, *, edge_s: float) -> None:
     """One trapezoidal pulse from the AWG (no capture): the RRAM SET/RESET stimulus."""
     samples_v, rate = pulse_samples(amplitude_v, width_s, edge_s)
     awg = bench.awg
@@ -146,7 +148,7 @@ def apply_pulse(bench: Any, amplitude_v: float, width_s: float, *, edge_s: float
         awg.output_enabled = False
 
 
-def trigger_and_wait(awg: Any, timeout_s: float) -> None:
+def trigger_and_wait(awg: WaveformGenerator, timeout_s: float) -> None:
     """Play the burst and wait up to ``timeout_s`` for the AWG to confirm it was played.
 
     A long burst (an endurance block, a FeLIF trial) keeps the instrument busy for its whole
@@ -175,7 +177,12 @@ def pulse_samples(amplitude_v: float, width_s: float, edge_s: float) -> tuple[np
 
 
 def read_conductance_siemens(
-    bench: Any, read_v: float, current_limit_a: float, nplc: float = 1.0, *, configure: bool = True
+    bench: BenchView,
+    read_v: float,
+    current_limit_a: float,
+    nplc: float = 1.0,
+    *,
+    configure: bool = True,
 ) -> float:
     """Conductance I/V at the read voltage through the SMU (AWG off), S."""
     smu = bench.smu
@@ -190,7 +197,7 @@ def read_conductance_siemens(
 
 
 def read_many_siemens(
-    bench: Any, read_v: float, current_limit_a: float, n_reads: int, nplc: float = 1.0
+    bench: BenchView, read_v: float, current_limit_a: float, n_reads: int, nplc: float = 1.0
 ) -> np.ndarray:
     """``n_reads`` repeated conductance reads (output left on between them, off after)."""
     values = np.empty(n_reads)
@@ -205,7 +212,11 @@ def read_many_siemens(
 
 
 def dc_sweep(
-    bench: Any, voltages_v: np.ndarray, current_limit_a: float, delay_s: float, nplc: float = 1.0
+    bench: BenchView,
+    voltages_v: np.ndarray,
+    current_limit_a: float,
+    delay_s: float,
+    nplc: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A list sweep on the SMU (AWG off): ``(voltage_v, current_a)``; output off after."""
     smu = bench.smu
@@ -218,7 +229,7 @@ def dc_sweep(
         smu.shutdown()
 
 
-def check_not_shorted(bench: Any, check_v: float, max_current_a: float) -> None:
+def check_not_shorted(bench: BenchView, check_v: float, max_current_a: float) -> None:
     """Raise ``DeviceFailure`` if the device conducts like a short at a small voltage."""
     g = read_conductance_siemens(bench, check_v, max_current_a)
     bench.smu.shutdown()

@@ -38,6 +38,7 @@ from protocols.rram_forming import RramFormingParams
 from protocols.rram_program_verify import RramProgramVerifyParams
 from protocols.runs import leased_run
 from protocols.schedule import Planned, measurement_key
+from protocols.seams import RunStore
 from protocols.wafer import DieRef, WaferMap, wafer_map_from_dict
 
 log = logging.getLogger(__name__)
@@ -244,7 +245,7 @@ def deploy_network(
     network: SpikingNetwork | str | Path,
     station_path: str | Path,
     die: str,
-    store: Any,
+    store: RunStore,
     *,
     settings: DeploySettings | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
@@ -312,7 +313,7 @@ def deploy_network(
     return DeploymentResult(run_id, summary.status, path, record, time.perf_counter() - t0)
 
 
-def _run_rows(store: Any, run_id: int) -> dict[str, Any]:
+def _run_rows(store: RunStore, run_id: int) -> dict[str, Any]:
     from sqlalchemy import select
 
     from bruno_lab.store.models import Measurement
@@ -331,7 +332,7 @@ def _run_rows(store: Any, run_id: int) -> dict[str, Any]:
 
 
 def _record(
-    store: Any,
+    store: RunStore,
     run_id: int,
     cells: list[CellSite],
     pmap: dict[str, Any],

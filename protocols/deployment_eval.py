@@ -28,6 +28,7 @@ from protocols.deployment import (
     record_path_for,
     station_wafer,
 )
+from protocols.seams import BenchView
 
 
 @dataclass
@@ -107,7 +108,7 @@ def accuracy_with(network: Any, data: Any, conductance_siemens: Any, pmap: dict[
 
 
 def read_cells(
-    bench: Any,
+    bench: BenchView,
     cells: list[dict[str, Any]],
     read_v: float,
     *,

@@ -26,6 +26,7 @@ from protocols.base import (
     Volts,
     check_before_run,
 )
+from protocols.seams import BenchView
 
 
 class FelifResponseParams(ProtocolParams):
@@ -109,7 +110,7 @@ def detect_spikes(
     return np.array(times)
 
 
-def run(bench: Any, device: DeviceUnderTest, params: FelifResponseParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: FelifResponseParams) -> ProtocolResult:
     """Run every trial; spike times are relative to each trial's start."""
     check_before_run(bench, params)
     g = bench_ops.felif_transconductance_a_per_v(bench)

@@ -37,6 +37,7 @@ from protocols.run_state import (
     now_utc,
 )
 from protocols.schedule import Planned
+from protocols.seams import BenchView, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Orchestrator:
         self,
         plan: Plan,
         schedule: list[Planned],
-        store: Any,
+        store: RunStore,
         connect: Callable[[], Any],
         *,
         run_id: int,
@@ -83,7 +84,7 @@ class Orchestrator:
         self._est_total = sum(p.estimate_s for p in schedule)
         self._est_skipped = 0.0
         self._die_last, self._dev_last = last_indices(schedule)
-        self.bench: Any = None
+        self.bench: BenchView | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -159,7 +160,7 @@ class Orchestrator:
         from bruno_lab.errors import InstrumentError
 
         try:
-            self._timed(lambda: self.bench.prober.separate())
+            self._timed(lambda: self._bench().prober.separate())
         except connection_errors() as exc:
             log.warning("separating: %s", exc)
             self._reconnect(None)
@@ -214,12 +215,12 @@ class Orchestrator:
     ) -> None:
         """Store one measurement (one transaction, signals held) and report progress."""
         ok = result is not None
-        record = dict(
+        record: dict[str, Any] = dict(
             run_id=self.summary.run_id,
             device_id=device_id,
             protocol=item.protocol,
             parameters=item.params.as_record(),
-            instruments=instrument_record(self.bench),
+            instruments=instrument_record(self._bench()),
             started_at=started,
             finished_at=now_utc(),
             status="ok" if ok else "failed",
@@ -266,6 +267,12 @@ class Orchestrator:
 
     # -- bench ----------------------------------------------------------------------------
 
+    def _bench(self) -> BenchView:
+        """The open bench (opened by ``run`` before any device is visited)."""
+        if self.bench is None:
+            raise RuntimeError("the bench is not open")
+        return self.bench
+
     def _timed(self, fn: Callable[[], Any]) -> Any:
         t = time.perf_counter()
         try:
@@ -282,7 +289,7 @@ class Orchestrator:
 
     def _step_to(self, device: DeviceUnderTest) -> None:
         def step() -> None:
-            prober = self.bench.prober
+            prober = self._bench().prober
             if prober.in_contact:
                 prober.separate()
             prober.step_to(device.die_col, device.die_row, device.site)

@@ -19,6 +19,7 @@ from protocols.plan import Plan, parse_plan
 from protocols.retry import RetryPolicy
 from protocols.runs import leased_run
 from protocols.schedule import Planned, build_schedule, summarize
+from protocols.seams import RunStore
 from protocols.wafer import WaferMap, wafer_map_from_dict
 
 
@@ -134,7 +135,7 @@ def prepare_run(
 
 def execute_run(
     prepared: PreparedRun,
-    store: Any,
+    store: RunStore,
     *,
     resume: int | None = None,
     operator: str | None = None,

@@ -24,6 +24,7 @@ from protocols.base import (
     check_before_run,
 )
 from protocols.fecap_common import FeCapProtocolParams, full_scale_a
+from protocols.seams import BenchView
 
 
 class PundParams(FeCapProtocolParams):
@@ -70,7 +71,7 @@ class PundParams(FeCapProtocolParams):
         return 0.4 + len(self.waveform()[0]) * 2e-7
 
 
-def run(bench: Any, device: DeviceUnderTest, params: PundParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: PundParams) -> ProtocolResult:
     """Pre-check for a short, play the PUND train, integrate each pulse's current."""
     check_before_run(bench, params)
     bench_ops.check_not_shorted(bench, params.short_check_v, params.short_limit_a)

@@ -23,6 +23,7 @@ from protocols.base import (
     check_before_run,
 )
 from protocols.fecap_common import FeCapProtocolParams, full_scale_a
+from protocols.seams import BenchView
 
 
 class PvLoopParams(FeCapProtocolParams):
@@ -73,7 +74,7 @@ class PvLoopParams(FeCapProtocolParams):
         return rows * (0.4 + self.n_cycles * self.samples_per_period * 2e-7)
 
 
-def run(bench: Any, device: DeviceUnderTest, params: PvLoopParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: PvLoopParams) -> ProtocolResult:
     """One loop measurement at ``params.frequency_hz`` (the first frequency if unset)."""
     check_before_run(bench, params)
     from bruno_lab.devices.fecap_waveforms import pv_loop_features

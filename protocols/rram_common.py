@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from protocols import bench_ops
 from protocols.base import Amperes, ProtocolParams, Seconds, Siemens, Volts
+from protocols.seams import BenchView
 
 
 class RramProtocolParams(ProtocolParams):
@@ -38,14 +39,14 @@ class RramProtocolParams(ProtocolParams):
         samples, rate = bench_ops.pulse_samples(amplitude_v, self.pulse_width_s, self.pulse_edge_s)
         guard.check_waveform("awg", what, samples, rate)
 
-    def read(self, bench: Any) -> float:
+    def read(self, bench: BenchView) -> float:
         g = bench_ops.read_conductance_siemens(
             bench, self.read_v, self.read_limit_a, self.read_nplc
         )
         bench.smu.shutdown()
         return g
 
-    def pulse(self, bench: Any, amplitude_v: float) -> None:
+    def pulse(self, bench: BenchView, amplitude_v: float) -> None:
         bench_ops.apply_pulse(bench, amplitude_v, self.pulse_width_s, edge_s=self.pulse_edge_s)
 
 
@@ -85,7 +86,7 @@ class Programmed:
 
 
 def program_verify(
-    bench: Any,
+    bench: BenchView,
     target_siemens: float,
     p: ProgramVerifyMixin,
     amplitude: dict[int, float] | None = None,

@@ -17,6 +17,7 @@ from pydantic import Field
 from protocols import bench_ops
 from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, Volts, check_before_run
 from protocols.rram_common import RramProtocolParams
+from protocols.seams import BenchView
 
 
 class RramEnduranceParams(RramProtocolParams):
@@ -49,7 +50,7 @@ class RramEnduranceParams(RramProtocolParams):
         return len(self.checkpoints()) * 0.6 + self.max_cycles * samples.size / rate
 
 
-def _cycle(bench: Any, params: RramEnduranceParams, n_cycles: int) -> None:
+def _cycle(bench: BenchView, params: RramEnduranceParams, n_cycles: int) -> None:
     samples, rate = params.cycle_waveform()
     awg = bench.awg
     bench_ops.outputs_off(bench)
@@ -62,7 +63,7 @@ def _cycle(bench: Any, params: RramEnduranceParams, n_cycles: int) -> None:
         awg.output_enabled = False
 
 
-def run(bench: Any, device: DeviceUnderTest, params: RramEnduranceParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: RramEnduranceParams) -> ProtocolResult:
     check_before_run(bench, params)
     cycles, lrs, hrs = [], [], []
     done = 0

@@ -25,6 +25,7 @@ from protocols.base import (
     Volts,
     check_before_run,
 )
+from protocols.seams import BenchView
 
 
 class RramFormingParams(ProtocolParams):
@@ -52,7 +53,7 @@ class RramFormingParams(ProtocolParams):
         return 0.3 + self.ramp_v().size * (self.delay_s + self.nplc / 50.0 + 2e-3)
 
 
-def run(bench: Any, device: DeviceUnderTest, params: RramFormingParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: RramFormingParams) -> ProtocolResult:
     check_before_run(bench, params)
     ramp = params.ramp_v()
     voltage_v, current_a = bench_ops.dc_sweep(

@@ -27,6 +27,7 @@ from protocols.base import (
     check_before_run,
 )
 from protocols.rram_common import RramProtocolParams
+from protocols.seams import BenchView
 
 
 def _triangle(peak_v: float, step_v: float) -> np.ndarray:
@@ -75,7 +76,7 @@ def _reset_voltage(voltage_v: np.ndarray, current_a: np.ndarray, n_down: int) ->
     return float(voltage_v[k + 1]) if ratio[k] < 0.8 else math.nan
 
 
-def run(bench: Any, device: DeviceUnderTest, params: RramIvParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: RramIvParams) -> ProtocolResult:
     check_before_run(bench, params)
     set_sweep, reset_sweep = params.sweeps()
     volts, amps, cycles, v_set, v_reset, g_lrs, g_hrs = [], [], [], [], [], [], []

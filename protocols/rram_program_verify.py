@@ -22,6 +22,7 @@ from protocols.base import (
     check_before_run,
 )
 from protocols.rram_common import ProgramVerifyMixin, level_ladder, program_verify
+from protocols.seams import BenchView
 
 
 class RramProgramVerifyParams(ProgramVerifyMixin):
@@ -56,7 +57,9 @@ class RramProgramVerifyParams(ProgramVerifyMixin):
         return 0.2 + len(self.targets()) * 10 * 0.15
 
 
-def run(bench: Any, device: DeviceUnderTest, params: RramProgramVerifyParams) -> ProtocolResult:
+def run(
+    bench: BenchView, device: DeviceUnderTest, params: RramProgramVerifyParams
+) -> ProtocolResult:
     check_before_run(bench, params)
     targets = params.targets()
     amplitude: dict[int, float] = {}

@@ -20,6 +20,7 @@ from protocols.base import (
     check_before_run,
 )
 from protocols.rram_common import RramProtocolParams
+from protocols.seams import BenchView
 
 
 class RramPulsedParams(RramProtocolParams):
@@ -46,7 +47,7 @@ class RramPulsedParams(RramProtocolParams):
         return 0.2 + 0.15 * len(self.sequence())
 
 
-def run(bench: Any, device: DeviceUnderTest, params: RramPulsedParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: RramPulsedParams) -> ProtocolResult:
     check_before_run(bench, params)
     amps, pols, gs = [], [], []
     for amplitude_v, polarity in params.sequence():

@@ -16,6 +16,7 @@ from pydantic import Field
 from protocols import bench_ops
 from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, check_before_run
 from protocols.rram_common import ProgramVerifyMixin, program_verify
+from protocols.seams import BenchView
 
 
 class RramReadNoiseParams(ProgramVerifyMixin):
@@ -31,7 +32,7 @@ class RramReadNoiseParams(ProgramVerifyMixin):
         return len(self.targets_siemens) * (1.5 + self.n_reads * (self.read_nplc / 50.0 + 5e-3))
 
 
-def run(bench: Any, device: DeviceUnderTest, params: RramReadNoiseParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: RramReadNoiseParams) -> ProtocolResult:
     check_before_run(bench, params)
     levels, values, means, stds, reached = [], [], [], [], []
     amplitude: dict[int, float] = {}

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, Seconds, check_before_run
 from protocols.rram_common import ProgramVerifyMixin, program_verify
+from protocols.seams import BenchView
 
 
 class RramRetentionParams(ProgramVerifyMixin):
@@ -43,7 +44,7 @@ class RramRetentionParams(ProgramVerifyMixin):
         return len(self.targets_siemens) * (1.5 + self.last_read_s + self.n_points * 0.05)
 
 
-def run(bench: Any, device: DeviceUnderTest, params: RramRetentionParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: RramRetentionParams) -> ProtocolResult:
     check_before_run(bench, params)
     times, levels, gs, slopes = [], [], [], []
     clock = bench.clock

@@ -10,6 +10,7 @@ from typing import Any
 
 from protocols.base import DeviceUnderTest
 from protocols.schedule import Planned
+from protocols.seams import BenchView
 
 
 @dataclass
@@ -73,7 +74,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def instrument_record(bench: Any) -> dict[str, Any]:
+def instrument_record(bench: BenchView) -> dict[str, Any]:
     """Role -> identity and the settings the driver sent (``snapshot()``, no I/O): provenance."""
     record: dict[str, Any] = {}
     for role in ("smu", "awg", "scope", "prober", "clock"):

@@ -13,6 +13,7 @@ from typing import Any
 from bruno_lab import __version__
 from bruno_lab.errors import BadInputError
 from protocols.plan import Plan
+from protocols.seams import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def plan_record(plan: Plan) -> dict[str, Any]:
     }
 
 
-def find_resumable_run(store: Any, plan: Plan) -> int | None:
+def find_resumable_run(store: RunStore, plan: Plan) -> int | None:
     """The newest run of this plan (same hash) that did not complete, or None."""
     from sqlalchemy import select
 
@@ -48,7 +49,7 @@ def find_resumable_run(store: Any, plan: Plan) -> int | None:
 
 
 def open_run(
-    store: Any,
+    store: RunStore,
     plan: Plan,
     station: dict[str, Any],
     *,
@@ -89,7 +90,7 @@ def open_run(
 
 @contextlib.contextmanager
 def leased_run(
-    store: Any,
+    store: RunStore,
     plan: Plan,
     station: dict[str, Any],
     *,
@@ -126,7 +127,7 @@ def leased_run(
         held.close()
 
 
-def _check_resume_target(store: Any, plan: Plan, run_id: int, resume: int | None) -> None:
+def _check_resume_target(store: RunStore, plan: Plan, run_id: int, resume: int | None) -> None:
     if resume is None:
         return
     from bruno_lab.store.models import Run

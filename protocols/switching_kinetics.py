@@ -25,6 +25,7 @@ from protocols.base import (
     check_before_run,
 )
 from protocols.fecap_common import FeCapProtocolParams, full_scale_a
+from protocols.seams import BenchView
 
 
 class SwitchingKineticsParams(FeCapProtocolParams):
@@ -77,7 +78,9 @@ class SwitchingKineticsParams(FeCapProtocolParams):
         return 0.2 + 0.3 * len(self.grid())
 
 
-def run(bench: Any, device: DeviceUnderTest, params: SwitchingKineticsParams) -> ProtocolResult:
+def run(
+    bench: BenchView, device: DeviceUnderTest, params: SwitchingKineticsParams
+) -> ProtocolResult:
     """Measure each grid point; one row with 1-D arrays over the points."""
     check_before_run(bench, params)
     bench_ops.check_not_shorted(bench, params.short_check_v, params.short_limit_a)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Select, String, Text, cast, select, type_coerce
+from sqlalchemy.engine import Engine
 
 from bruno_lab.errors import BadInputError, DataError
 from bruno_lab.extras import require_extra
@@ -128,8 +129,17 @@ def _frame(result: Any, *, with_json: bool) -> pd.DataFrame:
     return frame
 
 
+class Queryable(Protocol):
+    """What the frame queries need of a store: its engine and its URL without credentials."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def masked_url(self) -> str: ...
+
+
 def measurements_frame(
-    store: Store,
+    store: Queryable,
     wafer: str,
     *,
     protocol: str | None = None,
@@ -154,7 +164,7 @@ def measurements_frame(
 
 
 def measurements_long(
-    store: Store,
+    store: Queryable,
     wafer: str,
     *,
     protocol: str | None = None,
@@ -209,7 +219,7 @@ def _filtered(
     return stmt
 
 
-def _check_wafer(conn: Any, store: Store, wafer: str) -> None:
+def _check_wafer(conn: Any, store: Queryable, wafer: str) -> None:
     if conn.execute(select(_W.c.id).where(_W.c.name == wafer)).first() is None:
         raise DataError(f"no wafer named {wafer!r} in {store.masked_url}")
 

@@ -19,6 +19,7 @@ from calibration.data import DeviceRecords, load_arrays
 from calibration.felif.options import FelifFitOptions
 from calibration.felif.segments import on_time_ext, train_segments
 from calibration.felif.spec import ARRAYS, PROTOCOL
+from calibration.seams import CalibrationStore
 from calibration.stage import KindFit
 
 _PARAM_KEYS = ("pulse_width_s", "pulse_period_s", "trial_s", "samples_per_pulse")
@@ -54,7 +55,7 @@ class FelifData:
 
 
 def prepare_felif(
-    store: Any,
+    store: CalibrationStore,
     devices: list[DeviceRecords],
     out: KindFit,
     options: FelifFitOptions | None = None,
