@@ -3,7 +3,7 @@ the device runs (the simulated lab's physics), next to the network as trained.
 
 BRUNO's default neuron freezes at V_thr within a 1 ms step and resets at the next one, so it
 fires at most once per step; the device resets at the crossing (``felif_run_sequence``) and, under
-a strong input, fires more often. :func:`evaluate_fidelity` runs the test split both ways (the
+a strong input, fires more often. ``loop.evaluate_fidelity`` runs the test split both ways (the
 device way through ``FeLIFLayer.device_forward``: float64, every micro-step with its threshold
 and reset, each sequence from rest; the weights, biases and devices are the network's own) and
 reports both accuracies, their gap and the FeLIF layers' spike rates. A network trained with
@@ -60,55 +60,10 @@ def device_neurons(network: SpikingNetwork) -> Iterator[None]:
             layer.device_faithful = flag
 
 
-def _subset(data: TaskData, max_samples: int | None) -> tuple[Any, Any]:
+def subset(data: TaskData, max_samples: int | None) -> tuple[Any, Any]:
     n = data.n_test if max_samples is None else min(max_samples, data.n_test)
     return data.test_x[:n], data.test_y[:n]
 
 
-def evaluate_fidelity(
-    network: SpikingNetwork,
-    data: TaskData,
-    *,
-    max_samples: int | None = 256,
-    batch_size: int = 64,
-) -> FidelityReport | None:
-    """Both evaluations on the first ``max_samples`` test samples (None: all); None for a
-    network without FeLIF neurons."""
-    from bruno_lab.train.loop import TrainConfig, evaluate_split
-
-    if not network.felif_layers():
-        return None
-    x, y = _subset(data, max_samples)
-    cfg = TrainConfig(batch_size=batch_size)
-    was_training = network.training
-    network.eval()
-    rates: list[Tensor] = []
-
-    def record(_module: Any, _inputs: Any, output: Tensor) -> None:
-        rates.append(output.detach().float().mean().reshape(1))
-
-    hooks = [layer.register_forward_hook(record) for layer in network.felif_layers()]
-    try:
-        trained = evaluate_split(network, x, y, data.kind, cfg)
-        rate_trained = _mean(rates)
-        rates.clear()
-        with device_neurons(network):
-            device = evaluate_split(network, x, y, data.kind, cfg)
-        rate_device = _mean(rates)
-    finally:
-        for h in hooks:
-            h.remove()
-        network.train(was_training)
-    return FidelityReport(
-        n_samples=len(x),
-        accuracy_trained=trained.accuracy,
-        accuracy_device=device.accuracy,
-        loss_trained=trained.loss,
-        loss_device=device.loss,
-        felif_rate_trained=rate_trained,
-        felif_rate_device=rate_device,
-    )
-
-
-def _mean(values: list[Tensor]) -> float:
+def mean_rate(values: list[Tensor]) -> float:
     return float(torch.cat(values).mean()) if values else math.nan

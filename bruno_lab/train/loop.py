@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from bruno_lab.errors import BadInputError
 from bruno_lab.train import metrics as mx
 from bruno_lab.train.data import TaskData
+from bruno_lab.train.fidelity import FidelityReport, device_neurons, mean_rate, subset
 from bruno_lab.train.init import CalibrationTargets
 from bruno_lab.train.memory import SavedTensorMeter
 from bruno_lab.train.network import SpikingNetwork
@@ -343,13 +344,54 @@ def train(
         if on_epoch is not None:
             on_epoch(metrics)
     if cfg.fidelity_samples != 0 and result.history and len(result.history) > first_epoch:
-        from bruno_lab.train.fidelity import evaluate_fidelity
-
         report = evaluate_fidelity(network, data, max_samples=cfg.fidelity_samples)
         if report is not None:
             result.fidelity = report.to_json()
             log.info("device-neuron evaluation: %s", result.fidelity)
     return result
+
+
+def evaluate_fidelity(
+    network: SpikingNetwork,
+    data: TaskData,
+    *,
+    max_samples: int | None = 256,
+    batch_size: int = 64,
+) -> FidelityReport | None:
+    """Both evaluations on the first ``max_samples`` test samples (None: all); None for a
+    network without FeLIF neurons."""
+    if not network.felif_layers():
+        return None
+    x, y = subset(data, max_samples)
+    cfg = TrainConfig(batch_size=batch_size)
+    was_training = network.training
+    network.eval()
+    rates: list[Tensor] = []
+
+    def record(_module: Any, _inputs: Any, output: Tensor) -> None:
+        rates.append(output.detach().float().mean().reshape(1))
+
+    hooks = [layer.register_forward_hook(record) for layer in network.felif_layers()]
+    try:
+        trained = evaluate_split(network, x, y, data.kind, cfg)
+        rate_trained = mean_rate(rates)
+        rates.clear()
+        with device_neurons(network):
+            device = evaluate_split(network, x, y, data.kind, cfg)
+        rate_device = mean_rate(rates)
+    finally:
+        for h in hooks:
+            h.remove()
+        network.train(was_training)
+    return FidelityReport(
+        n_samples=len(x),
+        accuracy_trained=trained.accuracy,
+        accuracy_device=device.accuracy,
+        loss_trained=trained.loss,
+        loss_device=device.loss,
+        felif_rate_trained=rate_trained,
+        felif_rate_device=rate_device,
+    )
 
 
 def save_checkpoint(

@@ -51,7 +51,7 @@ from bruno_lab.devices.rram import (
     rram_relax_by,
 )
 from bruno_lab.errors import PlanError
-from instruments.sim.wafer import DeviceTruth, SimDevice
+from instruments.sim.device_truth import DeviceTruth, SimDevice
 
 DTYPE = torch.float64
 STALL_LIMIT = 4

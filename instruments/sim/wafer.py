@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +19,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from bruno_lab.errors import PlanError
 from bruno_lab.strict import StrictModel
+from instruments.sim.device_truth import DeviceTruth, SimDevice
 
 DEFAULT_TRUTH_PATH = Path(__file__).with_name("truth_default.yaml")
 MIN_DIE_UM = 100.0
@@ -200,35 +200,6 @@ def _check_parameters(truth: Truth, where: str) -> None:
             params_class(kind).from_json(document, n=1, where=f"{where}: populations.{kind}")
         except BadInputError as exc:
             raise PlanError(str(exc)) from None
-
-
-@dataclass(frozen=True)
-class DeviceTruth:
-    """What the sim knows about one device: the answer calibration must recover."""
-
-    col: int
-    row: int
-    site: int
-    kind: str
-    area_m2: float
-    params: dict[str, float]
-    n_domains: int
-    defect: str | None
-
-
-@dataclass
-class SimDevice:
-    """A drawn device plus its mutable physical state (owned by the bench's physics)."""
-
-    truth: DeviceTruth
-    state: Any = None
-    last_touched_s: float = 0.0
-    shorted: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_short(self) -> bool:
-        return self.shorted or self.truth.defect == "short"
 
 
 class Wafer:

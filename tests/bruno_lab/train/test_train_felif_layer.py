@@ -11,7 +11,8 @@ from bruno_lab.devices.felif import FeLIFParams
 from bruno_lab.devices.params import sample_population
 from bruno_lab.train.data.patterns import make_patterns
 from bruno_lab.train.felif_layer import FeLIFLayer
-from bruno_lab.train.fidelity import device_neurons, evaluate_fidelity
+from bruno_lab.train.fidelity import device_neurons
+from bruno_lab.train.loop import evaluate_fidelity
 from bruno_lab.train.network import PAPER_SPREAD_PARAMS, NetworkConfig, build_network
 
 F64 = torch.float64
