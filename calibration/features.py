@@ -52,7 +52,8 @@ def pv_loop_features(voltage_v: np.ndarray, polarization_c_m2: np.ndarray) -> di
         # contiguous runs of one branch, so crossings never bridge two branches
         edges = np.flatnonzero(np.diff(branch.astype(np.int8))) + 1
         segments = np.split(np.arange(v.size), edges)
-        vc, pr = [], []
+        vc: list[float] = []
+        pr: list[float] = []
         for seg in segments:
             if seg.size < 3 or not branch[seg[0]]:
                 continue

@@ -126,7 +126,7 @@ def fit_felif(
         "notes": NOTES,
         "held_at_defaults": list(HELD),
         "spike_time_sigma_s": sigma,
-        "input_currents_a": np.median(np.stack(amps), axis=0).tolist(),
+        "input_currents_a": np.median(amps, axis=0).tolist(),
         "fit_options": record,
     }
     return out

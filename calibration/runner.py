@@ -110,12 +110,12 @@ def run_tasks(
     if not tasks:
         raise ValueError("no fit tasks")
     if scheduler is None:
-        results = []
+        local = []
         for task in tasks:
-            results.append(run_task(task))
+            local.append(run_task(task))
             if on_chunk_done:
                 on_chunk_done(task.y.shape[0])
-        return FitResult.concatenate(results)
+        return FitResult.concatenate(local)
     require_extra("dask", "fitting on a Dask scheduler (--scheduler)")
     from distributed import Client, as_completed
 
@@ -129,7 +129,7 @@ def run_tasks(
             results[k] = fut.result()
             if on_chunk_done:
                 on_chunk_done(tasks[k].y.shape[0])
-        log.info("fitted %d chunks on %s", len(tasks), client.scheduler.address)
+        log.info("fitted %d chunks on %s", len(tasks), getattr(client.scheduler, "address", "?"))
     finally:
         if client is not scheduler:
             client.close()

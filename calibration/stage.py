@@ -6,6 +6,7 @@ makes its parameters unreliable (defective, bad fit, not converged, parameter at
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,12 @@ class KindFit:
         self.fits.append(fit)
 
     def add_fitted(
-        self, dev: DeviceRecords, mids: list[int], result: FitResult, j: int, flags: list[str] = ()
+        self,
+        dev: DeviceRecords,
+        mids: list[int],
+        result: FitResult,
+        j: int,
+        flags: Sequence[str] = (),
     ) -> None:
         fit = self._base(dev, sorted(mids))
         fit.parameters = result.param_dict(j)

@@ -85,7 +85,7 @@ def parameter_stats(
         unit=unit,
         mean=mean,
         std=math.sqrt(var),
-        family=choose_family(x),  # type: ignore[arg-type]
+        family=choose_family(x),
         n_devices=int(x.size),
     )
 

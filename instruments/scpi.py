@@ -459,11 +459,11 @@ class ScpiInstrument(Instrument):
                 value = prop.validator(value, f"{self.name}: {name}")
             self._check_envelope(prop, value)
             plan.append((prop.command_for(value), name, value))
-        for command, name, value in plan:
+        for command, setting, value in plan:
             self.write(command)
-            if name is not None:
-                self._sent_settings[name] = value
-                self._after_set(name, value)
+            if setting is not None:
+                self._sent_settings[setting] = value
+                self._after_set(setting, value)
         if check:
             self.check_errors()
 

@@ -45,15 +45,15 @@ def device_optimum(
     t_len = pred.shape[1]
     lo, hi = bounds_log
     cost = np.einsum("gt,tu,gu->g", resid, prec, resid).reshape(ns, nw)
-    j = np.unravel_index(np.argmin(cost), cost.shape)
-    a0 = min(max(j[0], 1), ns - 2)
-    b0 = min(max(j[1], 1), nw - 2)
+    ja, jb = (int(v) for v in np.unravel_index(np.argmin(cost), cost.shape))
+    a0 = min(max(ja, 1), ns - 2)
+    b0 = min(max(jb, 1), nw - 2)
     s3, w3 = np.meshgrid(grid_s[a0 - 1 : a0 + 2], grid_w[b0 - 1 : b0 + 2], indexing="ij")
     s3, w3 = s3.ravel(), w3.ravel()
     x_mat = np.stack([np.ones(9), s3, w3, s3**2, s3 * w3, w3**2], 1)
     coef = np.linalg.lstsq(x_mat, cost[a0 - 1 : a0 + 2, b0 - 1 : b0 + 2].ravel(), rcond=None)[0]
     hess = np.array([[2 * coef[3], coef[4]], [coef[4], 2 * coef[5]]])
-    x = np.array([grid_s[j[0]], grid_w[j[1]]])
+    x = np.array([grid_s[ja], grid_w[jb]])
     if np.linalg.eigvalsh(hess).min() > 0:
         x = np.clip(
             -np.linalg.solve(hess, coef[1:3]),
@@ -76,5 +76,5 @@ def device_optimum(
     if np.all(np.isfinite(info)) and np.linalg.eigvalsh(info).min() > 0:
         cov = jac_map @ np.linalg.inv(info) @ jac_map.T
         stderr = stderr_scale * np.sqrt(np.diag(cov)) * params
-    rss = float((resid[np.ravel_multi_index(j, cost.shape)] ** 2).sum())
-    return DeviceOptimum(params, stderr, float(cost[j]), rss)
+    rss = float((resid[ja * nw + jb] ** 2).sum())
+    return DeviceOptimum(params, stderr, float(cost[ja, jb]), rss)

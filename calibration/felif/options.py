@@ -109,5 +109,5 @@ class FelifFitOptions:
         unknown = sorted(set(record) - names)
         if unknown:
             raise ValueError(f"FelifFitOptions: unknown fields {unknown}")
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
         return cls(**kw)

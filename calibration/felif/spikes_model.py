@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from bruno_lab.devices.felif import FeLIFParams, felif_run_sequence
+from bruno_lab.devices.felif import FeLIFParams, FeLIFState, felif_run_sequence
 from calibration.felif.segments import ext_end_tau, on_time_ext
 from calibration.felif.spec import FELIF_FIT_SPECS
 from calibration.fitter import BatchedModel
@@ -58,7 +58,7 @@ def build_felif_spikes(inputs: Mapping[str, np.ndarray]) -> BatchedModel:
         fields = {name: theta[dev, k].detach() for k, name in enumerate(names)}
         fields["area_m2"] = area[idx[dev]]
         params = FeLIFParams.default(dev.size, dtype=torch.float64).replace(**fields)
-        state = (params.v_reset_v.clone(), -params.ps_c_m2.clone())
+        state = FeLIFState(params.v_reset_v.clone(), -params.ps_c_m2.clone())
         amp = torch.as_tensor(amps[idx_np[dev], trial])
         start_t = t0[dev, trial]
         start_k = np.ceil(start_t / micro - 1e-9).astype(np.int64)
@@ -81,7 +81,7 @@ def build_felif_spikes(inputs: Mapping[str, np.ndarray]) -> BatchedModel:
             ext = felif_run_sequence(
                 ext_cur, torch.full_like(ext_cur[:, 0], micro),
                 torch.as_tensor(seg["ext_steps"]), params.select(torch.as_tensor(short)),
-                (res.voltage_v[short], res.polarization_c_m2[short]),
+                FeLIFState(res.voltage_v[short], res.polarization_c_m2[short]),
                 reset_at_crossing=True, hold_fraction=0.5, max_spikes=kmax,
                 stop_after=torch.as_tensor(need[short] - got[short]), t0_s=trial_end,
             )  # fmt: skip

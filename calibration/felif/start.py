@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy.interpolate import RegularGridInterpolator
 
-from bruno_lab.devices.felif import FeLIFParams, felif_run_sequence
+from bruno_lab.devices.felif import FeLIFParams, FeLIFState, felif_run_sequence
 from calibration.felif.options import FelifFitOptions
 from calibration.felif.records import FelifData
 from calibration.felif.segments import on_time_ext, on_time_s
@@ -56,7 +56,7 @@ def isi_table(
     cur = torch.as_tensor(on).unsqueeze(1) * torch.as_tensor(amp)
     res = felif_run_sequence(
         cur, torch.full_like(cur[:, 0], micro), torch.as_tensor(steps), params,
-        (params.v_reset_v.clone(), -params.ps_c_m2.clone()), reset_at_crossing=True,
+        FeLIFState(params.v_reset_v.clone(), -params.ps_c_m2.clone()), reset_at_crossing=True,
         hold_fraction=0.5, max_spikes=1, stop_after=torch.ones(m, dtype=torch.int64),
         start_step=torch.as_tensor(start),
     )  # fmt: skip
