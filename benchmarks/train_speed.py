@@ -38,33 +38,14 @@ import time
 import torch
 
 from bruno_lab.devices import felif_fast
-from bruno_lab.train.data import TaskData
-
-SEED = 1234
-N_TRAIN, N_TEST, N_STEPS, N_CHANNELS, N_CLASSES = 4320, 1080, 102, 4, 27
-
-
-def braille_shaped_data(n_train: int, n_test: int, seed: int = SEED) -> TaskData:
-    """Synthetic ``TaskData`` of the Braille task's shape (x z-scored, (N, 102, 4))."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def smooth(*shape: int) -> torch.Tensor:
-        """Low-pass noise along time (a 9-step moving average of white noise)."""
-        raw = torch.randn(*shape[:-2], shape[-2] + 8, shape[-1], generator=gen)
-        return raw.unfold(-2, 9, 1).mean(-1) * 3.0
-
-    templates = smooth(N_CLASSES, N_STEPS, N_CHANNELS)
-
-    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.randint(0, N_CLASSES, (n,), generator=gen)
-        return templates[y] + 0.5 * smooth(n, N_STEPS, N_CHANNELS), y
-
-    tx, ty = split(n_train)
-    vx, vy = split(n_test)
-    mean, std = tx.mean((0, 1), keepdim=True), tx.std((0, 1), keepdim=True)
-    tx, vx = (tx - mean) / (std + 1e-3), (vx - mean) / (std + 1e-3)
-    meta = {"task": "braille-shaped synthetic", "chance": 1.0 / N_CLASSES, "n_steps": N_STEPS}
-    return TaskData("classify", N_CHANNELS, N_CLASSES, tx, ty, vx, vy, meta=meta)
+from bruno_lab.train.data.braille_like import (  # the synthetic data of that shape
+    N_CHANNELS,
+    N_CLASSES,
+    N_STEPS,
+    N_TEST,
+    N_TRAIN,
+    braille_shaped_data,
+)
 
 
 class KernelClock:

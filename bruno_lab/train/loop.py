@@ -16,7 +16,9 @@ weights ``lr``, bias currents and readout biases ``lr_bias`` and LIF decays ``lr
 parameter by ~lr); decays are projected into [0.5, 1] after every step. With ``lr_relative``
 (default for a physically initialised network) a weight matrix's learning rate is ``lr`` times
 its RMS after calibration: Adamax moves every entry by ~lr per step whatever its scale, and the
-calibrated scales differ by orders of magnitude between layers and tasks.
+calibrated scales differ by orders of magnitude between layers and tasks. ``lr_schedule``
+``plateau`` scales every group's rate down on a plateau of the validation loss
+(``train.schedule``; the chorales' schedule), recomputed from the history on a resume.
 
 After training, a network with FeLIF neurons is evaluated on its test split with the device's
 neurons as well (``train.fidelity``: reset at each crossing, as the simulated lab does) and the
@@ -43,6 +45,7 @@ from bruno_lab.train.fidelity import FidelityReport, device_neurons, mean_rate, 
 from bruno_lab.train.init import CalibrationTargets
 from bruno_lab.train.memory import SavedTensorMeter
 from bruno_lab.train.network import SpikingNetwork
+from bruno_lab.train.schedule import SCHEDULES, plateau_scale
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,10 @@ class TrainConfig:
     drive_std: float = 0.5  # calibration target: FeLIF synaptic drive spread, network units
     fidelity_samples: int | None = 256  # test samples run on the device's neurons at the end
     # (train.fidelity; 0: skip, None: the whole test split)
+    lr_schedule: str = "constant"  # or "plateau" (train.schedule): on the validation loss
+    # where the task has a validation split (evaluated every epoch), else the training loss
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
 
     def validate(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
@@ -74,6 +81,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise BadInputError(f"{name} must be >= 0, got {value}")
+        if self.lr_schedule not in SCHEDULES:
+            raise BadInputError(f"lr_schedule {self.lr_schedule!r}: allowed {SCHEDULES}")
+        if not 0 < self.plateau_factor < 1 or self.plateau_patience < 0:
+            raise BadInputError("plateau_factor must be in (0, 1) and plateau_patience >= 0")
         try:
             self.targets().validate()
         except ValueError as exc:
@@ -95,6 +106,8 @@ class EpochMetrics:
     test_silent_fraction: float = math.nan  # samples with every output silent
     test_tied_fraction: float = math.nan  # samples with every output count equal
     collapsed: bool = False  # metrics.collapse_check on the test split
+    valid_loss: float = math.nan  # with lr_schedule "plateau" and a validation split
+    lr: float = math.nan  # the weights' base learning rate in this epoch (schedule applied)
 
 
 @dataclass
@@ -300,10 +313,16 @@ def train(
             raise BadInputError(f"{checkpoint_path}: checkpoint does not fit ({exc})") from None
         first_epoch = len(result.history)
         log.info("resumed from %s at epoch %d", checkpoint_path, first_epoch)
+    # the rates before any schedule (a resumed optimizer holds the last epoch's scaled ones)
+    applied = _lr_scale(cfg, result.history[:-1]) if result.history else 1.0
+    base_lrs = [g["lr"] / applied for g in opt.param_groups]
     for epoch in range(first_epoch, cfg.epochs):
         t0 = time.perf_counter()
         network.train()
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        lr_scale = _lr_scale(cfg, result.history)
+        for group, base in zip(opt.param_groups, base_lrs, strict=True):
+            group["lr"] = base * lr_scale
         total_loss, hits, total, n_batches, saved = 0.0, 0.0, 0.0, 0, 0
         for x, y in _batches(data.train_x, data.train_y, data.kind, cfg.batch_size, gen):
             if cfg.max_batches is not None and n_batches >= cfg.max_batches:
@@ -324,6 +343,9 @@ def train(
                 on_batch()
         network.eval()
         test = evaluate_split(network, data.test_x, data.test_y, data.kind, cfg)
+        valid_loss = math.nan
+        if cfg.lr_schedule == "plateau" and data.valid_x is not None:
+            valid_loss = evaluate_split(network, data.valid_x, data.valid_y, data.kind, cfg).loss
         metrics = EpochMetrics(
             epoch=epoch + 1,
             train_loss=total_loss / max(n_batches, 1),
@@ -335,6 +357,8 @@ def train(
             test_silent_fraction=test.check.silent_fraction,
             test_tied_fraction=test.check.tied_fraction,
             collapsed=test.check.collapsed,
+            valid_loss=valid_loss,
+            lr=cfg.lr * lr_scale,
         )
         if test.check.collapsed:
             log.warning("epoch %d: the network collapsed (%s)", epoch + 1, test.check.reason)
@@ -349,6 +373,14 @@ def train(
             result.fidelity = report.to_json()
             log.info("device-neuron evaluation: %s", result.fidelity)
     return result
+
+
+def _lr_scale(cfg: TrainConfig, history: list[EpochMetrics]) -> float:
+    """The schedule's learning-rate multiplier for the next epoch (from the history alone)."""
+    if cfg.lr_schedule != "plateau":
+        return 1.0
+    monitored = [m.train_loss if math.isnan(m.valid_loss) else m.valid_loss for m in history]
+    return plateau_scale(monitored, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
 
 
 def evaluate_fidelity(

@@ -167,7 +167,8 @@ def load_chorales(
     max_sequences: int | None = None, *, cache: Path | None = None, max_steps: int | None = None
 ) -> TaskData:
     """Next-step prediction: input roll[:-1], target roll[1:], (T-1, 54) float32 per chorale.
-    ``max_steps`` crops each sequence (for quick runs); the test set is the ``test`` split."""
+    ``max_steps`` crops each sequence (for quick runs); the test set is the ``test`` split, the
+    ``valid`` split is ``valid_x``/``valid_y`` (for the learning-rate schedule)."""
     splits = load_chorale_rolls(max_sequences, cache=cache)
 
     def pairs(items: list[tuple[str, np.ndarray]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -181,6 +182,7 @@ def load_chorales(
 
     tx, ty = pairs(splits["train"])
     vx, vy = pairs(splits["test"])
+    wx, wy = pairs(splits["valid"])
     return TaskData(
         "sequence",
         N_KEYS,
@@ -192,9 +194,11 @@ def load_chorales(
         meta={
             "task": "chorales",
             "n_train": len(tx),
-            "n_valid": len(splits["valid"]),
+            "n_valid": len(wx),
             "n_test": len(vx),
             "step_quarter_length": STEP_QUARTER_LENGTH,
             "midi_range": [MIDI_LOW, MIDI_HIGH],
         },
+        valid_x=wx,
+        valid_y=wy,
     )
