@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from bruno_lab.devices import fecap
-from bruno_lab.devices.felif import FeLIFParams, FeLIFState, felif_fine_window
+from bruno_lab.devices.felif import V_CLIP_V, FeLIFParams, FeLIFState, felif_fine_window
 
 F64 = torch.float64
 
@@ -92,3 +92,10 @@ def rheobase_a(
         high = torch.where(fires, mid, high)
         low = torch.where(fires, low, mid)
     return high
+
+
+def clip_charge_c(params: FeLIFParams) -> Tensor:
+    """``C_tot*V_clip``: the charge an inhibitory input can take from a neuron at rest before the
+    membrane's -5 V clip holds it (P is already at -P_s, so only the membrane gives charge),
+    C. Below it the device discards input charge: no linear integrator does (``nir_export``)."""
+    return fecap.linear_capacitance_f(params) * V_CLIP_V
