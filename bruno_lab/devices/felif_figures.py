@@ -8,7 +8,8 @@ within 1.1 % for constant currents of 1-13 nA (one spike per 1-12 ms), 3 % low a
 (switching not complete at threshold), above it below ~0.3 nA (leakage); a device with a higher
 E_a or thinner HZO switches less before threshold (up to 6 % low at 10 % spread). After a spike
 the neuron restarts from V_reset, so each later spike needs ``C_tot*(V_thr - V_reset)`` of
-membrane charge instead.
+membrane charge instead. Below rest the membrane gives at most ``C_tot*5 V`` (2.9 pC) before its
+clip holds it (``clip_charge_c``): inhibition beyond that is discarded, not stored.
 
 The rheobase is the smallest constant current that makes a spike within a horizon: as the
 horizon grows it falls to the leakage current at threshold (16 pA at the defaults: below it V

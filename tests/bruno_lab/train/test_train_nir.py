@@ -97,6 +97,26 @@ def test_felif_node_spends_the_charge_the_device_needs_to_spike():
     assert (q_rest_node / membrane_only > 7.5).all()
 
 
+def test_felif_node_floor_is_where_the_device_clip_holds_it():
+    """After strong inhibition (-20 nA for 1 ms: 20 pC, far past the clip) the device needs the
+    charge from the node's v_min to threshold, not more: the clip discarded the rest."""
+    layer = _felif_layer(4, sigma=0.08, seed=4)
+    f = felif_if_parameters(layer)
+    unit_c = layer.input_scale_a * layer.step_s
+    q_node = (f["v_threshold"] - f["v_min"]) / (f["r"] * layer.step_s) * unit_c
+    p = layer.params().to(dtype=F64)
+    current_a = 5e-9
+    res = felif_run_sequence(
+        torch.tensor([[-20e-9] * layer.n, [current_a] * layer.n], dtype=F64),
+        torch.tensor([1e-6, 1e-6], dtype=F64),
+        torch.tensor([1000, 10_000]),
+        p,
+        felif_initial_state(p, (layer.n,), F64),
+    )
+    q_sim = ((res.spike_times_s[:, 0] - 1e-3) * current_a).numpy()
+    assert np.allclose(q_node, q_sim, rtol=0.015)
+
+
 @pytest.mark.parametrize("current_na", [0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 100.0])
 def test_felif_layer_and_exported_if_in_snntorch_fire_alike_under_constant_current(current_na):
     layer = _felif_layer(4, sigma=0.05, seed=1)
