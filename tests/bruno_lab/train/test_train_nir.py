@@ -7,9 +7,11 @@ Tolerances (docs/nir.md has the measured figures):
   for 1-13 nA (felif_figures); over 200 steps that is at most one spike per neuron;
 * a whole network: its LIF layers are exact in snnTorch (the same forward-Euler step in float64
   against our float32: equal counts but for a rounding flip at threshold, <= 0.5 % of the total);
-  FeLIF outputs add the IF's approximation above, which moves a spike by a step now and then:
-  <= 2 % of the total output count and <= 0.05 spike per (sample, output neuron) on average
-  (measured <= 0.3 % and <= 0.02 on the patterns networks: benchmarks/nir_agreement.py).
+  FeLIF outputs add the IF's approximation above: its fixed charge is within ~1 % of the
+  device's, so a neuron's count within ~1 %, plus a spike moved across the sequence's end now
+  and then: <= 2 % of the total output count and, per (sample, output neuron), a mean |difference|
+  <= 1 % of the mean count + 0.02 spike (measured <= 0.3 % and <= 0.02 on the patterns networks,
+  benchmarks/nir_agreement.py; 0.3 % and 0.10 of 18.4 on the Braille-shaped one).
 """
 
 from __future__ import annotations
@@ -168,7 +170,8 @@ def _compare_round_trip(net: SpikingNetwork, x_btc: torch.Tensor, tmp_path) -> d
     if felif is not None and felif.bias is not None:
         assert torch.allclose(module.syn_out.bias.double(), felif.bias.double(), atol=1e-6)
     called = [n.target for n in module.graph.nodes if n.op == "call_module"]
-    assert called == ["syn_in", "hidden", "syn_out", "output_neurons"]
+    encoder = ["encoder"] if net.encoder is not None else []
+    assert called == [*encoder, "syn_in", "hidden", "syn_out", "output_neurons"]
     x = x_btc.transpose(0, 1)
     with torch.no_grad():
         ours = net(x).double()
@@ -181,11 +184,16 @@ def _compare_round_trip(net: SpikingNetwork, x_btc: torch.Tensor, tmp_path) -> d
         "total_snntorch": float(theirs.sum()),
         "relative_total": abs(float(theirs.sum()) - total) / total,
         "mean_abs_per_neuron": float(diff.mean()),
+        "mean_count": float(ours.mean()),
     }
 
 
 def _assert_within_tolerance(stats: dict[str, float], neuron: str) -> None:
-    total, per_neuron = (0.02, 0.05) if neuron == "felif" else (0.005, 0.01)
+    """The module docstring's tolerances; per (sample, neuron) relative to the mean count."""
+    if neuron == "felif":
+        total, per_neuron = 0.02, 0.01 * stats["mean_count"] + 0.02
+    else:
+        total, per_neuron = 0.005, 0.01
     assert stats["relative_total"] <= total, stats
     assert stats["mean_abs_per_neuron"] <= per_neuron, stats
 
@@ -205,6 +213,23 @@ def test_round_trip_of_a_trained_network(neuron, tmp_path):
     result = train(net, data, TrainConfig(epochs=4, lr=2e-2, batch_size=32, fidelity_samples=0))
     assert result.final is not None and result.final.test_accuracy > 0.5  # it learned
     _assert_within_tolerance(_compare_round_trip(net, data.test_x, tmp_path), neuron)
+
+
+@pytest.mark.slow
+def test_round_trip_of_a_braille_shaped_network(tmp_path):
+    """The paper's Braille shape (4 channels -> encoder x32 -> 128 -> LIF 256 -> 27 FeLIF with
+    the card's spread), initialised on smooth synthetic input of 100 steps: the encoder's Affine
+    and 27 distinct IF nodes' parameters go through too."""
+    gen = torch.Generator().manual_seed(3)
+    raw = torch.randn(24, 100 + 9, 4, generator=gen)
+    x_btc = raw.unfold(1, 10, 1).mean(-1)[:, :100]  # a 10-step moving average: smooth channels
+    x_btc = (x_btc - x_btc.mean((0, 1))) / x_btc.std((0, 1))
+    cfg = NetworkConfig(kind="classify", n_in=4, n_hidden=256, n_out=27, neuron="felif",
+                        encoder_tiles=32, seed=5)  # fmt: skip
+    net = SpikingNetwork(cfg, felif_card=felif_card({}, {"area_m2": 0.1, "e_a_v_m": 0.05}))
+    net.calibrate(x_btc[:16])
+    stats = _compare_round_trip(net, x_btc, tmp_path)
+    _assert_within_tolerance(stats, "felif")
 
 
 def test_round_trip_of_a_recurrent_lif_network_is_exact(tmp_path):
