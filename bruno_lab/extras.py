@@ -31,6 +31,7 @@ EXTRAS: dict[str, Extra] = {
     "postgres": Extra(("psycopg",), "a PostgreSQL database"),
     "dask": Extra(("dask", "distributed"), "fitting on a Dask scheduler"),
     "music": Extra(("music21",), "the Bach chorales task"),
+    "shd": Extra(("h5py",), "the SHD task (its HDF5 files)"),
     "parquet": Extra(("pyarrow",), "Parquet export"),
     "plot": Extra(("matplotlib",), "PNG plots"),
     "nir": Extra(("nir",), "NIR export"),

@@ -55,7 +55,7 @@ def _load_cards(specs: list[str], db: str | None) -> dict[str, Any]:
 
 def train(
     task: Annotated[
-        str, typer.Option("--task", help="chorales, braille or patterns.")
+        str, typer.Option("--task", help="chorales, braille, shd or patterns.")
     ] = "patterns",
     neuron: Annotated[str, typer.Option("--neuron", help="felif, lif or rlif.")] = "felif",
     method: Annotated[
@@ -68,7 +68,9 @@ def train(
         list[str] | None,
         typer.Option("--card", help="Model card id or .json/.yaml file; repeat for rram+felif."),
     ] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Braille pickle.")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Braille pickle; SHD dir or .h5.")
+    ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=0, max=MAX_EPOCHS)] = 10,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     seeds: Annotated[

@@ -13,7 +13,7 @@ from pathlib import Path
 from bruno_lab.errors import BadInputError
 from bruno_lab.train.data import TaskData
 
-TASKS: tuple[str, ...] = ("chorales", "braille", "patterns")
+TASKS: tuple[str, ...] = ("chorales", "braille", "shd", "patterns")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,14 @@ DEFAULTS: dict[str, TaskDefaults] = {
         {"felif": 4.0, "lif": 16.0, "rlif": 16.0},
         encoder_tiles=32,
     ),
+    "shd": TaskDefaults(  # the Braille network without its encoder (SHD is not in the paper)
+        "classify",
+        256,
+        5e-3,
+        128,
+        {"felif": 20.0, "lif": 20.0, "rlif": 20.0},
+        {"felif": 4.0, "lif": 16.0, "rlif": 16.0},
+    ),
     "chorales": TaskDefaults(
         "sequence",
         150,
@@ -65,7 +73,7 @@ def load_task(
     max_steps: int | None = None,
     cache: Path | None = None,
 ) -> TaskData:
-    """Load a task's data (``data_path`` is required for Braille)."""
+    """Load a task's data (``data_path`` is required for Braille and SHD)."""
     if task == "patterns":
         from bruno_lab.train.data.patterns import make_patterns
 
@@ -76,6 +84,15 @@ def load_task(
         from bruno_lab.train.data.braille import load_braille
 
         return load_braille(data_path, seed=seed)
+    if task == "shd":
+        if data_path is None:
+            raise BadInputError(
+                "--task shd needs --data PATH (a directory with shd_train.h5 and shd_test.h5, "
+                "or one .h5 file in SHD's format)"
+            )
+        from bruno_lab.train.data.shd import load_shd
+
+        return load_shd(data_path, seed=seed)
     if task == "chorales":
         from bruno_lab.train.data.chorales import load_chorales
 
