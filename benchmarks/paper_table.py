@@ -91,6 +91,33 @@ def cut(data: TaskData, n_train: int | None, n_eval: int | None, n_steps: int | 
     )
 
 
+def references(data: TaskData, skip_steps: int = 5) -> dict[str, float]:
+    """What no learning needs, on the test split: for the chorales, the BCE of predicting each
+    key's training frequency (a network that learned only its readout bias) and the frame
+    accuracy of repeating the input frame (chords last several eighth notes); for a
+    classification, chance."""
+    if data.kind != "sequence":
+        return {"chance_accuracy": 1.0 / data.n_out}
+    p = torch.cat([y for y in data.train_y]).mean(0).clamp(1e-6, 1 - 1e-6)
+    logit = torch.log(p / (1 - p))
+    losses, tp, fp, fn = [], 0, 0, 0
+    for x, y in zip(data.test_x, data.test_y, strict=True):
+        x, y = x[skip_steps:], y[skip_steps:]
+        if not len(y):
+            continue
+        losses.append(
+            float(torch.nn.functional.binary_cross_entropy_with_logits(logit.expand_as(y), y))
+        )
+        on, target = x > 0, y > 0
+        tp += int((on & target).sum())
+        fp += int((on & ~target).sum())
+        fn += int((~on & target).sum())
+    return {
+        "key_frequency_loss": sum(losses) / max(len(losses), 1),
+        "repeat_input_frame_accuracy": tp / max(tp + fp + fn, 1),
+    }
+
+
 def hidden_rate(net: torch.nn.Module, data: TaskData) -> float:
     """Mean hidden spikes per neuron and step on the first test items (NaN without spikes)."""
     from bruno_lab.train.network import SpikingNetwork
@@ -209,6 +236,15 @@ def print_table(doc: dict[str, Any]) -> None:
         print("hidden spikes per neuron and step: " + ", ".join(
             f"{k} {_fmt(v, 3)}" for k, v in rates.items()
         ))  # fmt: skip
+    refs = doc.get("references") or {}
+    if "key_frequency_loss" in refs:
+        print(
+            f"without learning (test split): loss of the key frequencies "
+            f"{refs['key_frequency_loss']:.4f}; frame accuracy of repeating the input frame "
+            f"{100 * refs['repeat_input_frame_accuracy']:.1f} %"
+        )
+    elif "chance_accuracy" in refs:
+        print(f"chance: {100 * refs['chance_accuracy']:.1f} %")
     print(f"commit {doc['commit']}, wall {doc['wall_s']:.0f} s, load {doc['loadavg']}")
 
 
@@ -236,6 +272,14 @@ def merge(paths: list[str]) -> dict[str, Any]:
     if len(tasks) != 1:
         raise SystemExit(f"--merge: documents of different tasks {sorted(tasks)}")
     runs = [r for d in docs for r in d["runs"]]
+    refs = docs[0].get("references")
+    if refs is None:  # a document written before they were: recompute from its budget
+        budget = docs[0]["budget"]
+        ns = argparse.Namespace(
+            task=docs[0]["task"], data=None, data_seed=0, synthetic_noise=0.5, cache_dir=None,
+            **{k: budget.get(k) for k in ("max_sequences", "max_samples", "max_eval", "max_steps")},
+        )  # fmt: skip
+        refs = references(load_data(ns))
     return {
         "task": docs[0]["task"],
         "budget": docs[0]["budget"],
@@ -244,6 +288,7 @@ def merge(paths: list[str]) -> dict[str, Any]:
         "loadavg": [d["loadavg"] for d in docs],
         "wall_s": max(d["wall_s"] for d in docs),
         "merged_from": paths,
+        "references": refs,
         "summary": summarize(runs),
         "runs": runs,
     }
@@ -315,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg": [load_before, os.getloadavg()],
         "wall_s": time.perf_counter() - t0,
         "torch": torch.__version__,
+        "references": references(data),
         "summary": summarize(runs),
         "runs": runs,
     }

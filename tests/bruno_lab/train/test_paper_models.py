@@ -173,3 +173,21 @@ def test_loop_reduces_the_rate_on_a_validation_plateau_and_trains_a_baseline():
     expected = [0.5 * plateau_scale(valid[:i], factor=0.5, patience=0) for i in range(6)]
     assert lrs == pytest.approx(expected) and lrs[-1] < lrs[0]  # it did reduce
     assert result.history[0].test_loss < math.log(2)  # it learned the key rates
+
+
+def test_chorale_felif_networks_run_forward_and_backward_both_ways():
+    """felif (BRUNO) and felif-bptt (checkpointed BPTT through the micro-steps) on the same
+    weights: equal forward values (same fine micro-steps), finite gradients in both."""
+    x = (torch.rand(6, 1, 54, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    grads = {}
+    for neuron in ("felif", "felif-bptt"):
+        cfg = paper.network_config("chorales", neuron, "fp32", 0, n_in=54, n_out=54, n_micro=20)
+        net = paper.build(cfg)
+        assert isinstance(net, SpikingNetwork)
+        net.calibrate(x)
+        y = net(x)
+        y.sum().backward()
+        grads[neuron] = (y.detach(), net.syn_in.weight.grad)
+    assert torch.allclose(grads["felif"][0], grads["felif-bptt"][0], atol=1e-5)
+    for _, g in grads.values():
+        assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
