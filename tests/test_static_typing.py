@@ -1,5 +1,5 @@
 """The static type check (mypy, configured in pyproject.toml) of bruno_lab, instruments,
-protocols and calibration, in every fast suite: a type error anywhere fails here.
+protocols, calibration and reporting, in every fast suite: a type error anywhere fails here.
 
 Incremental: mypy's cache lives in a per-checkout directory under the system temp dir, so a
 re-run only re-checks what changed (cold ~2 min, warm ~10 s on this machine).

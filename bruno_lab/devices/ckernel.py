@@ -22,8 +22,9 @@ import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -61,6 +62,10 @@ def _key(source: str, flags: Sequence[str], defines: Sequence[str]) -> str:
     return hashlib.sha256("\0".join(text).encode()).hexdigest()[:16]
 
 
+def _run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+
+
 def _build(source: str, flags: Sequence[str], defines: Sequence[str]) -> ctypes.CDLL:
     out_dir = cache_root() / "kernels"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,24 +74,34 @@ def _build(source: str, flags: Sequence[str], defines: Sequence[str]) -> ctypes.
     if not so_path.exists():
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             o_path, tmp_so = Path(tmp) / "k.o", Path(tmp) / "k.so"
-            run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
             compile_cmd = ["gcc", *flags, *(f"-D{d}" for d in defines), "-fPIC"]
             compile_cmd += ["-I", str(KERNEL_DIR), "-c", str(KERNEL_DIR / source)]
-            subprocess.run([*compile_cmd, "-o", str(o_path)], **run)
-            subprocess.run(["gcc", "-shared", str(o_path), "-o", str(tmp_so), "-lm"], **run)
+            _run([*compile_cmd, "-o", str(o_path)])
+            _run(["gcc", "-shared", str(o_path), "-o", str(tmp_so), "-lm"])
             os.replace(tmp_so, so_path)
         log.info("built C kernel %s", so_path)
     return ctypes.CDLL(str(so_path))
 
 
-def load(source: str, flags: Sequence[str], defines: Sequence[str] = ()) -> ctypes.CDLL | None:
+def load(
+    source: str,
+    flags: Sequence[str],
+    defines: Sequence[str] = (),
+    signatures: Mapping[str, tuple[Sequence[Any], Any]] | None = None,
+) -> ctypes.CDLL | None:
     """The library of ``kernels/<source>`` built with ``flags`` and ``-D`` ``defines`` (cached
-    per process and on disk), or ``None`` if it cannot be built (warned once per kernel)."""
+    per process and on disk), or ``None`` if it cannot be built (warned once per kernel).
+    ``signatures`` maps a function name to its ctypes ``(argtypes, restype)``, set once when
+    the library is loaded."""
     key = (source, tuple(flags), tuple(defines))
     with _lock:
         if key not in _libs:
             try:
-                _libs[key] = _build(source, flags, defines)
+                lib = _build(source, flags, defines)
+                for name, (argtypes, restype) in (signatures or {}).items():
+                    fn = getattr(lib, name)
+                    fn.argtypes, fn.restype = list(argtypes), restype
+                _libs[key] = lib
             except (OSError, subprocess.SubprocessError) as exc:
                 detail = getattr(exc, "stderr", "") or str(exc)
                 log.warning("C kernel %s unavailable (%s); using the torch loop", source, detail)

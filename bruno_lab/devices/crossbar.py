@@ -117,7 +117,10 @@ def crossbar_solve(
             for k in range(0, row_v.shape[0], chunk)
         ]
         return CrossbarSolution(
-            *(torch.cat([getattr(p, f) for p in parts]) for f in CrossbarSolution._fields[:4]),
+            torch.cat([p.cell_current_a for p in parts]),
+            torch.cat([p.cell_voltage_v for p in parts]),
+            torch.cat([p.row_current_a for p in parts]),
+            torch.cat([p.col_current_a for p in parts]),
             max(p.n_iter for p in parts),
         )
     n_rows, n_cols = row_v.shape[-1], col_v.shape[-1]

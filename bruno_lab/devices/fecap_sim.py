@@ -174,6 +174,8 @@ class _Sub:
 class _ColumnView:
     """The parameters as ``(n, 1)`` columns, so they broadcast over the domain dim."""
 
+    imprint_v: Tensor  # one of the columns set below, the one read here by name
+
     def __init__(self, p: fecap.FeCapParams):
         for name in p.specs():
             setattr(self, name, getattr(p, name)[:, None])

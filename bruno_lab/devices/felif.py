@@ -156,7 +156,7 @@ def felif_fine_windows(
 def spike_times_s(micro_steps: Tensor, dt_s: float, n_micro: int) -> list[list[float]]:
     """Spike times (s) per neuron from ``spike_micro_steps``' output ``[T, n]``."""
     t_idx, n_idx = torch.nonzero(micro_steps >= 0, as_tuple=True)
-    per = [[] for _ in range(micro_steps.shape[1])]
+    per: list[list[float]] = [[] for _ in range(micro_steps.shape[1])]
     micro_dt = dt_s / n_micro
     for t, i in zip(t_idx.tolist(), n_idx.tolist(), strict=True):
         per[i].append((t * n_micro + int(micro_steps[t, i]) + 1) * micro_dt)

@@ -38,13 +38,10 @@ _DEFINES = {"f32": ("FELIF_F32",), "f64": ()}
 
 
 def _kernel(kind: str) -> ctypes.CDLL | None:
-    lib = ckernel.load("felif_counts.c", _FLAGS[kind], _DEFINES[kind])
-    if lib is not None and not getattr(lib, "_bruno_typed", False):
-        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-        lib.felif_counts.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, i64, ctypes.c_double, ptr]
-        lib.felif_counts.restype = None
-        lib._bruno_typed = True
-    return lib
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    args = [i64, i64, i64, ptr, ptr, ptr, ptr, i64, ctypes.c_double, ptr]
+    signatures = {"felif_counts": (args, None)}
+    return ckernel.load("felif_counts.c", _FLAGS[kind], _DEFINES[kind], signatures)
 
 
 def _torch_counts(

@@ -29,6 +29,7 @@ import ctypes
 import itertools
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -57,14 +58,10 @@ _pool: ThreadPoolExecutor | None = None
 
 def kernel(kind: str) -> ctypes.CDLL | None:
     """The loaded window kernel for ``"f32"`` or ``"f64"`` (built on first use), or None."""
-    lib = ckernel.load("felif_window.c", _FLAGS[kind], _DEFINES[kind])
-    if lib is not None and not getattr(lib, "_bruno_typed", False):
-        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-        lib.felif_windows.argtypes = [i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr, i64]
-        lib.felif_windows.argtypes += [ctypes.c_double, ptr, ptr, ptr]
-        lib.felif_windows.restype = None
-        lib._bruno_typed = True
-    return lib
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    args = [i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr, i64, ctypes.c_double, ptr, ptr, ptr]
+    signatures = {"felif_windows": (args, None)}
+    return ckernel.load("felif_window.c", _FLAGS[kind], _DEFINES[kind], signatures)
 
 
 def kernel_threads() -> int:
@@ -201,8 +198,9 @@ def _run_kernel(
     step = torch.empty((n_win, n), dtype=torch.int32)
     v_out = torch.empty((n_win, n), dtype=v.dtype) if record else None
     p_out = torch.empty((n_win, n), dtype=v.dtype) if record else None
-    args = (lib.felif_windows, n_par, n_win, n, cur_c, v_c, p_c, c, n_steps, dt_s, step)
-    args += (v_out, p_out)
+    args = (
+        lib.felif_windows, n_par, n_win, n, cur_c, v_c, p_c, c, n_steps, dt_s, step, v_out, p_out
+    )  # fmt: skip
     n_threads = max(1, min(kernel_threads(), n // 64))
     if n_threads == 1 or n == 0:
         _call(0, n, *args)
@@ -234,7 +232,7 @@ def _executor(n_threads: int) -> ThreadPoolExecutor:
 def _call(
     a: int,
     b: int,
-    fn: ctypes._CFuncPtr,
+    fn: Callable[..., None],
     n_par: int,
     n_win: int,
     stride: int,

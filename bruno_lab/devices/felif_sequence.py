@@ -63,15 +63,10 @@ class SequenceResult:
 
 def _kernel() -> ctypes.CDLL | None:
     """The sequence kernel (built on first use by ``ckernel``), or None without a compiler."""
-    lib = ckernel.load("felif_sequence.c", _FLAGS)
-    if lib is not None and not getattr(lib, "_bruno_typed", False):
-        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-        fn = lib.felif_sequence
-        fn.argtypes = [i64, i64, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
-        fn.argtypes += [ctypes.c_int32, ctypes.c_double, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr]
-        fn.restype = None
-        lib._bruno_typed = True
-    return lib
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    args = [i64, i64, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
+    args += [ctypes.c_int32, ctypes.c_double, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr]
+    return ckernel.load("felif_sequence.c", _FLAGS, signatures={"felif_sequence": (args, None)})
 
 
 @torch.no_grad()
@@ -140,8 +135,10 @@ def run_sequence(
 
 
 def _torch_sequence(
-    params, reset_at_crossing, hold_fraction, kmax, cur, dts, steps, t_seg, k_seg, v, p, tr_v, tr_p,
-    spike_t, spike_k, n_spk, stop, start,
+    params: FeLIFParams, reset_at_crossing: bool, hold_fraction: float, kmax: int,
+    cur: Tensor, dts: Tensor, steps: Tensor, t_seg: Tensor, k_seg: Tensor, v: Tensor, p: Tensor,
+    tr_v: Tensor | None, tr_p: Tensor | None, spike_t: Tensor, spike_k: Tensor, n_spk: Tensor,
+    stop: Tensor | None, start: Tensor | None,
 ) -> None:  # fmt: skip
     """Fallback with the reference step (vectorized over neurons; fills the outputs in place)."""
     f64 = torch.float64
@@ -186,6 +183,6 @@ def _torch_sequence(
             p.copy_(pn)
             if stop is not None:
                 live = live & ~((stop > 0) & (n_spk >= stop))
-        if tr_v is not None:
+        if tr_v is not None and tr_p is not None:
             tr_v[s] = torch.where(live_before, v, torch.full_like(v, float("nan")))
             tr_p[s] = torch.where(live_before, p, torch.full_like(p, float("nan")))

@@ -41,7 +41,7 @@ def encode_array(
         )
     le = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
     arr = np.ascontiguousarray(arr, dtype=le)
-    buf = memoryview(arr.reshape(-1).view(np.uint8))
+    buf = arr.reshape(-1).view(np.uint8).data
     digest = hashlib.sha256(buf).hexdigest()
     step = max(int(chunk_bytes), 1)
     chunks = [buf[i : i + step] for i in range(0, len(buf), step)] or [buf]

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from bruno_lab.errors import DataError, ModelCardError
-from bruno_lab.store.engine import begin_write, finite_or_none
+from bruno_lab.store.engine import begin_write, finite_or_none, inserted_id
 from bruno_lab.store.models import (
     CardScope,
     DeviceKind,
@@ -158,7 +158,7 @@ class CardsMixin:
                         "code_version": code_version,
                         "created_at": utcnow(),
                     }
-                    card_id = int(conn.execute(insert(table), row).inserted_primary_key[0])
+                    card_id = inserted_id(conn.execute(insert(table), row))
                     if fids:
                         conn.execute(
                             insert(links), [{"card_id": card_id, "fit_id": f} for f in fids]
@@ -253,7 +253,7 @@ def _fit_row(fit: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
 
 
 def _insert_fit(conn: Any, row: Mapping[str, Any], measurement_ids: Sequence[int]) -> int:
-    fid = int(conn.execute(insert(Fit.__table__), dict(row)).inserted_primary_key[0])
+    fid = inserted_id(conn.execute(insert(Fit.__table__), dict(row)))
     if measurement_ids:
         conn.execute(
             insert(FitMeasurement.__table__),

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 
 from bruno_lab.config import mask_url
 from bruno_lab.errors import BadInputError
@@ -58,6 +58,14 @@ def finite_or_none(value: Any) -> float | None:
     """A scalar result as float; NaN/inf become None (JSON null), which pandas reads as NaN."""
     x = float(value)
     return x if math.isfinite(x) else None
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the row a single-row INSERT wrote (SQLAlchemy types it optional)."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise AssertionError("inserted_id needs the result of a single-row INSERT")
+    return int(key[0])
 
 
 def parse_url(url: str) -> URL:
@@ -211,6 +219,7 @@ def _check_lengths(engine: Engine) -> None:
         if not isinstance(clause, Insert | Update):
             return
         table = clause.table
+        table_name = getattr(table, "name", table)  # a Join has none (never ours)
         rows: list[Mapping[str, Any]] = []
         for p in (multiparams, params):
             if isinstance(p, Mapping):
@@ -230,7 +239,7 @@ def _check_lengths(engine: Engine) -> None:
                 limit = getattr(col.type, "length", None)
                 if isinstance(col.type, String) and limit and len(value) > limit:
                     raise BadInputError(
-                        f"{table.name}.{col.name}: {len(value)} characters, at most {limit} "
+                        f"{table_name}.{col.name}: {len(value)} characters, at most {limit} "
                         f"(got {value[:40]!r}...)"
                     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -114,6 +115,9 @@ tstamp = Annotated[datetime, mapped_column(UTCDateTime)]
 
 
 class Base(DeclarativeBase):
+    # every model here maps a Table (SQLAlchemy types __table__ as any FromClause); the
+    # pattern its maintainers give so that insert(Model.__table__) type-checks
+    __table__: ClassVar[Table]
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
         DeviceKind: _enum(DeviceKind),

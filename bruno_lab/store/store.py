@@ -26,7 +26,7 @@ from bruno_lab.errors import BadInputError, DataError, SchemaError
 from bruno_lab.store import schema
 from bruno_lab.store.arrays import DEFAULT_CHUNK_BYTES, decode_array, encode_array
 from bruno_lab.store.cards_store import CardsMixin
-from bruno_lab.store.engine import begin_write, finite_or_none, json_dumps
+from bruno_lab.store.engine import begin_write, finite_or_none, inserted_id, json_dumps
 from bruno_lab.store.models import (
     ArrayChunk,
     Device,
@@ -181,7 +181,7 @@ class Store(CardsMixin):
                 try:
                     with conn.begin_nested():
                         res = conn.execute(insert(table).values(**match, **extra))
-                    return int(res.inserted_primary_key[0])
+                    return inserted_id(res)
                 except IntegrityError as exc:
                     if attempt:
                         raise DataError(f"{table.name} {dict(match)}: {exc.orig}") from exc
@@ -236,7 +236,7 @@ class Store(CardsMixin):
                     started_at=utcnow(),
                 )
             )
-            return int(res.inserted_primary_key[0])
+            return inserted_id(res)
 
     def set_run_status(
         self, run_id: int, status: RunStatus | str, finished_at: datetime | None = None
@@ -387,7 +387,7 @@ class Store(CardsMixin):
         }
         try:
             with self.engine.begin() as conn:
-                mid = int(conn.execute(insert(_MEAS), row).inserted_primary_key[0])
+                mid = inserted_id(conn.execute(insert(_MEAS), row))
                 chunk_rows: list[dict[str, Any]] = []
                 for name, unit, enc in encoded:
                     meta = {
@@ -400,7 +400,7 @@ class Store(CardsMixin):
                         "n_chunks": len(enc.chunks),
                         "sha256": enc.sha256,
                     }
-                    aid = int(conn.execute(insert(_ARR), meta).inserted_primary_key[0])
+                    aid = inserted_id(conn.execute(insert(_ARR), meta))
                     chunk_rows.extend(
                         {"array_id": aid, "seq": i, "data": c} for i, c in enumerate(enc.chunks)
                     )
