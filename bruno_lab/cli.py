@@ -18,11 +18,30 @@ import typer
 from bruno_lab import __version__
 from bruno_lab.errors import BrunoLabError
 
+
+def _posix_usage() -> None:
+    """Usage lines in the POSIX/click convention (``run [OPTIONS] PLAN``): typer 0.29 writes a
+    required argument as ``{PLAN}``, which reads as a literal brace or a set of choices."""
+    from typer.core import TyperArgument
+
+    braced = TyperArgument._usage_display_name
+
+    def usage_name(self: TyperArgument) -> str:
+        if not self.required:
+            return braced(self)
+        return self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+    TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_posix_usage()
+
 app = typer.Typer(
     name="bruno-lab",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow; single newlines do not break
     help="From a wafer of FeCap and RRAM devices to a trained spiking network and back.",
 )
 

@@ -7,10 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-DbOption = Annotated[
-    str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file.", show_default=False)
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+from bruno_lab.commands.options import CardFormat, DbOption, DeviceKindName, JsonOption
 
 cards_app = typer.Typer(no_args_is_help=True, help="Model cards: list, show, export.")
 
@@ -40,9 +37,15 @@ def _document(row: Any) -> dict[str, Any]:
     }
 
 
+_KIND_HELP = "Device kind (with --wafer and no CARD_ID: that kind's newest card)."
+_WAFER_HELP = "Wafer (or lot) the card is for (with --kind and no CARD_ID: its newest card)."
+
+
 @cards_app.command("list")
 def list_cards(
-    kind: Annotated[str | None, typer.Option("--kind", help="fecap, felif or rram.")] = None,
+    kind: Annotated[
+        DeviceKindName | None, typer.Option("--kind", help="Only cards of this device kind.")
+    ] = None,
     wafer: Annotated[str | None, typer.Option("--wafer", help="Only this wafer/lot.")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
@@ -79,9 +82,11 @@ def _resolve(store: Any, card_id: int | None, kind: str | None, wafer: str | Non
 
 @cards_app.command("show")
 def show(
-    card_id: Annotated[int | None, typer.Argument(help="Card id (see `cards list`).")] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="With --wafer: latest.")] = None,
-    wafer: Annotated[str | None, typer.Option("--wafer")] = None,
+    card_id: Annotated[
+        int | None, typer.Argument(metavar="CARD_ID", help="Card id (see `cards list`).")
+    ] = None,
+    kind: Annotated[DeviceKindName | None, typer.Option("--kind", help=_KIND_HELP)] = None,
+    wafer: Annotated[str | None, typer.Option("--wafer", help=_WAFER_HELP)] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -122,11 +127,15 @@ def show(
 
 @cards_app.command("export")
 def export(
-    card_id: Annotated[int | None, typer.Argument(help="Card id (see `cards list`).")] = None,
+    card_id: Annotated[
+        int | None, typer.Argument(metavar="CARD_ID", help="Card id (see `cards list`).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="File to write; .json, .yaml or .yml.")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="json or yaml (stdout).")] = "json",
+    fmt: Annotated[
+        CardFormat, typer.Option("--format", help="On stdout (without --out).")
+    ] = CardFormat.JSON,
     provenance: Annotated[
         bool,
         typer.Option(
@@ -135,8 +144,8 @@ def export(
             "without it the file is the bare body, loadable by bruno_lab.cards.load_card_file.",
         ),
     ] = False,
-    kind: Annotated[str | None, typer.Option("--kind")] = None,
-    wafer: Annotated[str | None, typer.Option("--wafer")] = None,
+    kind: Annotated[DeviceKindName | None, typer.Option("--kind", help=_KIND_HELP)] = None,
+    wafer: Annotated[str | None, typer.Option("--wafer", help=_WAFER_HELP)] = None,
     db: DbOption = None,
 ) -> None:
     """Export a card as JSON or YAML (schema: docs/model-cards.md)."""
@@ -149,7 +158,7 @@ def export(
         from bruno_lab.safeio import check_output_path
 
         check_output_path(out, "--out", suffixes=(".json", ".yaml", ".yml"))
-        fmt = "yaml" if out.suffix.lower() in {".yaml", ".yml"} else "json"
+        fmt = CardFormat.YAML if out.suffix.lower() in {".yaml", ".yml"} else CardFormat.JSON
     if fmt not in {"json", "yaml"}:
         raise BadInputError(f"--format: {fmt!r} is not json or yaml")
     store = open_store_for_cli(db)

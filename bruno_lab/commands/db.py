@@ -7,16 +7,7 @@ from typing import Annotated
 
 import typer
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="SQLAlchemy URL or SQLite file (default: $BRUNO_LAB_DB, else "
-        "$XDG_DATA_HOME/bruno-lab/lab.db).",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+from bruno_lab.commands.options import DbOption, JsonOption
 
 db_app = typer.Typer(
     no_args_is_help=True, help="The measurement database: upgrade, status, export."
@@ -114,7 +105,7 @@ def _status_or_error(store: object) -> dict[str, object]:
 
 @db_app.command("export")
 def export(
-    run_id: Annotated[int, typer.Argument(help="Id of the run to export.")],
+    run_id: Annotated[int, typer.Argument(metavar="RUN_ID", help="Id of the run to export.")],
     out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
     db: DbOption = None,
     as_json: JsonOption = False,

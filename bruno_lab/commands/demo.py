@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from bruno_lab.commands.options import JsonOption, ThreadsOption
+
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
@@ -65,8 +67,8 @@ def demo(
         bool, typer.Option("--quick", help="A reduced demo (2 dies, a tiny network): for tests.")
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Wafer and training seed.")] = 1,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="torch threads.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    threads: ThreadsOption = 1,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the whole loop on the simulated lab and write OUT/report.html and OUT/summary.json."""
     import json

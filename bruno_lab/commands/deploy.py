@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from bruno_lab.commands.options import DbOption, JsonOption, StationOption
+
 
 def register(app: typer.Typer) -> None:
     app.command("deploy")(deploy)
@@ -37,14 +39,10 @@ def deploy(
     network: Annotated[
         Path, typer.Option("--network", help="Trained network (bruno-lab train --out).")
     ],
-    station: Annotated[
-        Path, typer.Option("--station", help="Station file (sim serve writes one).")
-    ],
+    station: StationOption,
     die: Annotated[str, typer.Option("--die", help='Die label or "col,row".')],
-    db: Annotated[
-        str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file.", show_default=False)
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Deploy NETWORK onto DIE: form and program-verify every cell, record what each reached."""
     from rich.console import Console

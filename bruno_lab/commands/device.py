@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from bruno_lab.commands.options import JsonOption, ModelName
 from bruno_lab.extras import require_extra
 from bruno_lab.limits import MAX_CYCLES, MAX_DOMAINS, MAX_N_MICRO, finite
 
@@ -67,7 +68,7 @@ def _segments(specs: list[str]) -> list[tuple[float, float]]:
 
 
 def simulate(
-    kind: Annotated[str, typer.Argument(help="felif, fecap or rram.")],
+    kind: Annotated[ModelName, typer.Argument(metavar="KIND", help="The device model.")],
     param: Annotated[
         list[str] | None,
         typer.Option("--param", help="NAME=VALUE override, units accepted; repeatable."),
@@ -109,7 +110,7 @@ def simulate(
         int, typer.Option("--cycles", min=1, max=MAX_CYCLES, help="RRAM I-V cycles.")
     ] = 1,
     seed: Annotated[int, typer.Option("--seed", help="RRAM random seed.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonOption = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Draw the result to a PNG.")] = None,
 ) -> None:
     """Simulate one device and report spike times (felif), loop and PUND (fecap) or I-V (rram)."""

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from bruno_lab.commands.options import JsonOption, OptionalStationOption
 from bruno_lab.limits import finite
 
 
@@ -22,9 +23,7 @@ def evaluate(
     on_chip: Annotated[
         bool, typer.Option("--on-chip", help="Read the deployed cells back from the chip.")
     ] = False,
-    station: Annotated[
-        Path | None, typer.Option("--station", help="Station file (needed with --on-chip).")
-    ] = None,
+    station: OptionalStationOption = None,
     die: Annotated[
         str | None, typer.Option("--die", help='Die it was deployed on: label or "col,row".')
     ] = None,
@@ -41,7 +40,7 @@ def evaluate(
         ),
     ] = 0.0,
     data: Annotated[Path | None, typer.Option("--data", help="Braille pickle.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Test accuracy in software and, with --on-chip, with the conductances read from DIE."""
     from rich.console import Console

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from bruno_lab.commands.options import DbOption, DeviceKindName, JsonOption
+
 KINDS = ("fecap", "felif", "rram", "rram_array")  # rram_array: an RRAM card from 1T1R arrays
 
 
@@ -46,16 +48,14 @@ def fit(
         typer.Option("--lot", help="Instead of --wafer: one card over every wafer of the lot."),
     ] = None,
     kind: Annotated[
-        list[str] | None,
+        list[DeviceKindName] | None,
         typer.Option(
             "--kind",
-            help="Device kind: fecap, felif, rram or rram_array (an RRAM card from 1T1R arrays); "
-            "repeat; default every kind but rram_array.",
+            help="Device kind (rram_array: an RRAM card from 1T1R arrays); repeat; default "
+            "every kind but rram_array.",
         ),
     ] = None,
-    db: Annotated[
-        str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file.", show_default=False)
-    ] = None,
+    db: DbOption = None,
     scheduler: Annotated[
         str | None,
         typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786) for the fits."),
@@ -75,7 +75,7 @@ def fit(
             help="FeCap domains in the fitted multi-domain model.",
         ),
     ] = 16,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Fit every device of each kind on a wafer (or a lot), store the fits and a new card version.
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from bruno_lab.commands.options import DbOption, JsonOption, PurposeName
+
 
 def register(app: typer.Typer) -> None:
     app.command("report")(report)
@@ -18,11 +20,9 @@ def report(
         Path,
         typer.Option("--out", help="The HTML file to write, or a directory (gets report.html)."),
     ],
-    db: Annotated[
-        str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file.", show_default=False)
-    ] = None,
+    db: DbOption = None,
     purpose: Annotated[
-        list[str] | None,
+        list[PurposeName] | None,
         typer.Option(
             "--purpose",
             help="Runs to include by purpose (repeatable); default: characterization.",
@@ -58,7 +58,7 @@ def report(
         Path | None,
         typer.Option("--evaluation", help="On-chip evaluation summary JSON.", show_default=False),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Wafer maps, per-kind sections (FeCap, FeLIF, RRAM), fit quality, cards and provenance;
     training and deployment when their records are given. Characterization runs only unless

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from bruno_lab.commands.options import DbOption, JsonOption, StationOption
+
 EXIT_INTERRUPTED = 130
 
 
@@ -116,14 +118,11 @@ class _ProgressView:
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
-        plan: Annotated[Path, typer.Argument(help="Wafer plan, YAML (see docs/plans.md).")],
-        station: Annotated[
-            Path, typer.Option("--station", help="Station file (bruno-lab sim serve writes one).")
+        plan: Annotated[
+            Path, typer.Argument(metavar="PLAN", help="Wafer plan, YAML (see docs/plans.md).")
         ],
-        db: Annotated[
-            str | None,
-            typer.Option("--db", help="SQLAlchemy URL or SQLite file.", show_default=False),
-        ] = None,
+        station: StationOption,
+        db: DbOption = None,
         resume: Annotated[
             int | None,
             typer.Option("--resume", help="Continue run RUN_ID (same plan); skips its done keys."),
@@ -135,9 +134,7 @@ def register(app: typer.Typer) -> None:
         operator: Annotated[
             str | None, typer.Option("--operator", help="Who runs it (default: login name).")
         ] = None,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print one JSON document on stdout.")
-        ] = False,
+        as_json: JsonOption = False,
         no_progress: Annotated[
             bool, typer.Option("--no-progress", help="No progress bar on stderr.")
         ] = False,

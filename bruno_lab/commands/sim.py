@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from bruno_lab.commands.options import JsonOption
+
 sim_app = typer.Typer(help="The simulated lab: SCPI servers on 127.0.0.1 backed by the physics.")
 
 
@@ -29,9 +31,7 @@ def serve(
     faults: Annotated[
         Path | None, typer.Option("--faults", help="Fault injection config (YAML).")
     ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the station as JSON on stdout once up.")
-    ] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Run the simulated lab until Ctrl-C or SIGTERM; the ports go to stderr."""
     from instruments.sim.lab import SimLab

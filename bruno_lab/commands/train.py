@@ -7,12 +7,24 @@ from typing import Annotated, Any
 
 import typer
 
+from bruno_lab.commands.options import (
+    CoarseClipName,
+    CoarseGradientName,
+    DbOption,
+    FelifRedrawName,
+    FelifResetName,
+    JsonOption,
+    MethodName,
+    NeuronName,
+    SynapseName,
+    TaskName,
+    ThreadsOption,
+)
 from bruno_lab.limits import (
     MAX_BATCH,
     MAX_EPOCHS,
     MAX_HIDDEN,
     MAX_N_MICRO,
-    MAX_THREADS,
     finite,
 )
 
@@ -22,21 +34,26 @@ def register(app: typer.Typer) -> None:
 
 
 def _load_cards(specs: list[str], db: str | None) -> dict[str, Any]:
-    """Cards by device kind from ``--card`` values: a .json/.yaml file or a database id."""
+    """Cards by device kind from ``--card`` values: a .json/.yaml file, a database id, or a
+    kind (``rram``, ``felif``; ``rram:WAFER`` for one wafer's) = that kind's newest card."""
     from bruno_lab.cards import load_card_file
     from bruno_lab.errors import BadInputError
 
     cards: dict[str, Any] = {}
     for spec in specs:
         path = Path(spec)
+        kind, _, wafer = spec.partition(":")
         if path.suffix.lower() in {".json", ".yaml", ".yml"}:
             card = load_card_file(path)
+        elif kind in ("rram", "felif"):
+            card = _newest_card(db, kind, wafer or None)
         else:
             try:
                 card_id = int(spec)
             except ValueError:
                 raise BadInputError(
-                    f"--card {spec!r}: give a card id (integer) or a .json/.yaml file"
+                    f"--card {spec!r}: give rram or felif (the newest such card; rram:WAFER "
+                    "for one wafer's), a card id (integer) or a .json/.yaml file"
                 ) from None
             from bruno_lab.store import open_store_for_cli
 
@@ -53,26 +70,59 @@ def _load_cards(specs: list[str], db: str | None) -> dict[str, Any]:
     return cards
 
 
+def _newest_card(db: str | None, kind: str, wafer: str | None) -> Any:
+    """The newest ``kind`` card (of ``wafer``, else of the one wafer or lot that has such
+    cards); several candidates without a wafer named is bad input listing them."""
+    from bruno_lab.errors import BadInputError
+    from bruno_lab.store import open_store_for_cli
+
+    store = open_store_for_cli(db)
+    try:
+        rows = store.list_model_cards(kind=kind, scope_id=wafer)
+        scopes = sorted({r.scope_id for r in rows})
+        if not rows:
+            where = f" for {wafer!r}" if wafer else ""
+            raise BadInputError(f"--card {kind}: no {kind} card{where} in the database (run fit)")
+        if len(scopes) > 1:
+            raise BadInputError(
+                f"--card {kind}: {kind} cards exist for {', '.join(scopes)}; "
+                f"say which: --card {kind}:{scopes[0]}"
+            )
+        newest = max(rows, key=lambda r: (r.created_at, r.version))
+        return newest.card()
+    finally:
+        store.close()
+
+
 def train(
     task: Annotated[
-        str, typer.Option("--task", help="chorales, braille, shd or patterns.")
-    ] = "patterns",
-    neuron: Annotated[str, typer.Option("--neuron", help="felif, lif or rlif.")] = "felif",
+        TaskName, typer.Option("--task", help="The task (docs/datasets.md).")
+    ] = TaskName.PATTERNS,
+    neuron: Annotated[
+        NeuronName, typer.Option("--neuron", help="Output (classify) or hidden (sequence) neurons.")
+    ] = NeuronName.FELIF,
     method: Annotated[
-        str, typer.Option("--method", help="bruno, bptt or bptt-ckpt (FeLIF layers).")
-    ] = "bruno",
+        MethodName, typer.Option("--method", help="How FeLIF layers are trained.")
+    ] = MethodName.BRUNO,
     synapse: Annotated[
-        str, typer.Option("--synapse", help="fp32, paper3, paper4, paper8 or device.")
-    ] = "fp32",
+        SynapseName,
+        typer.Option("--synapse", help="fp32, the paper's N-bit quantization, or RRAM devices."),
+    ] = SynapseName.FP32,
     card: Annotated[
         list[str] | None,
-        typer.Option("--card", help="Model card id or .json/.yaml file; repeat for rram+felif."),
+        typer.Option(
+            "--card",
+            help="rram / felif (the newest such card; rram:WAFER for one wafer's), a card id or "
+            "a .json/.yaml file; repeat for rram and felif.",
+        ),
     ] = None,
     data: Annotated[
         Path | None, typer.Option("--data", help="Braille pickle; SHD dir or .h5.")
     ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=0, max=MAX_EPOCHS)] = 10,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=0, max=MAX_EPOCHS, help="Training epochs.")
+    ] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Network, data-split and noise seed.")] = 0,
     seeds: Annotated[
         str | None,
         typer.Option(
@@ -87,8 +137,18 @@ def train(
         float | None,
         typer.Option("--lr", help="Adamax learning rate.", callback=finite(0, 10, lo_open=True)),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=MAX_BATCH)] = None,
-    max_batches: Annotated[int | None, typer.Option("--max-batches", min=1)] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, max=MAX_BATCH, help="Samples per batch (task's default)."
+        ),
+    ] = None,
+    max_batches: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batches", min=1, help="At most this many batches per epoch (quick runs)."
+        ),
+    ] = None,
     n_micro: Annotated[
         int,
         typer.Option(
@@ -111,32 +171,32 @@ def train(
         ),
     ] = 1e-8,
     felif_reset: Annotated[
-        str,
+        FelifResetName,
         typer.Option(
             "--felif-reset", help="next-step (BRUNO: one spike per step) or at-crossing (device)."
         ),
-    ] = "next-step",
+    ] = FelifResetName.NEXT_STEP,
     felif_redraw: Annotated[
-        str,
+        FelifRedrawName,
         typer.Option(
             "--felif-redraw",
             help="Redraw FeLIF devices every batch: none, card (its spreads) or paper (0.1).",
         ),
-    ] = "none",
+    ] = FelifRedrawName.NONE,
     coarse_gradient: Annotated[
-        str,
+        CoarseGradientName,
         typer.Option(
             "--coarse-gradient",
             help="BRUNO coarse-step gradient: hold-switching (default) or full (explodes).",
         ),
-    ] = "hold-switching",
+    ] = CoarseGradientName.HOLD_SWITCHING,
     coarse_clip: Annotated[
-        str,
+        CoarseClipName,
         typer.Option(
             "--coarse-clip",
             help="BRUNO coarse step's ±5 V clip: straight-through (default) or hard (old).",
         ),
-    ] = "straight-through",
+    ] = CoarseClipName.STRAIGHT_THROUGH,
     relax_time_s: Annotated[
         float,
         typer.Option(
@@ -165,11 +225,9 @@ def train(
     map_out: Annotated[
         Path | None, typer.Option("--programming-map", help="Write the programming map (device).")
     ] = None,
-    threads: Annotated[
-        int, typer.Option("--threads", min=1, max=MAX_THREADS, help="torch threads.")
-    ] = 1,
-    db: Annotated[str | None, typer.Option("--db", help="Database for --card ID.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    threads: ThreadsOption = 1,
+    db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Train a network; progress per epoch on stderr, final metrics with --json (with --seeds:
     every seed's, and mean ± SD over seeds; a collapsed run is reported)."""

@@ -6,15 +6,15 @@ from typing import Annotated
 
 import typer
 
+from bruno_lab.commands.options import DbOption
+
 
 def register(app: typer.Typer) -> None:
     app.command("watch")(watch)
 
 
 def watch(
-    db: Annotated[
-        str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file.", show_default=False)
-    ] = None,
+    db: DbOption = None,
     run: Annotated[
         int | None,
         typer.Option(

@@ -30,10 +30,15 @@ class SavedTensorMeter:
         self.bytes_saved = 0
         self.n_saved = 0
         self._seen: set[int] = set()
+        # the packed tensors are kept until the meter closes: a storage freed mid-forward (a
+        # branch of the graph that is dropped) could otherwise hand its address to a later one,
+        # which would then go uncounted (the count depended on the allocator's history)
+        self._kept: list[Tensor] = []
         self._ctx: torch.autograd.graph.saved_tensors_hooks | None = None
 
     def _pack(self, t: Tensor) -> Tensor:
         self.n_saved += 1
+        self._kept.append(t)
         storage = t.untyped_storage()
         key = storage.data_ptr()
         if key not in self._seen:
@@ -59,3 +64,4 @@ class SavedTensorMeter:
         assert self._ctx is not None
         self._ctx.__exit__(exc_type, exc, tb)
         self._seen.clear()
+        self._kept.clear()

@@ -66,13 +66,18 @@ def test_rram_iv_sweep(tmp_path):
         (["felif", "--param", "e_a=3"], "valid names: area_m2"),
         (["felif", "--param", "area_m2=3 V"], "m**2 is expected"),
         (["felif", "--param", "ps_c_m2=-1"], "outside"),
-        (["memristor"], "choose one of felif, fecap, rram"),
     ],
 )
 def test_bad_input_is_a_bad_input_error_naming_the_problem(args, message):
     result = CliRunner().invoke(app, ["device", "simulate", *args])
     assert isinstance(result.exception, BadInputError)  # main() maps it to exit 2
     assert message in str(result.exception)
+
+
+def test_an_unknown_model_is_a_usage_error_listing_the_models():
+    result = CliRunner().invoke(app, ["device", "simulate", "memristor"])
+    assert result.exit_code == 2
+    assert "memristor" in result.output and "felif" in result.output and "rram" in result.output
 
 
 @pytest.mark.slow
