@@ -40,7 +40,25 @@ def resolve_db_url(db: str | None = None) -> str:
         raise BadInputError(f"--db / {ENV_VAR}: empty database URL")
     if "://" not in url:
         return f"sqlite:///{Path(url).expanduser().resolve()}"
-    return url
+    return encode_userinfo(url)
+
+
+def encode_userinfo(url: str) -> str:
+    """``url`` with every ``@`` of its user information percent-encoded (``%40``).
+
+    A password typed with a plain ``@`` (``lab:s3cr@t@db.lab/x``) is otherwise split at its
+    first ``@`` by every URL parser: the rest of the password becomes the host name and is
+    printed in the driver's "cannot resolve host" error. The user information is everything
+    between ``://`` and the LAST ``@`` (as :func:`mask_url` reads it); SQLAlchemy decodes
+    ``%40`` back, so the server receives the password as typed. SQLite paths are unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.startswith("sqlite"):
+        return url
+    at = rest.rfind("@")
+    if at <= 0 or "@" not in rest[:at]:
+        return url
+    return f"{scheme}://{rest[:at].replace('@', '%40')}{rest[at:]}"
 
 
 def mask_url(url: str) -> str:

@@ -41,10 +41,24 @@ def _has_bool(value: Any) -> bool:
     return False
 
 
+def _has_bool_outside_mappings(value: Any) -> bool:
+    """A boolean that no nested model will see: directly in the list (``[true, 1]``), not
+    inside a mapping (which the model validates)."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_has_bool_outside_mappings(v) for v in value)
+    return False
+
+
 def refuse_bool(value: Any, annotation: Any) -> Any:
     """``value`` unchanged, or ValueError if it holds a boolean the annotation does not want."""
-    if isinstance(value, dict) and _has_model(annotation):
-        return value  # validated by the nested model itself
+    if isinstance(value, dict | list | tuple) and _has_model(annotation):
+        # validated by the nested model itself, which names the field inside it (a boolean
+        # here would otherwise be reported against the whole list: ``protocols: [...]``)
+        if not _allows_bool(annotation) and _has_bool_outside_mappings(value):
+            raise ValueError(f"a boolean ({value!r}) is not a number here; give a value")
+        return value
     if not _allows_bool(annotation) and _has_bool(value):
         raise ValueError(f"a boolean ({value!r}) is not a number here; give a value")
     return value

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,3 +101,95 @@ def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
         with pytest.raises(BadInputError, match=expect) as info:
             open_store(f"postgresql+psycopg://lab:{secret}@127.0.0.1:1/lab")
         assert secret not in str(info.value) and "***" in str(info.value)
+    # a password with plain '@': its tail used to become the host name in the resolver's error
+    with pytest.raises(BadInputError, match="cannot open database") as info:
+        open_store("postgresql://lab:a@b@c@127.0.0.1:1/lab")
+    assert "b@c" not in str(info.value) and "127.0.0.1" in str(info.value)
+
+
+# -- PostgreSQL with password authentication ----------------------------------------------
+
+PASSWORD = "p@ss:w/rd@x#?%"  # every character a URL parser splits at, typed unencoded
+
+
+def _password_role(admin_url: str, db_url: str, role: str, password: str) -> None:
+    """A login role with ``password`` that owns the database of ``db_url``, authenticated by
+    scram-sha-256 (the throw-away server trusts everyone else: a wrong password would pass)."""
+    import time
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(admin_url)
+    with psycopg.connect(
+        host=admin.host, port=admin.port, user=admin.username, dbname=admin.database,
+        autocommit=True,
+    ) as conn:  # fmt: skip
+        conn.execute(
+            psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                psycopg.sql.Identifier(role), psycopg.sql.Literal(password)
+            )
+        )
+        conn.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                psycopg.sql.Identifier(make_url(db_url).database), psycopg.sql.Identifier(role)
+            )
+        )
+        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])  # type: ignore[index]
+        rule = f"host all {role} 127.0.0.1/32 scram-sha-256\n"
+        hba.write_text(rule + hba.read_text())  # first matching line wins
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the reload is asynchronous: wait until it bites
+        try:
+            psycopg.connect(
+                host=admin.host, port=admin.port, user=role, dbname="postgres", connect_timeout=2
+            ).close()
+        except psycopg.OperationalError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("pg_hba.conf reload did not take effect")
+
+
+@pytest.fixture
+def pg_password_db(postgres_server: str, postgres_url: str) -> tuple[str, str]:
+    """(URL with the password typed unencoded, the same with a wrong password)."""
+    from sqlalchemy.engine import make_url
+
+    role = f"pw_{make_url(postgres_url).database}"
+    _password_role(postgres_server, postgres_url, role, PASSWORD)
+    u = make_url(postgres_url)
+    base = f"postgresql+psycopg://{role}:{{pw}}@{u.host}:{u.port}/{u.database}"
+    return base.format(pw=PASSWORD), base.format(pw="wr@ng:pw")
+
+
+def _cli(*args: str, cwd: Path) -> Any:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(repo), "XDG_DATA_HOME": str(cwd / "xdg")}
+    return subprocess.run(
+        [sys.executable, "-m", "bruno_lab.cli_entry", *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_password_with_any_characters_connects_and_a_wrong_one_is_exit_2_masked(
+    pg_password_db: tuple[str, str], tmp_path: Path
+) -> None:
+    good, wrong = pg_password_db
+    for args in (["db", "upgrade"], ["db", "status"]):
+        res = _cli(*args, "--db", wrong, cwd=tmp_path)
+        assert res.returncode == 2, res.stderr
+        assert "Traceback" not in res.stderr and "password authentication failed" in res.stderr
+        out = res.stdout + res.stderr
+        assert "wr@ng" not in out and "ng:pw" not in out and "***" in out
+    up = _cli("db", "upgrade", "--db", good, cwd=tmp_path)  # the unencoded password works
+    assert up.returncode == 0, up.stderr
+    status = _cli("db", "status", "--db", good, "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    out = up.stdout + up.stderr + status.stdout + status.stderr
+    assert all(part not in out for part in ("p@ss", "rd@x", "w/rd", "#?%")), out
+    assert not list(tmp_path.rglob("*.db"))  # nothing written beside, no default database
