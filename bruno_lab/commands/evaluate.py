@@ -1,5 +1,6 @@
-"""``bruno-lab evaluate --on-chip``: accuracy of a deployed network with conductances read back
-from the chip, against its accuracy in software."""
+"""``bruno-lab evaluate --on-chip``: accuracy of a deployed network on the chip (on a crossbar:
+its synapses as the array's analog matrix-vector products; on single sites: conductances read
+back through the SMU), against its accuracy in software."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def evaluate(
             raise BadInputError("--on-chip needs --station FILE and --die D")
         if not station.is_file():
             raise BadInputError(f"--station {station}: no such file")
-        from protocols.deployment_eval import evaluate_on_chip
+        from bruno_lab.loop import evaluate_on_chip
+        from protocols.deployment_eval import task_for_network
 
         with Progress(
             SpinnerColumn(),
@@ -74,11 +76,12 @@ def evaluate(
             task = bar.add_task("read cells", total=None)
             result = evaluate_on_chip(
                 network,
+                None,
                 station,
-                die,
+                task_for_network(network, data),
+                die=die,
                 n_passes=passes,
                 wait_s=wait_s,
-                data_path=data,
                 on_cell=lambda n: bar.update(task, completed=n),
             )
         summary = result.summary()
@@ -88,11 +91,18 @@ def evaluate(
         emit_json(summary)
         return
     if on_chip:
+        how = "analog MVM passes" if "readback_accuracy" in summary else "read passes"
+        readback = (
+            f", read back {summary['readback_accuracy']:.3f}"
+            if "readback_accuracy" in summary
+            else ""
+        )
+        rms = summary.get("read_rms_error_siemens")
         console.print(
             f"die {summary['die']}: accuracy on chip {summary['chip_accuracy']:.3f} "
-            f"({summary['n_passes']} read passes), in software {summary['software_accuracy']:.3f}"
-            f", ideal map {summary['ideal_accuracy']:.3f}; read rms error "
-            f"{summary['read_rms_error_siemens'] * 1e6:.1f} uS"
+            f"({summary['n_passes']} {how}){readback}, in software "
+            f"{summary['software_accuracy']:.3f}, ideal map {summary['ideal_accuracy']:.3f}"
+            + ("" if rms is None else f"; read rms error {rms * 1e6:.1f} uS")
         )
     else:
         console.print(f"accuracy in software {summary['software_accuracy']:.3f}")

@@ -132,6 +132,14 @@ class PurposeName(StrEnum):
     MAINTENANCE = "maintenance"
 
 
+class DeployTargetName(StrEnum):
+    """Where a deployment puts the cells (bruno_lab.loop.stages.DEPLOY_TARGETS)."""
+
+    AUTO = "auto"
+    CROSSBAR = "crossbar"
+    CELLS = "cells"
+
+
 class CardFormat(StrEnum):
     """A model-card file format."""
 

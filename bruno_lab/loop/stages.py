@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bruno_lab.cards import ModelCardBody
 from bruno_lab.errors import BadInputError, BrunoLabError, DataError
@@ -27,8 +27,19 @@ from bruno_lab.train.loop import train as _train
 from bruno_lab.train.network import SpikingNetwork
 from calibration.data import CHARACTERIZATION
 from calibration.pipeline import CalibrationOutcome, calibrate
-from protocols.deployment import DeploymentResult, DeploySettings, deploy_network
-from protocols.deployment_eval import OnChipResult
+from protocols.array_deployment import TARGET as CROSSBAR
+from protocols.array_deployment import ArrayDeploySettings, array_site, deploy_to_crossbar
+from protocols.array_eval import ArrayOnChipResult, evaluate_on_array
+from protocols.deployment import (
+    DeploymentResult,
+    DeploySettings,
+    deploy_network,
+    find_die,
+    load_record,
+    record_path_for,
+    station_wafer,
+)
+from protocols.deployment_eval import OnChipResult, task_for_network
 from protocols.deployment_eval import evaluate_on_chip as _evaluate_on_chip
 from protocols.orchestrator import RunProgress
 from protocols.plan import Plan
@@ -186,43 +197,99 @@ def train(
     )
 
 
+DeployTarget = Literal["auto", "crossbar", "cells"]
+"""Where a network goes: a die's 1T1R crossbar through the array tester (``crossbar``), its
+single RRAM sites one by one through the SMU and AWG (``cells``), or ``auto``: the crossbar when
+the die has one and the station an array tester."""
+
+
+DEPLOY_TARGETS: tuple[str, ...] = ("auto", "crossbar", "cells")
+
+
+def deploy_target(station: str | Path, target: DeployTarget = "auto") -> str:
+    """``crossbar`` or ``cells`` for ``target`` on this station (see :data:`DeployTarget`)."""
+    if target not in DEPLOY_TARGETS:
+        raise BadInputError(f"deploy target {target!r}: choose auto, crossbar or cells")
+    if target != "auto":
+        return target
+    station_file, wafer = station_wafer(station)
+    has_array = array_site(wafer) is not None
+    return "crossbar" if has_array and "array_tester" in station_file.instruments else "cells"
+
+
 def deploy(
-    network: SpikingNetwork,
+    network: SpikingNetwork | str | Path,
     station: str | Path,
     die: str,
     store: Store,
     *,
-    settings: DeploySettings | None = None,
+    target: DeployTarget = "auto",
+    settings: DeploySettings | ArrayDeploySettings | None = None,
     operator: str = "bruno_lab.loop",
     on_progress: Callable[[RunProgress], None] | None = None,
 ) -> DeploymentResult:
-    """Program the network's RRAM cells onto ``die`` (a ``deployment`` run: calibration never
-    reads it); returns the deployment, whose ``record`` says per cell what it reached."""
+    """Program the network's RRAM cells onto ``die`` (``deployment`` runs: calibration never
+    reads them): onto its crossbar, placed as tiles of differential column pairs and programmed
+    row-parallel by the array tester, or cell by cell onto its single RRAM sites (``target``).
+    Returns the deployment, whose ``record`` says per cell where it went and what it reached; a
+    network given as a file gets the record written beside it."""
+    if deploy_target(station, target) == "crossbar":
+        if settings is not None and not isinstance(settings, ArrayDeploySettings):
+            raise BadInputError("a crossbar deployment takes ArrayDeploySettings")
+        return deploy_to_crossbar(
+            network, station, die, store, settings=settings, on_progress=on_progress,
+            operator=operator,
+        )  # fmt: skip
+    if settings is not None and not isinstance(settings, DeploySettings):
+        raise BadInputError("a cell-by-cell deployment takes DeploySettings")
     return deploy_network(
         network, station, die, store, settings=settings, on_progress=on_progress, operator=operator
     )
 
 
 def evaluate_on_chip(
-    network: SpikingNetwork,
-    deployment: DeploymentResult | Mapping[str, Any],
+    network: SpikingNetwork | str | Path,
+    deployment: DeploymentResult | Mapping[str, Any] | None,
     station: str | Path,
-    data: TaskData,
+    data: TaskData | None = None,
     *,
+    die: str | None = None,
     n_passes: int = 1,
     wait_s: float = 0.0,
     on_cell: Callable[[int], None] | None = None,
-) -> OnChipResult:
-    """Accuracy of the deployed network on the chip (its cells read back ``n_passes`` times,
-    after ``wait_s`` on the bench clock) next to its software and ideal-map accuracy."""
-    record = deployment.record if isinstance(deployment, DeploymentResult) else dict(deployment)
-    die = record.get("die") or {}
-    if not die.get("label"):
+) -> OnChipResult | ArrayOnChipResult:
+    """Accuracy of the deployed network on the chip next to its software and ideal-map
+    accuracy, after ``wait_s`` on the bench clock, ``n_passes`` times. On a crossbar the
+    synapses run as the array's analog matrix-vector products (and the cells are also read back);
+    on single sites the cells are read back through the SMU.
+
+    ``network`` may be a saved network file: then ``deployment`` may be None (the record beside
+    the file for ``die`` is read) and ``data`` None (the task the file names is rebuilt)."""
+    from bruno_lab.train.io import load_network
+
+    network_path = None if isinstance(network, SpikingNetwork) else Path(network)
+    net = load_network(network_path) if network_path is not None else network
+    assert isinstance(net, SpikingNetwork)
+    if deployment is None:
+        if network_path is None or die is None:
+            raise BadInputError("evaluate_on_chip: give the deployment, or a network file and die")
+        _, wafer = station_wafer(station)
+        record = load_record(record_path_for(network_path, find_die(wafer, die).label))
+    else:
+        record = deployment.record if isinstance(deployment, DeploymentResult) else dict(deployment)
+    if data is None:
+        if network_path is None:
+            raise BadInputError("evaluate_on_chip with a network object needs its task's data")
+        data = task_for_network(network_path)
+    die_label = (record.get("die") or {}).get("label")
+    if not die_label:
         raise BadInputError("the deployment record names no die")
+    if record.get("target") == CROSSBAR:
+        return evaluate_on_array(net, record, station, data, n_passes=n_passes, wait_s=wait_s)
     return _evaluate_on_chip(
-        network,
+        net,
         station,
-        str(die["label"]),
+        str(die_label),
         record=record,
         data=data,
         n_passes=n_passes,

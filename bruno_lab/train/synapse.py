@@ -10,6 +10,7 @@ straight-through to the float shadow weights in both quantized modes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -71,6 +72,7 @@ class Synapse(nn.Module):
             self.register_buffer("stuck", draws.stuck)
         self.measured_conductance_siemens: Tensor | None = None
         self.measured_weight_per_siemens: float | None = None
+        self.analog_matvec: Callable[[Tensor], Tensor] | None = None
         self._seq_weight: Tensor | None = None
         self._g_prog: Tensor | None = None
         self._scale: float = 1.0
@@ -102,6 +104,12 @@ class Synapse(nn.Module):
         self.measured_conductance_siemens = g_siemens
         self.measured_weight_per_siemens = weight_per_siemens
 
+    def set_analog_matvec(self, matvec: Callable[[Tensor], Tensor] | None) -> None:
+        """Compute ``x @ W.T`` with ``matvec`` (``(N, in) -> (N, out)``: a crossbar's analog
+        matrix-vector product on the chip) instead of simulated cells; ``None`` undoes it.
+        The bias stays digital. For inference only (no gradient flows through a chip)."""
+        self.analog_matvec = matvec
+
     def prepare(self) -> None:
         """Per-sequence draws: stochastic rounding (paper) or programmed conductances (device)."""
         if self.mode == "fp32":
@@ -131,7 +139,10 @@ class Synapse(nn.Module):
         return self.weight + (w_dev - self.weight).detach()
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.mode == "device":
+        if self.analog_matvec is not None:
+            y = self.analog_matvec(x.reshape(-1, self.n_in)).reshape(*x.shape[:-1], self.n_out)
+            y = y.to(x.dtype)
+        elif self.mode == "device":
             if self._g_prog is None:
                 self.prepare()
             if x.dim() == 3:

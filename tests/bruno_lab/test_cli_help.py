@@ -88,6 +88,7 @@ def test_the_choices_are_the_librarys_own() -> None:
     what the library accepts."""
     from bruno_lab.commands import options
     from bruno_lab.devices.scenarios import KINDS as MODEL_KINDS
+    from bruno_lab.loop.stages import DEPLOY_TARGETS
     from bruno_lab.store.models import DeviceKind, RunPurpose
     from bruno_lab.train import felif_layer, network, synapse, tasks
     from calibration.data import KINDS
@@ -102,6 +103,7 @@ def test_the_choices_are_the_librarys_own() -> None:
         options.DeviceKindName: KINDS,
         options.ModelName: MODEL_KINDS,
         options.PurposeName: tuple(p.value for p in RunPurpose),
+        options.DeployTargetName: DEPLOY_TARGETS,
     }
     for choice, values in pairs.items():
         assert {m.value for m in choice} == set(values), (choice, values)
