@@ -1,7 +1,8 @@
 """The simulated InfiniiVision driven by PyMeasure's KeysightDSOX1102G driver (InfiniiVision
 X-series command set; QCoDeS ships no InfiniiVision driver, only Infiniium) through pyvisa-py,
-and byte by byte: channel settings read back, timebase modes, a forced trigger, :DIGitize
-waiting for the AWG in NORMal sweep, the AWG's sync output as the EXT trigger, BYTE/WORD/ASCII
+and byte by byte: channel settings read back, timebase modes, a forced trigger, :AUToscale to
+the last burst, :RUN re-arming after each trigger until :STOP, :DIGitize waiting for the AWG in
+NORMal sweep, the AWG's sync output as the EXT trigger, BYTE/WORD/ASCII
 records. Each test checks the record against what the bench put on the channel."""
 
 from __future__ import annotations
@@ -148,4 +149,41 @@ def test_byte_word_and_ascii_records_agree(sim_lab, visa_open) -> None:
     assert reply.startswith("#8") and int(reply[2:10]) == len(reply) - 10  # the #8 block header
     means.append(np.mean([float(v) for v in reply[10:].split(",")]))
     np.testing.assert_allclose(means, -0.8, atol=0.01)
+    _no_errors(sim_lab, "scope", "awg")
+
+
+def test_pymeasure_autoscale_run_and_stop_follow_the_awg_burst(
+    sim_lab, pymeasure_scope, visa_open
+) -> None:
+    """Autoscale sizes channel 1 to the last burst the device saw (1-2-5 steps: a 0..2 V pulse
+    on about six divisions is 0.5 V/div about 1 V) and runs; in RUN the scope re-arms after every
+    trigger (the burst is captured and it still runs); STOP ends it."""
+    scope = pymeasure_scope
+    awg = visa_open(sim_lab.resource("awg"))
+    samples = ",".join(["-1"] * 10 + ["1"] * 30 + ["-1"] * 10)  # 0 V, 2 V, 0 V
+    awg.write(f"DATA:ARB p,{samples};:FUNC:ARB p;:FUNC ARB;:FUNC:ARB:SRAT 1e8;:OUTP:LOAD INF")
+    awg.write("VOLT 2;:VOLT:OFFS 1;:TRIG:SOUR BUS;:BURS:STAT ON;:OUTP ON")
+    awg.write("*TRG")
+    assert awg.query("*OPC?") == "1"
+    assert np.ptp(sim_lab.last_burst().voltage_v) == pytest.approx(2.0, abs=1e-3)
+    scope.autoscale()
+    assert (scope.ch1.scale, scope.ch1.offset) == (0.5, pytest.approx(1.0, abs=1e-3))
+    assert scope.ch1.display is True and scope.timebase_scale == pytest.approx(50e-9)
+    assert int(scope.ask(":OPER:COND?")) & 8  # Run: autoscale leaves the scope running
+    scope.ask(":TER?")  # clear the trigger event register
+    scope.write(":TRIG:SWE NORM;:TIM:REF LEFT;:TIM:POS 0")
+    awg.write("*TRG")
+    assert awg.query("*OPC?") == "1"
+    assert scope.ask(":TER?").strip() == "+1"
+    assert int(scope.ask(":OPER:COND?")) & 8  # re-armed: still running after the trigger
+    scope.stop()
+    assert int(scope.ask(":OPER:COND?")) & 8 == 0
+    data, preamble = scope.download_data(source="channel1", points=500)
+    time_s = preamble["xorigin"] + np.arange(len(data)) * preamble["xincrement"]
+    assert np.mean(np.asarray(data)[(time_s > 150e-9) & (time_s < 350e-9)]) == pytest.approx(
+        2.0, abs=0.05
+    )  # the pulse's top (offset 1 V + 2 Vpp / 2) at the high-Z device
+    awg.write("*TRG")  # stopped: this burst is not acquired
+    assert awg.query("*OPC?") == "1"
+    assert scope.ask(":TER?").strip() == "+0"
     _no_errors(sim_lab, "scope", "awg")
