@@ -165,3 +165,38 @@ def test_levels_units_and_limits_follow_the_load(sim_lab, visa_open) -> None:
     awg.write("VOLT MAX")  # the largest amplitude the offset leaves: 2 * (10 - 4)
     assert float(awg.query("VOLT?")) == pytest.approx(12.0)
     _no_errors(sim_lab)
+
+
+def test_pymeasure_burst_start_phase_and_modes_reach_the_device(sim_lab, pymeasure_awg) -> None:
+    """A one-cycle 1 kHz sine burst starts at BURS:PHAS (90 deg: at its positive peak, -90 deg:
+    at its negative one) at the device; PHAS and BURS:MODE read back per channel."""
+    r_short = _shorted_device_in_contact(sim_lab)
+    awg = pymeasure_awg
+    awg.reset()
+    ch1 = awg.ch_1
+    ch1.shape, ch1.frequency, ch1.amplitude, ch1.offset = "SIN", 1e3, 2.0, 0.0
+    ch1.output_load = "INF"
+    ch1.phase = 45.0
+    awg.ch_2.phase = -30.0
+    assert (ch1.phase, awg.ch_2.phase) == (45.0, -30.0)
+    ch1.burst_state, ch1.burst_mode, ch1.burst_ncycles = True, "GATED", 1
+    assert (ch1.burst_mode, awg.ch_2.burst_mode) == ("GAT", "TRIG")
+    ch1.burst_mode = "TRIGGERED"
+    awg.trigger_source = "BUS"
+    ch1.output = True
+    peaks = {}
+    for start_deg in (90.0, -90.0):
+        awg.write(f"SOUR1:BURS:PHAS {start_deg:g}")
+        awg.trigger()  # "*TRG;*WAI": no reply, so ask before reading the bench
+        assert awg.ask("*OPC?").strip() == "1"
+        burst = sim_lab.last_burst()
+        at = {t: float(np.interp(t, burst.time_s, burst.voltage_v)) for t in (0.0, 250e-6, 5e-4)}
+        peaks[start_deg] = at
+        np.testing.assert_allclose(burst.current_a, burst.voltage_v / r_short)
+    assert peaks[90.0][0.0] == pytest.approx(1.0, abs=0.01)  # cos: +1 V at the start
+    assert peaks[90.0][250e-6] == pytest.approx(0.0, abs=0.02)
+    assert peaks[90.0][5e-4] == pytest.approx(-1.0, abs=0.01)
+    assert peaks[-90.0][0.0] == pytest.approx(-1.0, abs=0.01)
+    assert peaks[-90.0][5e-4] == pytest.approx(1.0, abs=0.01)
+    assert awg.check_errors() == []
+    _no_errors(sim_lab)
