@@ -15,9 +15,15 @@ import yaml
 DEMO_TRUTH = Path(__file__).resolve().parents[2] / "protocols" / "examples" / "demo_truth.yaml"
 
 
-def loop_truth(n_rram: int = 16, rram_params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The demo truth on a 9-die wafer with ``n_rram`` array cells per die and no random
-    defects; ``rram_params`` overrides RRAM population entries (name -> distribution)."""
+def loop_truth(
+    n_rram: int = 16,
+    rram_params: dict[str, Any] | None = None,
+    crossbar: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The demo truth on a 9-die wafer with ``n_rram`` single RRAM cells per die and no random
+    defects; ``rram_params`` overrides RRAM population entries (name -> distribution). The demo's
+    1T1R crossbar is left out unless ``crossbar`` gives its ``array`` fields to change (``{}``:
+    as in the demo), so the single sites keep their indices 3.. either way."""
     truth = copy.deepcopy(yaml.safe_load(DEMO_TRUTH.read_text()))
     truth["wafer"] = {
         "diameter_mm": 40.0,
@@ -25,9 +31,12 @@ def loop_truth(n_rram: int = 16, rram_params: dict[str, Any] | None = None) -> d
         "die_width_um": 8000.0,
         "die_height_um": 8000.0,
     }
-    fixed = [s for s in truth["sites"] if s["kind"] != "rram"]
+    fixed = [s for s in truth["sites"] if s["kind"] not in ("rram", "rram_array")]
     rram = [s for s in truth["sites"] if s["kind"] == "rram"][:n_rram]
+    arrays = [s for s in truth["sites"] if s["kind"] == "rram_array"]
     truth["sites"] = fixed + rram
+    if crossbar is not None:
+        truth["sites"].append({**arrays[0], "array": {**arrays[0]["array"], **crossbar}})
     truth["populations"]["fecap"]["n_domains"] = 4
     truth["populations"]["rram"]["params"].update(rram_params or {})
     truth["defects"] = {"short_rate": 0.0, "open_rate": 0.0, "stuck_rate": 0.0}
