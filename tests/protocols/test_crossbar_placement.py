@@ -21,8 +21,9 @@ def _map(shapes: list[tuple[int, int]], seed: int = 0) -> dict[str, Any]:
     layers, cells, first = [], [], 0
     for i, (n_out, n_in) in enumerate(shapes):
         n = 2 * n_out * n_in
+        wps = 1e4 * (i + 1)
         layers.append({"layer": i, "name": f"l{i}", "rows": n_out, "cols": n_in,
-                       "weight_per_siemens": 1e4 * (i + 1), "first_cell": first, "n_cells": n})  # fmt: skip
+                       "weight_per_siemens": wps, "first_cell": first, "n_cells": n})  # fmt: skip
         for k in range(n):
             cell, pol = divmod(k, 2)
             row, col = divmod(cell, n_in)
