@@ -100,6 +100,24 @@ def ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v, 100.0 * (np.arange(1, v.size + 1) - 0.5) / v.size
 
 
+def padded_range(
+    values: list[np.ndarray] | np.ndarray, *, log: bool = False, pad: float = 0.06
+) -> list[float] | None:
+    """An axis range around the finite ``values`` (positive ones on a log axis, where plotly
+    takes log10 bounds) with ``pad`` of the span either side, so a curve that starts or ends
+    on the extreme value is not drawn on the axis line; None when there is nothing to show."""
+    arrs = values if isinstance(values, list) else [values]
+    v = np.concatenate([np.asarray(a, dtype=float).reshape(-1) for a in arrs]) if arrs else None
+    if v is None:
+        return None
+    v = v[np.isfinite(v) & ((v > 0) if log else True)]
+    if v.size == 0:
+        return None
+    lo, hi = (np.log10(v.min()), np.log10(v.max())) if log else (float(v.min()), float(v.max()))
+    span = hi - lo or (0.5 if log else (abs(hi) * 0.1 or 1.0))
+    return [float(lo - pad * span), float(hi + pad * span)]
+
+
 def decimate(n: int, keep: int) -> slice:
     """A stride that keeps about ``keep`` of ``n`` samples."""
     return slice(None, None, max(1, n // max(keep, 1)))

@@ -103,7 +103,8 @@ def wafer_map(
         "xgap": 2,
         "ygap": 2,
         "colorscale": q.colorscale,
-        "colorbar": {"title": {"text": q.unit or q.label, "side": "right"}, "thickness": 14},
+        # the unit above the bar: beside it, a rotated "V" reads as part of a tick ("2.4 V")
+        "colorbar": {"title": {"text": q.unit or q.label, "side": "top"}, "thickness": 14},
         "hoverongaps": False,
     }
     if q.diverging and finite.size:
@@ -153,10 +154,11 @@ def wafer_map(
         data.append(
             {
                 "type": "scatter",
-                "x": [x for x, _ in failed],
-                "y": [y for _, y in failed],
+                # in the die's corner: the die's value stays readable
+                "x": [x + 0.3 for x, _ in failed],
+                "y": [y - 0.3 for _, y in failed],
                 "mode": "markers",
-                "marker": {"symbol": "x-thin", "size": 9, "line": {"width": 2, "color": "#d62728"}},
+                "marker": {"symbol": "x-thin", "size": 6, "line": {"width": 2, "color": "#d62728"}},
                 "name": "failed measurement",
                 "hoverinfo": "skip",
                 "showlegend": True,

@@ -127,6 +127,7 @@ def _tile_maps(
     target: np.ndarray,
     reached: np.ndarray,
     status: np.ndarray,
+    tol_us: float | None = None,
 ) -> None:
     """Per tile: target, reached (one colour scale) and reached − target (diverging), each cell
     at its array position (or weight-matrix position), missed cells marked."""
@@ -138,7 +139,10 @@ def _tile_maps(
     finite = np.isfinite(target) | np.isfinite(reached)
     hi = float(np.nanmax(np.concatenate([target[finite], reached[finite]]))) if finite.any() else 1
     err = reached - target
-    lim = float(np.nanmax(np.abs(err))) if np.isfinite(err).any() else 1.0
+    # the error's colour scale: ± twice the verify tolerance (within it: pale; a miss: full
+    # colour and its ×), else the 98th percentile, so one far miss does not wash out the rest
+    fin = np.abs(err[np.isfinite(err)])
+    lim = 2.0 * tol_us if tol_us else (float(np.percentile(fin, 98)) if fin.size else 1.0)
     lim = lim or 1.0
     for n, tile in enumerate(order[:MAX_TILES]):
         members = tiles[tile]
@@ -203,7 +207,8 @@ def _tile_maps(
                         "marker": {
                             "symbol": "x-thin" if code == 1 else "square-open",
                             "size": 6,
-                            "line": {"width": 1.5, "color": "#d62728" if code == 1 else "#444"},
+                            "color": "#d62728" if code == 1 else "#222",
+                            "line": {"width": 1.5, "color": "#d62728" if code == 1 else "#222"},
                         },
                         "name": "missed" if code == 1 else "not programmed (unusable cell)",
                         "legendgroup": str(code),
@@ -254,7 +259,7 @@ def _tile_maps(
                 }
                 for t, d in zip(("target", "reached", "reached − target"), domains, strict=True)
             ],
-            "legend": {"orientation": "h", "y": -0.12},
+            "legend": {"orientation": "h", "x": 0.0, "y": -0.2, "yanchor": "top"},
         }
         for k, d in enumerate(domains):
             sx = f"{k + 1 if k else ''}"
@@ -285,7 +290,7 @@ def _tile_maps(
                 layout(
                     _tile_title(kind, tile, rec),
                     height=min(520, 150 + 5 * max(n_r, 12)),
-                    margin={"l": 60, "r": 40, "t": 60, "b": 60},
+                    margin={"l": 60, "r": 40, "t": 60, "b": 90},
                     **lay,
                 ),
             ),
@@ -299,6 +304,10 @@ def _tile_maps(
         )
     if len(order) > MAX_TILES:
         s.note(f"{len(order) - MAX_TILES} more tiles not drawn (the largest {MAX_TILES} are).")
+
+
+def _cells(n: int) -> str:
+    return "cell" if n == 1 else "cells"
 
 
 def _accuracy(ev: dict[str, Any], many: str, one: str) -> tuple[float, float, int]:
@@ -386,9 +395,9 @@ def build(rec: DeploymentRecord | None) -> Section | None:
     if n_unusable:
         n_comp = sum(bool(c.get("compensated")) for c in cells)
         s.note(
-            f"{n_unusable} cells of the map were not programmed: their array cells were unusable "
-            "in the survey (stuck, unformed or out of window)"
-            + (f"; {n_comp} partner cells were retargeted to compensate." if n_comp else "."),
+            f"{n_unusable} {_cells(n_unusable)} of the map not programmed: the array cell was "
+            "unusable in the survey (stuck, unformed or out of window)"
+            + (f"; {n_comp} partner {_cells(n_comp)} retargeted to compensate." if n_comp else "."),
             "warn",
         )
     traces = [
@@ -461,7 +470,8 @@ def build(rec: DeploymentRecord | None) -> Section | None:
         f"RMS {fmt(float(np.sqrt(np.nanmean(err**2))))} µS over "
         f"{int(np.isfinite(err).sum())} cells.",
     )
-    _tile_maps(s, rec, target, reached, np.where(unusable, 2, np.where(ok, 0, 1)))
+    status = np.where(unusable, 2, np.where(ok, 0, 1))
+    _tile_maps(s, rec, target, reached, status, tol * US if tol else None)
     # the evaluation's accuracies; a record that carries them itself (an array deployment
     # evaluated by the array's matrix-vector products) fills in what the evaluation lacks
     keys = ACCURACY_KEYS
@@ -481,7 +491,7 @@ def build(rec: DeploymentRecord | None) -> Section | None:
         )
     how = str(ev.get("on_chip") or "conductances read back")
     if chip[2]:
-        rows.append([f"on chip ({how})", Cell(_acc_text(*chip), css="num")])
+        rows.append([f"on chip: {how}", Cell(_acc_text(*chip), css="num")])
     if ev.get("readback_accuracy") is not None:
         rows.append(
             [
@@ -506,8 +516,7 @@ def build(rec: DeploymentRecord | None) -> Section | None:
         )
     s.table("deployment-accuracy", ["test accuracy", "value"], rows)
     sw = ev.get("software_accuracy")
-    on_chip = f"On chip ({ev['on_chip']})" if ev.get("on_chip") else "On chip"
-    for what, (m, _, n_pass) in (("On chip (analog MVM)", mvm), (on_chip, chip)):
+    for what, (m, _, n_pass) in (("On chip (analog MVM)", mvm), ("On chip", chip)):
         if not n_pass or not math.isfinite(m):
             continue
         if sw is not None and math.isfinite(sw):

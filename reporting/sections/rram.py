@@ -18,7 +18,7 @@ import numpy as np
 
 from reporting.data import ReportData
 from reporting.model import Cell, Section
-from reporting.plotjson import axis, color, ecdf, figure, layout
+from reporting.plotjson import axis, color, ecdf, figure, layout, padded_range
 from reporting.sections.common import (
     add_map,
     device_die,
@@ -43,16 +43,31 @@ PROTOCOLS = (
 US = 1e6  # S -> µS
 
 
-def _cdf_trace(name: str, values: np.ndarray, i: int, dash: str = "solid") -> dict[str, Any]:
+LOG_FLOOR_US = 1e-3  # on a log conductance axis, reads at or below 1 nS (0, noise) sit here
+
+
+def _cdf_trace(
+    name: str, values: np.ndarray, i: int, dash: str = "solid", *, floor: float | None = None
+) -> dict[str, Any]:
+    """A cumulative distribution: steps through every value, each value marked (one cell or a
+    few are still visible). ``floor``: values below it are drawn at it (a log axis)."""
     xs, ps = ecdf(values)
+    n_low = int((xs <= floor).sum()) if floor is not None else 0
+    if floor is not None:
+        xs = np.maximum(xs, floor)
     return {
         "type": "scatter",
-        "mode": "lines",
+        "mode": "lines+markers",
         "x": xs,
         "y": ps,
         "line": {"shape": "hv", "color": color(i), "dash": dash, "width": 2},
-        "name": f"{name} (n = {xs.size})",
+        "marker": {"size": 5 if xs.size <= 60 else 0, "color": color(i)},
+        "name": f"{name} (n = {xs.size}{f', {n_low} at ≤ 1 nS' if n_low else ''})",
     }
+
+
+def _cdf_axis(traces: list[dict[str, Any]], title: str, *, log: bool = False) -> dict[str, Any]:
+    return axis(title, log=log, range=padded_range([t["x"] for t in traces], log=log))
 
 
 def _hrs_lrs(s: Section, data: ReportData) -> None:
@@ -61,30 +76,32 @@ def _hrs_lrs(s: Section, data: ReportData) -> None:
     if iv:
         lrs = np.concatenate([a["g_lrs_cycle_siemens"] for a in iv.values()]) * US
         hrs = np.concatenate([a["g_hrs_cycle_siemens"] for a in iv.values()]) * US
-        traces += [_cdf_trace("LRS, DC cycling", lrs, 0), _cdf_trace("HRS, DC cycling", hrs, 1)]
+        traces += [
+            _cdf_trace("LRS, DC cycling", lrs, 0, floor=LOG_FLOOR_US),
+            _cdf_trace("HRS, DC cycling", hrs, 1, floor=LOG_FLOOR_US),
+        ]
     en = data.arrays("rram_endurance", ("g_lrs_siemens", "g_hrs_siemens"))
     if en:
         lrs = np.concatenate([a["g_lrs_siemens"] for a in en.values()]) * US
         hrs = np.concatenate([a["g_hrs_siemens"] for a in en.values()]) * US
         traces += [
-            _cdf_trace("LRS, endurance checkpoints", lrs, 0, "dot"),
-            _cdf_trace("HRS, endurance checkpoints", hrs, 1, "dot"),
+            _cdf_trace("LRS, endurance checkpoints", lrs, 0, "dot", floor=LOG_FLOOR_US),
+            _cdf_trace("HRS, endurance checkpoints", hrs, 1, "dot", floor=LOG_FLOOR_US),
         ]
     if not traces:
         return
-    for t in traces:
-        t["x"] = np.where(t["x"] > 0, t["x"], np.nan)
     s.fig(
         "rram-hrs-lrs-cdf",
         figure(
             traces,
             layout(
                 "HRS and LRS: cumulative distributions",
-                xaxis=axis("conductance at read (µS)", log=True),
+                xaxis=_cdf_axis(traces, "conductance at read (µS)", log=True),
                 yaxis={**axis("cumulative (%)"), "range": [0, 100]},
             ),
         ),
-        "Every read after SET (LRS) and after RESET (HRS), over all cycles of every cell.",
+        "Every read after SET (LRS) and after RESET (HRS), over all cycles of every cell; a "
+        "read at or below 1 nS (an unformed or open cell) is drawn at 1 nS.",
     )
 
 
@@ -179,7 +196,7 @@ def _levels(s: Section, data: ReportData) -> None:
             traces,
             layout(
                 "programmed levels after write-verify: cumulative distributions",
-                xaxis=axis("conductance after verify (µS)"),
+                xaxis=_cdf_axis(traces, "conductance after verify (µS)"),
                 yaxis={**axis("cumulative (%)"), "range": [0, 100]},
             ),
         ),
@@ -296,29 +313,40 @@ def _retention(s: Section, data: ReportData) -> None:
         return
     traces: list[dict[str, Any]] = []
     first: dict[int, list[float]] = {}
-    labels = {}
-    for a in ret.values():
+    labels: set[Any] = set()
+    dev_of = data.device_of()
+    bad = _defective(data)
+    for mid, a in ret.items():
+        defective = dev_of.get(mid) in bad
         for k in np.unique(a["level"]):
             m = a["level"] == k
             t, g = a["time_s"][m], a["conductance_siemens"][m]
             if t.size < 2:
                 continue
-            first.setdefault(int(k), []).append(float(g[0]))
+            group = "defective" if defective else int(k)
+            if not defective:  # a stuck or unformed cell is not the level's starting point
+                first.setdefault(int(k), []).append(float(g[0]))
             traces.append(
                 {
                     "type": "scatter",
                     "mode": "lines+markers",
                     "x": t,
                     "y": g * US,
-                    "line": {"color": color(int(k)), "width": 1},
+                    "line": {
+                        "color": "#999" if defective else color(int(k)),
+                        "width": 1,
+                        "dash": "dot" if defective else "solid",
+                    },
                     "marker": {"size": 4},
                     "opacity": 0.7,
-                    "name": f"level {int(k)}, each cell",
-                    "legendgroup": f"m{int(k)}",
-                    "showlegend": int(k) not in labels,
+                    "name": "flagged defective cell (fit)"
+                    if defective
+                    else f"level {int(k)}, each cell",
+                    "legendgroup": f"m{group}",
+                    "showlegend": group not in labels,
                 }
             )
-            labels[int(k)] = True
+            labels.add(group)
     if not traces:
         return
     card = data.cards.get("rram")
@@ -365,8 +393,9 @@ def _retention(s: Section, data: ReportData) -> None:
                 },
             ]
         cap += (
-            " Red: the card's relaxation from each level's median first read, evaluated by the "
-            "trainer's model (bruno_lab.train.rram)."
+            " Red: the card's relaxation from each level's median first read (cells flagged "
+            "defective by their fit left out), evaluated by the trainer's model "
+            "(bruno_lab.train.rram)."
         )
     s.fig(
         "rram-retention",
@@ -380,6 +409,15 @@ def _retention(s: Section, data: ReportData) -> None:
         ),
         cap,
     )
+
+
+def _defective(data: ReportData) -> set[int]:
+    """Devices whose fit flags them defective (stuck, never formed): not the population."""
+    return {
+        dev
+        for dev, fit in data.fits.items()
+        if any(str(f).startswith("defective") for f in (fit.flags or []))
+    }
 
 
 def _card_relaxation(
@@ -512,7 +550,7 @@ def _voltages(s: Section, data: ReportData) -> None:
                 traces,
                 layout(
                     "switching voltages: cumulative distributions",
-                    xaxis=axis("voltage (V)"),
+                    xaxis=_cdf_axis(traces, "voltage (V)"),
                     yaxis={**axis("cumulative (%)"), "range": [0, 100]},
                 ),
             ),

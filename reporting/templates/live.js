@@ -107,8 +107,13 @@
     fin.textContent = st && st !== "running" ? "Run " + st + (run.finished_at ? " at " + run.finished_at.replace("T", " ").slice(0, 19) + " UTC" : "") + "." : "";
   }
 
-  function drawBench(b) {
+  function drawBench(b, run) {
     var rows = [];
+    var st = run && run.status;
+    if (b && st && st !== "running") {
+      // the snapshot is the latest commit's: after the run ended it is history, not the bench now
+      rows.push('<tr class="bench-ended"><td colspan="3" style="color:#8a5a00">As at the run\'s last commit; the run is ' + st + ", so this is not the bench now (a runner that ends cleanly leaves outputs off).</td></tr>");
+    }
     if (b && b.prober) { rows.push("<tr><td>prober</td><td>die " + b.prober.die + ", site " + b.prober.site + " (" + b.prober.protocol + ")</td></tr>"); }
     ["smu", "awg", "scope"].forEach(function (role) {
       var e = b && b[role]; if (!e) { return; }
@@ -157,7 +162,7 @@
     var err = $("db-error"); err.classList.toggle("show", !!doc.error); err.textContent = doc.error || "";
     drawProgress(doc.progress, run);
     drawWafer(doc);
-    drawBench(doc.bench);
+    drawBench(doc.bench, run);
     drawFailures();
     drawCurves(doc.curves);
     document.body.dataset.version = doc.version;

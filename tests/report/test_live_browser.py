@@ -90,6 +90,7 @@ def _page(driver: Any) -> dict[str, Any]:
         " return m.id; }), received: l.received, status: document.getElementById('run-status')"
         ".textContent, failures: document.getElementById('failures').innerText,"
         " conn: document.getElementById('conn').textContent,"
+        " ended: !!document.querySelector('#bench tr.bench-ended'),"
         " dies: Array.from(document.querySelectorAll('#wafer g.die')).map(function (g) {"
         " return [g.dataset.die, +g.dataset.done, g.classList.contains('failed')]; })} : null"
     )
@@ -144,6 +145,7 @@ def test_live_page_follows_a_run_through_kill_resume_and_restart(
                 "every commit before the kill",
             )
             assert page["status"] == "running" and page["conn"] == "live"
+            assert not page["ended"]  # the bench shown is the running bench's
             dies_done = {d for d, n, _ in page["dies"] if n}
             assert "1,1" in dies_done
             # the watch server restarts too; the page reconnects by itself
@@ -179,6 +181,7 @@ def test_live_page_follows_a_run_through_kill_resume_and_restart(
                     "the resumed run, completed",
                 )
                 assert {d for d, n, _ in page["dies"] if n} == {"1,1", "3,1", "0,2", "4,2"}
+                assert page["ended"]  # the last commit's bench is labelled history
             failed = [r for r in rows if r[3]]
             assert failed, "the demo wafer's never-formed cell at 3,1/3 fails"
             for _, _, key, error in failed:

@@ -78,7 +78,7 @@ def test_deployment_numbers_are_unambiguous() -> None:
     )
     table = next(b for b in s.blocks if b.kind == "table")
     values = {r[0].text: r[1].text for r in table.rows}
-    assert values["on chip (conductances read back)"] == "62.0 % ± 0.9 (over 3 read passes)"
+    assert values["on chip: conductances read back"] == "62.0 % ± 0.9 (over 3 read passes)"
     assert values["software (network with cells drawn from the card)"] == "50.0 %"
     assert values["ideal map (every cell at its target)"] == "79.7 %"
     assert "On chip 62.0 % against software 50.0 %: +12.0 points." in notes
@@ -172,7 +172,7 @@ def test_an_array_deployment_maps_every_cell_at_its_array_position() -> None:
     s = build(rec)
     notes = [b.text for b in s.blocks if b.kind == "note"]
     assert notes[0].startswith("34 of 35 programmed cells reached their target within ±2.00 µS")
-    assert notes[1].startswith("1 cells of the map were not programmed") and "1 partner" in notes[1]
+    assert notes[1].startswith("1 cell of the map not programmed") and "1 partner cell " in notes[1]
     assert "64 × 64 1T1R array at site 6 of die 2,2" in s.intro
     tile = next(b for b in s.blocks if b.id == "deployment-tile-0")
     assert tile.figure["layout"]["title"]["text"].startswith("the array at site 6")
@@ -194,15 +194,14 @@ def test_an_array_deployment_maps_every_cell_at_its_array_position() -> None:
     assert len(rects) == 2 * 3 and rects[0]["x1"] == 5.5 and rects[3]["y0"] == 9.5
     table = next(b for b in s.blocks if b.kind == "table")
     values = {r[0].text: r[1].text for r in table.rows}
-    assert values["on chip (analog matrix-vector products (array tester))"] == (
+    assert values["on chip: analog matrix-vector products (array tester)"] == (
         "93.8 % (the same on all 2 read passes)"
     )
     assert values["read-back conductances in the software network"] == "95.3 %"
     assert values["software (network with cells drawn from the card)"] == "96.9 %"
-    assert (
-        "On chip (analog matrix-vector products (array tester)) 93.8 % against software "
-        "96.9 %: −3.1 points." in notes
-    )
+    assert "On chip 93.8 % against software 96.9 %: −3.1 points." in notes
+    # the error's colour scale is ± twice the verify tolerance (2 µS)
+    assert tile.figure["layout"]["coloraxis2"]["cmax"] == pytest.approx(4.0)
 
 
 def test_a_record_without_array_positions_maps_the_weight_matrices() -> None:

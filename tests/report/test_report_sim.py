@@ -66,14 +66,56 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Any:
     store.close()
 
 
+def _records() -> tuple[Any, Any]:
+    """A training that did not learn (flat ln 4 loss at chance) and a deployment onto a 1T1R
+    array evaluated by analog MVM: what the loop hands the report besides the store."""
+    from test_report_records import _array_record
+
+    from reporting.records import DeploymentRecord, TrainingRecord
+
+    hist = [
+        {"epoch": e, "train_loss": 1.386, "test_loss": 1.386, "train_accuracy": 0.25,
+         "test_accuracy": 0.25}
+        for e in range(1, 6)
+    ]  # fmt: skip
+    training = TrainingRecord(hist, n_classes=4, n_test=64, confusion=[[16, 0, 0, 0]] * 4)
+    deployment = DeploymentRecord(
+        _array_record(),
+        {
+            "on_chip": "analog matrix-vector products (array tester)",
+            "chip_accuracies": [0.9375, 0.921875],
+            "readback_accuracy": 0.953125,
+            "software_accuracy": 0.96875,
+            "ideal_accuracy": 0.984375,
+            "chance": 0.25,
+        },
+    )
+    return training, deployment
+
+
 def test_every_section_and_figure_of_a_fully_measured_wafer(measured: Any) -> None:
     from bruno_lab.store.queries import measurements_frame
     from reporting.build import build_report, render_html
 
     store, tmp = measured
-    report = build_report(store, "demo-wafer")
+    training, deployment = _records()
+    report = build_report(store, "demo-wafer", training=training, deployment=deployment)
     ids = [s.id for s in report.sections]
-    assert ids == ["summary", "fecap", "felif", "rram", "fits", "provenance"], ids
+    assert ids == [
+        "summary",
+        "fecap",
+        "felif",
+        "rram",
+        "fits",
+        "training",
+        "deployment",
+        "provenance",
+    ], ids
+    train = report.section("training")
+    assert train.blocks[0].level == "bad" and "did not learn beyond chance" in train.blocks[0].text
+    assert "stayed at ln 4 = 1.386" in train.blocks[0].text
+    assert {"training-curves", "training-confusion"} <= set(train.figure_ids())
+    assert "deployment-tile-0" in report.section("deployment").figure_ids()
     figs = {b.id: b.figure for s in report.sections for b in s.blocks if b.kind == "figure"}
     missing = [f for f in FIGURES if f not in figs]
     assert not missing, missing
@@ -106,7 +148,8 @@ def test_the_report_draws_in_chromium(measured: Any) -> None:
     if not path.exists():
         from reporting.build import write_report
 
-        write_report(store, "demo-wafer", path)
+        training, deployment = _records()
+        write_report(store, "demo-wafer", path, training=training, deployment=deployment)
     shots = Path(os.environ.get("BRUNO_TEST_ARTIFACTS") or tmp)
     with chromium() as driver:
         driver.get(path.as_uri() + "#device-1")
