@@ -84,15 +84,18 @@ def fit(
     """
     from bruno_lab.errors import BadInputError, DataError
 
-    if (wafer is None) == (lot is None):
+    if wafer is not None and lot is None:
+        scope, scope_id = "wafer", wafer
+    elif lot is not None and wafer is None:
+        scope, scope_id = "lot", lot
+    else:
         raise BadInputError("give exactly one of --wafer or --lot")
-    scope, scope_id = ("wafer", wafer) if wafer is not None else ("lot", lot)
-    kinds = list(kind or [])
+    kinds: list[str] = [str(k) for k in kind or []]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise BadInputError(f"--kind: unknown {unknown}; choose from {', '.join(KINDS)}")
     from rich.console import Console
-    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TaskID
 
     from bruno_lab.cli import emit_json
     from bruno_lab.store import open_store_for_cli
@@ -124,6 +127,10 @@ def fit(
         ) as bar:
             for k in kinds:
                 task = bar.add_task(f"fit {k}", total=None)
+
+                def advance(n: int, task: TaskID = task) -> None:
+                    bar.advance(task, n)
+
                 outcome = calibrate(
                     store,
                     scope_id,
@@ -132,7 +139,7 @@ def fit(
                     scheduler=scheduler,
                     chunk_size=chunk_size,
                     n_domains=n_domains,
-                    on_progress=lambda n, t=task: bar.advance(t, n),
+                    on_progress=advance,
                 )
                 bar.update(task, completed=1, total=1)
                 results.append(outcome.summary())

@@ -8,6 +8,7 @@ stopped early (lost bench, stop condition), 2 bad input (plan, station, envelope
 from __future__ import annotations
 
 from pathlib import Path
+from types import TracebackType
 from typing import Annotated, Any
 
 import typer
@@ -98,8 +99,13 @@ class _ProgressView:
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.progress.__exit__(exc_type, exc, tb)
 
     def __call__(self, p: Any) -> None:
         fields = {

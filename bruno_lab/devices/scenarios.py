@@ -8,12 +8,13 @@ from typing import Any
 import torch
 
 from bruno_lab.devices import fecap, fecap_sim, fecap_waveforms, felif, felif_fast, rram
+from bruno_lab.devices.params import DeviceParams
 from bruno_lab.errors import BadInputError
 
 KINDS = ("felif", "fecap", "rram")
 
 
-def params_class(kind: str) -> type:
+def params_class(kind: str) -> type[DeviceParams]:
     """The parameter dataclass of a device kind."""
     if kind not in KINDS:
         raise BadInputError(f"device kind {kind!r}: choose one of {', '.join(KINDS)}")
