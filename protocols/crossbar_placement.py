@@ -8,8 +8,9 @@ array is cut into **tiles** (at most ``rows`` inputs x ``cols // 2`` outputs); t
 tiles that split the inputs are added after sensing.
 
 Placement (:func:`place`) packs the tiles on shelves (bands of rows): a tile goes on the first
-shelf with enough rows and free columns, else a new shelf takes the free rows with the fewest
-unusable cells in the tile's columns (**row sparing**: the array's worst rows stay spare). What
+shelf with enough rows and free columns, else on a new shelf; each shelf then takes the free
+rows with the fewest unusable cells in the columns its tiles use (**row sparing**: the array's
+worst rows stay spare). What
 is left after sparing is **compensated** (:func:`compensate`): a pair with one stuck or unformed
 cell gets its other cell retargeted so that ``G+ - G-`` keeps the weight (within the ladder's
 range), and the stuck cell is not programmed at all.
@@ -98,8 +99,9 @@ class Placement:
 
 @dataclass
 class _Shelf:
-    rows: list[int]
+    height: int
     next_col: int = 0
+    rows: list[int] = field(default_factory=list)
 
 
 def _chunks(n: int, size: int) -> list[range]:
@@ -109,50 +111,50 @@ def _chunks(n: int, size: int) -> list[range]:
 def place(pmap: dict[str, Any], rows: int, cols: int, bad: np.ndarray | None = None) -> Placement:
     """Place the map's layers on a ``rows x cols`` array; ``bad`` (bool ``[rows, cols]``) marks
     cells to avoid (unusable, or rows not surveyed). ``BadInputError`` when the network does
-    not fit."""
+    not fit.
+
+    Two passes: the tiles are packed on shelves by size alone (first fit), then each shelf, in
+    order, takes the free rows with the fewest bad cells across all the columns its tiles use,
+    and each tile the best of its shelf's rows for its own columns."""
     if cols < 2 or rows < 1:
         raise BadInputError(f"a {rows}x{cols} array holds no differential pair")
     bad_mask = np.zeros((rows, cols), bool) if bad is None else np.asarray(bad, bool)
     if bad_mask.shape != (rows, cols):
         raise BadInputError(f"health map {bad_mask.shape} for a {rows}x{cols} array")
-    pairs_per_tile = cols // 2
-    free_rows = list(range(rows))
     shelves: list[_Shelf] = []
-    tiles: list[Tile] = []
+    packed: list[tuple[int, range, range, _Shelf, int]] = []  # layer, outs, ins, shelf, col
     for layer in pmap["layers"]:
         n_out, n_in = int(layer["rows"]), int(layer["cols"])
-        for outs in _chunks(n_out, pairs_per_tile):
+        for outs in _chunks(n_out, cols // 2):
             for ins in _chunks(n_in, rows):
                 h, w = len(ins), 2 * len(outs)
-                shelf = next(
-                    (s for s in shelves if len(s.rows) >= h and s.next_col + w <= cols), None
-                )
+                shelf = next((s for s in shelves if s.height >= h and s.next_col + w <= cols), None)
                 if shelf is None:
-                    if len(free_rows) < h:
+                    used = sum(s.height for s in shelves)
+                    if used + h > rows:
                         raise BadInputError(
                             f"the network's {len(pmap['cells'])} cells do not fit on a "
                             f"{rows}x{cols} array (layer {layer['layer']} needs {h} more rows, "
-                            f"{len(free_rows)} are free); train a smaller network or use a "
+                            f"{rows - used} are free); train a smaller network or use a "
                             "larger array"
                         )
-                    cost = bad_mask[:, :w].sum(axis=1)
-                    best = sorted(free_rows, key=lambda r: (cost[r], r))[:h]
-                    shelf = _Shelf(sorted(best))
+                    shelf = _Shelf(h)
                     shelves.append(shelf)
-                    free_rows = [r for r in free_rows if r not in best]
-                c0 = shelf.next_col
-                cost = bad_mask[:, c0 : c0 + w].sum(axis=1)
-                use = sorted(sorted(shelf.rows, key=lambda r: (cost[r], r))[:h])
-                tiles.append(
-                    Tile(
-                        int(layer["layer"]),
-                        tuple(ins),
-                        tuple(outs),
-                        tuple(use),
-                        tuple(range(c0, c0 + w, 2)),
-                    )
-                )
+                packed.append((int(layer["layer"]), outs, ins, shelf, shelf.next_col))
                 shelf.next_col += w
+    free_rows = list(range(rows))
+    for shelf in shelves:
+        cost = bad_mask[:, : shelf.next_col].sum(axis=1)
+        shelf.rows = sorted(sorted(free_rows, key=lambda r: (cost[r], r))[: shelf.height])
+        free_rows = [r for r in free_rows if r not in shelf.rows]
+    tiles: list[Tile] = []
+    for layer_i, outs, ins, shelf, c0 in packed:
+        w = 2 * len(outs)
+        cost = bad_mask[:, c0 : c0 + w].sum(axis=1)
+        use = sorted(sorted(shelf.rows, key=lambda r: (cost[r], r))[: len(ins)])
+        tiles.append(
+            Tile(layer_i, tuple(ins), tuple(outs), tuple(use), tuple(range(c0, c0 + w, 2)))
+        )
     n_cells = int(pmap["n_cells"])
     cell_row = np.full(n_cells, -1, dtype=np.int64)
     cell_col = np.full(n_cells, -1, dtype=np.int64)

@@ -135,3 +135,13 @@ def test_a_stuck_cell_is_compensated_by_its_partner() -> None:
     out, _ = compensate(np.array([40e-6, 100e-6]), np.array([OK, STUCK]), np.array([0, 90e-6]),
                         (6e-6, 242e-6))  # fmt: skip
     assert np.isnan(out[1]) and out[0] - 90e-6 == pytest.approx(40e-6 - 100e-6)
+
+
+def test_a_shelf_takes_rows_clean_across_all_its_tiles_columns() -> None:
+    """Two layers share a shelf (columns 0-3 and 4-7): a row that is clean only in the first
+    layer's columns is not taken while rows clean in all of them are free."""
+    bad = np.zeros((8, 8), bool)
+    bad[0, 6] = bad[1, 5] = True  # rows 0 and 1: clean in columns 0-3, bad in 4-7
+    p = place(_map([(2, 2), (2, 2)]), 8, 8, bad)
+    assert len(p.tiles) == 2 and p.tiles[0].array_rows == p.tiles[1].array_rows == (2, 3)
+    assert not bad[p.cell_row, p.cell_col].any()
