@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -141,10 +142,68 @@ def render() -> str:
         out += ["", f"## {title}", "", f"`{cls.__module__}.{cls.__name__}`, IDN `{cls.IDN}`."]
         out += [_class_doc(cls), ""]
         out += _rows(cls.COMMANDS)
-    extra = _prober_section()
-    if extra:
-        out += ["", *extra]
+    out += ["", *ARRAY_TESTER_POINTER.splitlines()]
+    for extra in (_prober_section(), _switch_matrix_section()):
+        if extra:
+            out += ["", *extra]
     return "\n".join(out) + "\n"
+
+
+ARRAY_TESTER_POINTER = """\
+## Array tester (`instruments.sim.array_tester.ArrayTesterServer`)
+
+A SCPI instrument on the same message layer (the common commands above apply). Its command
+table is rendered, with the polarity and timing of each operation, in `docs/array-tester.md`
+(`python -m instruments.sim.array_tester --write`; its own test fails when that file drifts)."""
+
+# What each statement of the simulated 707B does, by the method that runs it (its dialect table,
+# ``instruments.sim.switch_matrix.COMMANDS``, holds patterns only); a test fails when a
+# statement has no entry here.
+SWITCH_MATRIX_DOCS: dict[str, tuple[str, str]] = {
+    "_idn": ("identity", "Identity (an IEEE 488.2 common command)."),
+    "_opc": ("`1`", "Relays settled (every change settles within the call)."),
+    "_reset": ("", "Every crosspoint open, error queue cleared."),
+    "_clear_errors": ("", "Error queue cleared."),
+    "_nothing": ("", "Nothing pending to wait for."),
+    "_close": ("", "Close the listed crosspoints (`1A01,1D12`), the others stay as they are."),
+    "_exclusive_close": ("", "Close exactly the listed crosspoints, open every other one."),
+    "_open": ("", "Open the listed crosspoints, or `allslots`, or `slot<n>`."),
+    "_getclose": ("`1A01;1C02` or `nil`", "The closed crosspoints among those listed."),
+    "_error_count": ("count", "Entries in the error queue."),
+    "_error_next": (
+        "code, message, severity, node (tab separated)",
+        "Oldest error, removed (`0\\tQueue Is Empty\\t0\\t0` when empty).",
+    ),
+}
+
+
+def tsp_statement(pattern: str, string_pattern: str) -> str:
+    """A statement pattern of the 707B's table as a user writes it (``channel.close("...")``)."""
+    text = pattern.strip("^$").replace(string_pattern, '("<channels>")')
+    text = re.sub(r"\\s\*", "", text)
+    return text.replace("\\", "")
+
+
+def _switch_matrix_section() -> list[str]:
+    """The 707B speaks TSP, not SCPI: its statements come from its own pattern table."""
+    module = importlib.import_module("instruments.sim.switch_matrix")
+    lines = [
+        "## Keithley 707B switch matrix (`instruments.sim.switch_matrix.SwitchMatrixServer`)",
+        "",
+    ]
+    lines += [(module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "), ""]
+    lines += [
+        "Statements are separated by `;` or sent one a line; anything else is queued as error",
+        "-285 (TSP syntax). Channels are `<slot><row><column>`, rows A..H, columns 01..12.",
+        "",
+        "| statement | reply | what it does |",
+        "|---|---|---|",
+    ]
+    for pattern, method in module.COMMANDS:
+        reply, doc = SWITCH_MATRIX_DOCS[method]
+        statement = tsp_statement(pattern, module._STRING).replace("|", "\\|")
+        lines.append(f"| `{statement}` | {reply} | {doc} |")
+    return lines
 
 
 def _class_doc(cls: type) -> str:
