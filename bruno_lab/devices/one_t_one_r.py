@@ -40,6 +40,7 @@ from bruno_lab.devices.params import DeviceParams, param_field
 from bruno_lab.devices.rram import (
     K_B_J_K,
     Q_C,
+    SINH_ARG_MAX,
     RramParams,
     RramState,
     cell_current_a,
@@ -48,8 +49,10 @@ from bruno_lab.devices.rram import (
 
 SOFTPLUS_ARG_MAX = 80.0
 """Bound of the EKV exponent (finite in float32)."""
-RESET_BISECTION_STEPS = 40
-"""Bisection steps of a RESET's operating point (2**-40 of the amplitude)."""
+RESET_NEWTON_STEPS = 60
+"""Safeguarded Newton steps of a RESET's operating point at most (converges in ~5-8)."""
+RESET_ROOT_TOL_V = 1e-13
+"""A RESET's operating point is solved to this cell voltage (V)."""
 SERIES_NEWTON_STEPS = 40
 """Safeguarded Newton steps of the series read (converges in ~5; the rest are a no-op)."""
 
@@ -139,8 +142,9 @@ def pulse_current_limit_a(
     RESET: the source is the node X between channel and cell, which sits at the cell's voltage
     ``V_x`` above the bit line, so the limit is ``I_sat(V_G - V_BL - V_x)`` at the operating
     point where the cell's current meets it (``I_cell(V_x) = I_sat(V_G - V_BL - V_x)``, solved
-    by bisection at the pulse's start state ``gap_m``; if the cell alone draws less at the full
-    amplitude, the channel is not limiting). Without the cell, the worst case ``V_x = |V|``."""
+    by safeguarded Newton at the pulse's start state ``gap_m``; if the cell alone draws less at
+    the full amplitude, the channel is not limiting). Without the cell: the worst case
+    ``V_x = |V|``."""
     bl = torch.as_tensor(bit_line_v, dtype=params.vth_v.dtype)
     sl = torch.as_tensor(source_line_v, dtype=params.vth_v.dtype)
     gate = torch.as_tensor(gate_v, dtype=bl.dtype)
@@ -153,19 +157,58 @@ def pulse_current_limit_a(
     if resets.numel() == 0:
         return set_limit
     # the operating point of the RESET cells only (a SET needs none)
-    sub_cell = cell.select(resets)
     sub_fet = params.select(resets)
-    g_r, b_r, a_r = gap_m[resets], bl[resets], amplitude[resets]
-    v_g = gate.expand_as(bl)[resets]
-    lo, hi = torch.zeros_like(a_r), a_r.clone()
-    for _ in range(RESET_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        excess = cell_current_a(mid, g_r, sub_cell) - saturation_current_a(v_g - b_r - mid, sub_fet)
-        lo = torch.where(excess < 0, mid, lo)
-        hi = torch.where(excess < 0, hi, mid)
+    drive = gate.expand_as(bl)[resets] - bl[resets]  # V_G - V_BL: the limit is I_sat(drive - V_x)
+    i_scale = cell.i0_a[resets] * torch.exp(-gap_m[resets] / cell.g0_m[resets])
+    v_x = _reset_operating_point_v(amplitude[resets], drive, i_scale, cell.v0_v[resets], sub_fet)
     limit = set_limit.clone()
-    limit[resets] = saturation_current_a(v_g - b_r - 0.5 * (lo + hi), sub_fet)
+    limit[resets] = saturation_current_a(drive - v_x, sub_fet)
     return limit
+
+
+def _reset_operating_point_v(
+    amplitude_v: Tensor, drive_v: Tensor, i_scale_a: Tensor, v0_v: Tensor, fet: TransistorParams
+) -> Tensor:
+    """The cell voltage ``V_x`` in ``[0, amplitude]`` where the cell's current
+    ``i_scale*sinh(V_x/V0)`` (:func:`bruno_lab.devices.rram.cell_current_a`) meets the channel's
+    ``I_sat(drive - V_x)``; ``amplitude`` where the cell alone draws less. The log of their
+    ratio is increasing in ``V_x``: safeguarded Newton on its bracket (bisection where a step
+    leaves it), to ``RESET_ROOT_TOL_V``."""
+    u_t = thermal_voltage_v(fet.temperature_k)
+    two_n_ut = 2.0 * fet.slope_n * u_t
+    log_ratio = torch.log(i_scale_a / specific_current_a(fet))
+
+    def excess(v_x: Tensor) -> tuple[Tensor, Tensor]:
+        """log(I_cell/I_sat) and its slope: both logs are near-linear in V_x (exponential
+        branches of sinh and of weak inversion), which keeps Newton to a few steps."""
+        arg = (v_x / v0_v).clamp(1e-300, SINH_ARG_MAX)
+        z = ((drive_v - v_x - fet.vth_v) / two_n_ut).clamp(max=SOFTPLUS_ARG_MAX)
+        soft = torch.nn.functional.softplus(z)
+        f = log_ratio + torch.log(torch.sinh(arg)) - 2.0 * torch.log(soft)
+        df = 1.0 / (torch.tanh(arg) * v0_v) + 2.0 * torch.sigmoid(z) / (soft * two_n_ut)
+        return f, df
+
+    # an upper bound of the root: the cell's voltage at the channel's current with no drop
+    # across the cell (I_sat(drive)); close to the root when the channel is far in saturation
+    top = torch.minimum(
+        amplitude_v, v0_v * torch.asinh(saturation_current_a(drive_v, fet) / i_scale_a)
+    )
+    f_top, _ = excess(amplitude_v)
+    no_root = f_top <= 0  # the channel does not limit: the cell sees the full amplitude
+    lo, hi = torch.zeros_like(amplitude_v), amplitude_v.clone()
+    x = torch.where(no_root, amplitude_v, top)
+    for _ in range(RESET_NEWTON_STEPS):
+        f, df = excess(x)
+        lo = torch.where(f < 0, x, lo)
+        hi = torch.where(f > 0, x, hi)
+        step = x - f / df
+        new = torch.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
+        new = torch.where(no_root | (f == 0), x, new)
+        done = bool((new - x).abs().max() <= RESET_ROOT_TOL_V)
+        x = new
+        if done:
+            break
+    return x
 
 
 def one_t_one_r_pulse(
@@ -214,7 +257,7 @@ def series_cell_voltage_v(
         hi = torch.where(f > 0, x, hi)
         df = 1.0 + r * scale * torch.cosh(arg) / cell.v0_v
         step = x - f / df
-        inside = (step > lo) & (step < hi)
+        inside = (step >= lo) & (step <= hi)
         new = torch.where(inside, step, 0.5 * (lo + hi))
         if bool((new - x).abs().max() <= 1e-15 * (1.0 + v.abs().max())):
             x = new

@@ -18,6 +18,7 @@ from bruno_lab.devices.one_t_one_r import (
     on_resistance_ohm,
     one_t_one_r_pulse,
     one_t_one_r_read_siemens,
+    pulse_current_limit_a,
     saturation_current_a,
     series_cell_voltage_v,
     specific_current_a,
@@ -142,3 +143,39 @@ def test_saturation_current_is_differentiable_in_its_parameters() -> None:
                                     fet.replace(vth_v=vth, beta_a_v2=beta))  # fmt: skip
 
     assert torch.autograd.gradcheck(f, (vth, beta))
+
+
+def test_the_reset_limit_is_the_channel_current_at_the_cells_operating_point() -> None:
+    """A RESET's limit is ``I_sat(V_G - V_BL - V_x)`` where the cell's current meets it (source
+    degeneration): against a scalar root finder per cell, and the full amplitude where the
+    cell alone draws less than the channel allows."""
+    n = 200
+    gen = torch.Generator().manual_seed(11)
+    cells = sample_population(RramParams.default(1), {"i0_a": 0.2, "v0_v": 0.1}, n, gen)
+    fet = sample_population(TransistorParams.default(1), {"vth_v": 0.05, "beta_a_v2": 0.1}, n, gen)
+    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)  # noqa: E731
+    gap = uniform(0.1e-9, 1.7e-9)
+    source = uniform(0.3, 2.0)
+    gate = uniform(0.8, 3.3)
+    bit = torch.zeros(n, dtype=torch.float64)
+    got = pulse_current_limit_a(bit, source, gate, fet, cells, gap).numpy()
+    limited = 0
+    for k in range(n):
+        scale = float(cells.i0_a[k]) * math.exp(-float(gap[k]) / float(cells.g0_m[k]))
+        v0, amplitude = float(cells.v0_v[k]), float(source[k])
+        sub = fet.select(torch.tensor([k]))
+
+        def channel(v_x: float, k: int = k, sub: TransistorParams = sub) -> float:
+            return float(saturation_current_a(float(gate[k]) - v_x, sub)[0])
+
+        excess = lambda v_x, s=scale, v0=v0, ch=channel: s * math.sinh(v_x / v0) - ch(v_x)  # noqa: E731
+        if excess(amplitude) <= 0:  # the cell alone draws less: the channel does not limit
+            expected = channel(amplitude)
+        else:
+            limited += 1
+            expected = channel(brentq(excess, 0.0, amplitude, xtol=1e-15, rtol=1e-15))
+        assert got[k] == pytest.approx(expected, rel=1e-9), k
+    assert 20 < limited < n  # both cases occur
+    # a SET's limit is the channel's at V_G - V_SL whatever the cell
+    set_limit = pulse_current_limit_a(source, bit, gate, fet, cells, gap)
+    assert torch.allclose(set_limit, saturation_current_a(gate, fet), rtol=1e-12)
