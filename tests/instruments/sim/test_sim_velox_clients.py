@@ -1,7 +1,7 @@
-"""The simulated Velox driven by PyMeasure's ``formfactor.Velox`` driver through pyvisa-py, and
-with the command strings of FormFactor's SCI documentation: identity, map stepping, index
-queries and moves, chuck XY moves and heights. Each test checks which device the needles touch
-on the virtual bench."""
+"""The simulated Velox driven by PyMeasure's ``formfactor.Velox`` driver (PyMeasure >= 0.16;
+QCoDeS has no Velox driver) through pyvisa-py, and with the command strings of FormFactor's SCI
+documentation: identity, map stepping, index queries and moves, chuck XY moves and heights.
+Each test checks which device the needles touch on the virtual bench."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def test_pymeasure_identifies_steps_the_map_and_moves_by_index(sim_lab, pymeasur
     for _ in range(len(sim_lab.wafer.dies)):
         prober.wafermap.step_next_die()
     assert prober.wafermap.end_reached  # 703 "End of wafer" is a status for PyMeasure
+    # the SCI has no error queue: every reply carries its code, and PyMeasure raises on any but
+    # 703, so reaching here means every other reply was "0:"; the sim queued nothing either
+    assert prober.error_code == 703 and not sim_lab.servers["prober"].error_queue
 
 
 def test_chuck_moves_in_microns_put_the_needles_on_a_pad_or_between_pads(
