@@ -106,6 +106,8 @@ def split_message(text: str, blocks: list[bytes] | None = None) -> list[Unit]:
             for piece in pieces:
                 units.append(_plain_unit(piece))
         except CommandError as exc:
+            if len(pieces) == 1 and not text.strip(_WHITE):
+                return []  # white space alone is an empty program message (IEEE 488.2 7.3.2)
             raise MessageError(exc.code, exc.text, units) from None
         return units
     return _Scanner(text, blocks or []).units()

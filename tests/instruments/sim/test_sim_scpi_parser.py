@@ -227,6 +227,12 @@ def test_malformed_messages_give_the_right_error_number(toy, message, code) -> N
     assert errors(toy) == [code]
 
 
+@pytest.mark.parametrize("message", ["", " ", "\t \r", "*CLS;", " *CLS ; "])
+def test_an_empty_message_or_a_trailing_separator_is_no_error(toy, message) -> None:
+    assert ask(toy, message) is None
+    assert errors(toy) == []
+
+
 def test_strings_in_either_quote_with_doubled_quotes(toy) -> None:
     ask(toy, ':DISP:TEXT "say ""hi"""')
     assert toy.state.text == 'say "hi"'
