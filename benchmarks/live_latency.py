@@ -8,7 +8,11 @@ its server-sent events like the page does. Latency = arrival at a viewer - the m
 maximum per poll interval.
 
     .venv/bin/python benchmarks/live_latency.py [--commits 100] [--interval-s 0.2]
-        [--viewers 3] [--poll-s 0.25,0.5,1.0] [--db URL] [--json]
+        [--viewers 3] [--poll-s 0.25,0.5,1.0] [--db URL | --postgres] [--json]
+
+``--postgres`` starts a throw-away PostgreSQL server (``bruno_lab.store.pgtemp``, on disk) for
+the run: the writer process and the live view then share only that server, as a station and
+a viewer on another host would.
 """
 
 from __future__ import annotations
@@ -193,8 +197,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--viewers", type=int, default=3)
     ap.add_argument("--poll-s", default="0.25,0.5,1.0")
     ap.add_argument("--db", default=None, help="SQLAlchemy URL (default: a fresh SQLite file)")
+    ap.add_argument(
+        "--postgres", action="store_true", help="a throw-away PostgreSQL server as the database"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.postgres:
+        from bruno_lab.store.pgtemp import create_database, temporary_postgres
+
+        with tempfile.TemporaryDirectory() as base, temporary_postgres(base_dir=base) as admin:
+            args.db = create_database(admin, "live_latency")
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from bruno_lab.store import open_store
 
     rows = []
@@ -209,11 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "live_latency",
         "python": platform.python_version(),
         "interval_s": args.interval_s,
+        "database": "sqlite" if not args.db else args.db.split(":", 1)[0],
         "results": rows,
     }
     if args.json:
         print(json.dumps(doc, indent=1))
         return 0
+    print(f"database: {doc['database']}, a commit every {args.interval_s} s")
     print(
         f"{'poll s':>7}{'viewers':>9}{'commits':>9}{'missed':>8}{'median s':>10}{'p95 s':>8}"
         f"{'max s':>8}"

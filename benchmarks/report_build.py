@@ -6,9 +6,12 @@ fitted; then its measurements, fits and cards cloned onto the 60 dies of a 100 m
 (``W-bench``: 4 devices per die, arrays as measured, scalars and fitted parameters scattered a
 few % so that the maps vary), so the report reads a database of the real size and shape
 without hours of simulated measurement. Timed: reading the store, each section, rendering, and
-the file written; median of ``--repeats``.
+the file written; median of ``--repeats``. The report also carries what the demo hands it
+besides the store (``--no-records`` leaves them out): a training record (30 epochs, a 4-class
+confusion matrix) and a deployment of the demo's 16-32-4 network onto one 64 x 64 1T1R array
+(1280 cells at their array positions, two tiles, evaluated by analog MVM).
 
-    .venv/bin/python benchmarks/report_build.py [--dies 60] [--repeats 3] [--json]
+    .venv/bin/python benchmarks/report_build.py [--dies 60] [--repeats 3] [--no-records] [--json]
 """
 
 from __future__ import annotations
@@ -174,6 +177,83 @@ def build_wafer(url: str, n_dies: int, tmp: Path, source: str | None = None) -> 
     return {"dies": len(dies), "devices": n_dev, "measurements": len(mid_map), "fits": fit_ids}
 
 
+def demo_records(seed: int = 0) -> tuple[Any, Any]:
+    """A training record and a deployment record of the demo's size (synthetic values)."""
+    from reporting.records import DeploymentRecord, TrainingRecord
+
+    rng = np.random.default_rng(seed)
+    hist = [
+        {
+            "epoch": e,
+            "train_loss": 1.386 * math.exp(-e / 8) + 0.05,
+            "test_loss": 1.386 * math.exp(-e / 8) + 0.08,
+            "train_accuracy": 1 - 0.75 * math.exp(-e / 5),
+            "test_accuracy": 1 - 0.75 * math.exp(-e / 5) - 0.01,
+        }
+        for e in range(1, 31)
+    ]
+    conf = (np.diag([60, 62, 58, 61]) + rng.integers(0, 2, (4, 4))).tolist()
+    training = TrainingRecord(hist, n_classes=4, n_test=256, confusion=conf)
+    ladder = np.array([6, 28, 50, 72, 94, 116, 138, 160]) * 1e-6
+    cells, tiles, k = [], [], 0
+    # layer 0: 16 inputs on rows 0-15, 32 outputs on column pairs 0-63; layer 1: 32 inputs on
+    # rows 16-47, 4 outputs on columns 0-7 (a second block of the same array)
+    for layer, (n_in, n_out, row0) in enumerate(((16, 32, 0), (32, 4, 16))):
+        tiles.append(
+            {
+                "layer": layer,
+                "inputs": list(range(n_in)),
+                "outputs": list(range(n_out)),
+                "array_rows": list(range(row0, row0 + n_in)),
+                "plus_cols": list(range(0, 2 * n_out, 2)),
+            }
+        )
+        for out in range(n_out):
+            for inp in range(n_in):
+                for pol in (0, 1):
+                    t = float(ladder[rng.integers(0, 8)])
+                    ok = rng.random() > 0.01
+                    cells.append(
+                        {
+                            "cell": k,
+                            "layer": layer,
+                            "row": out,
+                            "col": inp,
+                            "polarity": "+-"[pol],
+                            "level_index": 0,
+                            "target_conductance_siemens": t,
+                            "programmed_target_siemens": t,
+                            "array_row": row0 + inp,
+                            "array_col": 2 * out + pol,
+                            "health": 0,
+                            "compensated": False,
+                            "reached_conductance_siemens": t + rng.normal(0, 1e-6 if ok else 8e-6),
+                            "attempts": int(rng.integers(1, 12)),
+                            "success": bool(ok),
+                        }
+                    )
+                    k += 1
+    record = {
+        "target": "crossbar",
+        "die": {"col": 2, "row": 2, "label": "2,2"},
+        "array": {"site": 5, "rows": 64, "cols": 64},
+        "run_id": 2,
+        "settings": {"tolerance_siemens": 2e-6},
+        "placement": {"tiles": tiles},
+        "layers": [{"layer": 0, "name": "hidden"}, {"layer": 1, "name": "output"}],
+        "cells": cells,
+    }
+    evaluation = {
+        "on_chip": "analog matrix-vector products (array tester)",
+        "chip_accuracies": [0.98, 0.976, 0.98],
+        "readback_accuracy": 0.984,
+        "software_accuracy": 0.988,
+        "ideal_accuracy": 0.992,
+        "chance": 0.25,
+    }
+    return training, DeploymentRecord(record, evaluation)
+
+
 class _SectionTimes(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -186,7 +266,7 @@ class _SectionTimes(logging.Handler):
             self.times[name.removeprefix("section ")] = float(secs.strip().removesuffix(" s"))
 
 
-def time_report(url: str, out: Path) -> dict[str, float]:
+def time_report(url: str, out: Path, records: bool = True) -> dict[str, float]:
     from bruno_lab.store import open_store
     from reporting.build import build_report, render_html
 
@@ -197,7 +277,8 @@ def time_report(url: str, out: Path) -> dict[str, float]:
     try:
         t0 = time.perf_counter()
         store = open_store(url)
-        report = build_report(store, "W-bench")
+        training, deployment = demo_records() if records else (None, None)
+        report = build_report(store, "W-bench", training=training, deployment=deployment)
         t_build = time.perf_counter() - t0
         html = render_html(report, build_s=t_build)
         t_render = time.perf_counter() - t0 - t_build
@@ -220,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dies", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", default=None, help="keep the last report written here")
+    ap.add_argument(
+        "--no-records",
+        action="store_true",
+        help="the store's sections only (no training and deployment records)",
+    )
     ap.add_argument(
         "--source-db",
         default=None,
@@ -235,7 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         size = build_wafer(url, args.dies, tmp_p, args.source_db)
         setup_s = time.perf_counter() - t0
-        runs = [time_report(url, tmp_p / "report.html") for _ in range(args.repeats)]
+        runs = [
+            time_report(url, tmp_p / "report.html", not args.no_records)
+            for _ in range(args.repeats)
+        ]
+        if args.out:
+            import shutil
+
+            shutil.copyfile(tmp_p / "report.html", args.out)
     keys = list(runs[0])
     med = {k: statistics.median(r.get(k, math.nan) for r in runs) for k in keys}
     doc = {
@@ -244,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "wafer": size,
         "setup_s": setup_s,
         "repeats": args.repeats,
+        "records": not args.no_records,
         "median": med,
     }
     if args.json:

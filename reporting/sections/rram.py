@@ -264,18 +264,26 @@ def _read_noise(s: Section, data: ReportData) -> None:
     rn = data.arrays("rram_read_noise", ("level_mean_siemens", "level_std_siemens"))
     if not rn:
         return
+    dev_of = data.device_of()
+    bad = _defective(data)
+    traces: list[dict[str, Any]] = []
+    for defective in (False, True):
+        got = [a for mid, a in rn.items() if (dev_of.get(mid) in bad) == defective]
+        if not got:
+            continue
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": np.concatenate([a["level_mean_siemens"] for a in got]) * US,
+                "y": np.concatenate([a["level_std_siemens"] for a in got]) * US,
+                "marker": {"size": 7, "color": "#999" if defective else "#1f77b4"},
+                "name": f"flagged defective ({len(got)} cells)"
+                if defective
+                else f"measured ({len(got)} cells)",
+            }
+        )
     g = np.concatenate([a["level_mean_siemens"] for a in rn.values()]) * US
-    sd = np.concatenate([a["level_std_siemens"] for a in rn.values()]) * US
-    traces: list[dict[str, Any]] = [
-        {
-            "type": "scatter",
-            "mode": "markers",
-            "x": g,
-            "y": sd,
-            "marker": {"size": 7},
-            "name": f"measured ({len(rn)} cells)",
-        }
-    ]
     card = data.cards.get("rram")
     ladder = card.card().rram if card is not None else None
     cap = "Standard deviation of repeated reads of one programmed state against its mean."
