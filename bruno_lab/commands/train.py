@@ -384,6 +384,9 @@ def train(
             "final": None if final is None else final.__dict__,
             "collapsed": result.collapsed,
             "init": result.init,
+            # the test split on the device's neurons (reset at each crossing) beside the
+            # network as trained, and the accuracy gap (train.fidelity; FeLIF networks)
+            "fidelity": result.fidelity,
             "peak_rss_bytes": peak_rss,
             "peak_rss_above_baseline_bytes": max(0, peak_rss - baseline_rss),
             "autograd_saved_bytes": max((m.saved_tensor_bytes for m in result.history), default=0),
@@ -448,6 +451,9 @@ def train(
             | {
                 "n_collapsed": sum(bool(r["collapsed"]) for r in runs),
                 "time_s": mean_sd(r["time_s"] for r in runs),
+                "fidelity_gap": mean_sd(
+                    r["fidelity"].get("gap", math.nan) for r in runs if r["fidelity"]
+                ),
             },
             "runs": runs,
         }
@@ -470,3 +476,13 @@ def train(
             f"peak RSS +{metrics['peak_rss_above_baseline_bytes'] / 2**20:.1f} MiB, "
             f"{metrics['time_s']:.1f} s"
         )
+    for r in runs:
+        fid = r["fidelity"]
+        if fid and not as_json:
+            console.print(
+                f"seed {r['seed']}: on the device's neurons (reset at each crossing, "
+                f"{fid['n_samples']} test samples): acc {fid['accuracy_device']:.3f} vs "
+                f"{fid['accuracy_trained']:.3f} as trained (gap {fid['gap']:+.3f}); FeLIF "
+                f"spikes per neuron-step {fid['felif_rate_device']:.3f} vs "
+                f"{fid['felif_rate_trained']:.3f}"
+            )

@@ -28,6 +28,10 @@ def test_train_json_reports_metrics_memory_and_time():
     assert 0.0 <= final["test_accuracy"] <= 1.0 and final["test_loss"] > 0
     assert doc["peak_rss_bytes"] > 0 and doc["autograd_saved_bytes"] > 0
     assert doc["time_s"] > 0 and len(doc["history"]) == 1
+    fid = doc["fidelity"]  # the test split on the device's neurons beside the trained network
+    assert fid["n_samples"] == doc["n_test"] and 0 <= fid["accuracy_device"] <= 1
+    assert fid["gap"] == pytest.approx(fid["accuracy_trained"] - fid["accuracy_device"])
+    assert fid["felif_rate_device"] >= 0 and fid["felif_rate_trained"] >= 0
 
 
 def test_checkpoint_resume_continues_exactly(tmp_path):

@@ -94,7 +94,17 @@ def test_cli_runs_seeds_and_reports_mean_and_sd():
     assert summary["n"] == 3 and summary["mean"] == pytest.approx(sum(accs) / 3)
     assert summary["sd"] == pytest.approx(torch.tensor(accs).std().item(), rel=1e-5)
     assert doc["summary"]["n_collapsed"] == sum(r["collapsed"] for r in doc["runs"])
-    assert all("fidelity" in r["final"] or "init" in r for r in doc["runs"])
+    # every FeLIF run is evaluated on the device's neurons too, and the gap is summarised
+    gaps = []
+    for r in doc["runs"]:
+        fid = r["fidelity"]
+        assert fid["n_samples"] == r["n_test"]
+        assert fid["gap"] == pytest.approx(fid["accuracy_trained"] - fid["accuracy_device"])
+        # the network as trained on the same samples: the final test figure (batching aside)
+        assert fid["accuracy_trained"] == pytest.approx(r["final"]["test_accuracy"], abs=0.02)
+        gaps.append(fid["gap"])
+    gap = doc["summary"]["fidelity_gap"]
+    assert gap["n"] == 3 and gap["mean"] == pytest.approx(sum(gaps) / 3)
 
 
 @pytest.mark.parametrize(
