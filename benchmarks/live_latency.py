@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.postgres:
         from bruno_lab.store.pgtemp import create_database, temporary_postgres
 
-        with tempfile.TemporaryDirectory() as base, temporary_postgres(base_dir=base) as admin:
+        # on disk like the SQLite case (pgtemp makes its own directory the server may enter)
+        with temporary_postgres(base_dir=tempfile.gettempdir()) as admin:
             args.db = create_database(admin, "live_latency")
             return _run(args)
     return _run(args)
