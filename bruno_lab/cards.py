@@ -197,7 +197,7 @@ class RramLadder(_Strict):
 class ModelCardBody(_Strict):
     """The JSON body of a model card (schema version 1)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1  # SCHEMA_VERSION
     device_kind: DeviceKindName
     scope: ScopeName
     scope_id: str = Field(min_length=1, description="Wafer name or lot name.")

@@ -73,7 +73,7 @@ class _StrictComposer(Composer):
         self._depth = 0
         self._aliases = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(yaml.AliasEvent):  # type: ignore[attr-defined]
             self._aliases += 1
             if self._aliases > self.limits.max_aliases:

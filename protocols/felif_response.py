@@ -93,7 +93,7 @@ def detect_spikes(
     candidates = np.flatnonzero(fall > drop_v)
     peaks: list[int] = []
     times: list[float] = []
-    for i in candidates:
+    for i in candidates.tolist():
         if peaks and i - peaks[-1] <= 2 * span:
             continue
         j = i + int(np.argmax(voltage_v[i : i + span + 1]))  # peak just before the fall

@@ -17,6 +17,7 @@ from protocols import bench_ops
 from protocols.base import (
     DeviceUnderTest,
     HertzList,
+    ProtocolParams,
     ProtocolResult,
     ProtocolSpec,
     Volts,
@@ -43,7 +44,7 @@ class PvLoopParams(FeCapProtocolParams):
             raise ValueError("frequencies_hz: every frequency must be > 0 Hz")
         return self
 
-    def expand(self) -> list[PvLoopParams]:
+    def expand(self) -> list[ProtocolParams]:
         if self.frequency_hz is not None:
             return [self]
         return [self.model_copy(update={"frequency_hz": f}) for f in self.frequencies_hz]
@@ -77,6 +78,8 @@ class PvLoopParams(FeCapProtocolParams):
 def run(bench: BenchView, device: DeviceUnderTest, params: PvLoopParams) -> ProtocolResult:
     """One loop measurement at ``params.frequency_hz`` (the first frequency if unset)."""
     check_before_run(bench, params)
+    import torch
+
     from bruno_lab.devices.fecap_waveforms import pv_loop_features
 
     f = params._f()
@@ -102,7 +105,9 @@ def run(bench: BenchView, device: DeviceUnderTest, params: PvLoopParams) -> Prot
     )
     centre = 0.5 * (polarization[last].max() + polarization[last].min())
     polarization = polarization - centre
-    features = pv_loop_features(voltage_v[last], polarization[last])
+    features = pv_loop_features(
+        torch.as_tensor(voltage_v[last]), torch.as_tensor(polarization[last])
+    )
     scalars = {k: float(v) for k, v in dict(features).items()}
     return ProtocolResult(
         {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,7 +28,7 @@ def layer_gradients(
     physically initialised one is calibrated on this batch, as training does on its first) and
     run in ``dtype`` (float64 takes float32 round-off over thousands of micro-steps out of a
     BPTT reference)."""
-    changes: dict[str, str] = {"method": method}
+    changes: dict[str, Any] = {"method": method}
     if coarse_gradient is not None:
         changes["coarse_gradient"] = coarse_gradient
     if coarse_clip is not None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,7 +180,9 @@ def batch_stats(
     return loss, BatchStats(tp, tp + fp + fn, 1, silent, silent)
 
 
-def _batches(data_x: Any, data_y: Any, kind: str, batch_size: int, gen: torch.Generator | None):
+def _batches(
+    data_x: Any, data_y: Any, kind: str, batch_size: int, gen: torch.Generator | None
+) -> Iterator[tuple[Any, Any]]:
     n = len(data_x)
     order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
     if kind == "sequence":

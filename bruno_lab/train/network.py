@@ -121,6 +121,9 @@ class NetworkConfig:
 class BrailleEncoder(nn.Module):
     """The paper's encoding: tile channels ``tiles`` times, output ``g*(x + b)`` (fixed, random)."""
 
+    gain: Tensor  # buffers (register_buffer)
+    offset: Tensor
+
     def __init__(self, n_channels: int, tiles: int, generator: torch.Generator) -> None:
         super().__init__()
         self.tiles = tiles

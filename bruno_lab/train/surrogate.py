@@ -8,6 +8,8 @@ eq. 6, as written in the BRUNO paper: not squared), ``beta = 10`` per unit of ``
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -18,13 +20,13 @@ class SuperSpike(torch.autograd.Function):
     """Heaviside forward (spike when ``x >= 0``); SuperSpike ``1/(1 + beta|x|)`` backward."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, beta: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, beta: float) -> Tensor:
         ctx.save_for_backward(x)
         ctx.beta = beta
         return (x >= 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
         (x,) = ctx.saved_tensors
         return grad_output / (1.0 + ctx.beta * x.abs()), None
 
