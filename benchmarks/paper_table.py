@@ -42,7 +42,7 @@ from bruno_lab.train.metrics import mean_sd, parse_seeds
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_KEYS = ("epochs", "max_sequences", "max_samples", "max_eval", "max_steps", "max_batches")
-BUDGET_KEYS += ("lr", "felif_bias_rate", "n_micro")
+BUDGET_KEYS += ("lr", "felif_bias_rate", "n_micro", "fidelity_samples")
 HIDDEN_RATE_ITEMS = 8
 """Test items the hidden spike rate is measured on."""
 
@@ -150,7 +150,8 @@ def run_cell_seed(
         felif_bias_rate=args.felif_bias_rate, n_micro=args.n_micro,
     )  # fmt: skip
     net = paper.build(config)
-    budget: dict[str, Any] = {"fidelity_samples": 0}
+    # fidelity_samples: test items also run on the device's neurons (0: none; train.fidelity)
+    budget: dict[str, Any] = {"fidelity_samples": args.fidelity_samples}
     for key in ("epochs", "max_batches", "lr"):
         if getattr(args, key) is not None:
             budget[key] = getattr(args, key)
@@ -173,6 +174,7 @@ def run_cell_seed(
         "test_silent_fraction": last_silent,
         "test_tied_fraction": final.test_tied_fraction,
         "hidden_rate": hidden_rate(net, data),
+        "fidelity": dict(result.fidelity),
         "epochs": len(result.history),
         "wall_s": wall,
         "history": [asdict(m) for m in result.history],
@@ -195,6 +197,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "test_accuracy": mean_sd(r["test_accuracy"] for r in rs),
             "test_loss": mean_sd(r["test_loss"] for r in rs),
             "hidden_rate": mean_sd(r["hidden_rate"] for r in rs),
+            "fidelity_gap": mean_sd((r.get("fidelity") or {}).get("gap", math.nan) for r in rs),
             "n_collapsed": sum(bool(r["collapsed"]) for r in rs),
             "collapsed_seeds": [r["seed"] for r in rs if r["collapsed"]],
             "wall_s": mean_sd(r["wall_s"] for r in rs),
@@ -235,6 +238,11 @@ def print_table(doc: dict[str, Any]) -> None:
     if rates:
         print("hidden spikes per neuron and step: " + ", ".join(
             f"{k} {_fmt(v, 3)}" for k, v in rates.items()
+        ))  # fmt: skip
+    gaps = {k: c["fidelity_gap"] for k, c in summary.items() if c.get("fidelity_gap", {}).get("n")}
+    if gaps:
+        print("accuracy as trained minus on the device's neurons: " + ", ".join(
+            f"{k} {_fmt(v, 4)}" for k, v in gaps.items()
         ))  # fmt: skip
     refs = doc.get("references") or {}
     if "key_frequency_loss" in refs:
@@ -309,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=None, help="default: the paper's")
     ap.add_argument("--felif-bias-rate", type=float, default=0.0, help="0: the paper's (none)")
     ap.add_argument("--n-micro", type=int, default=1000)
+    ap.add_argument(
+        "--fidelity-samples",
+        type=int,
+        default=0,
+        help="FeLIF networks: test items also run on the device's neurons (reset at each "
+        "crossing), reporting the accuracy gap (0: skip; it costs float64 micro-steps)",
+    )
     ap.add_argument("--data", type=Path, default=None, help="braille: the published pickle")
     ap.add_argument("--data-seed", type=int, default=0, help="braille: split permutation")
     ap.add_argument("--synthetic-noise", type=float, default=0.5)

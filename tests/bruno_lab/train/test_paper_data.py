@@ -190,6 +190,22 @@ def test_paper_table_reports_mean_sd_and_collapses_per_cell(tmp_path, capsys):
     assert summary["lif/fp32"]["n_collapsed"] == 0
 
 
+def test_paper_table_evaluates_felif_networks_on_the_devices_neurons(tmp_path, capsys):
+    pt = _paper_table()
+    out = tmp_path / "t.json"
+    argv = ["--task", "braille-synthetic", "--neurons", "felif", "--bits", "3", "--seeds", "0"]
+    argv += ["--epochs", "1", "--max-samples", "8", "--max-eval", "6", "--max-steps", "6"]
+    argv += ["--n-micro", "20", "--fidelity-samples", "4", "--json", str(out)]
+    assert pt.main(argv) == 0
+    doc = json.loads(out.read_text())
+    (run,) = doc["runs"]
+    fid = run["fidelity"]
+    assert fid["n_samples"] == 4 and doc["budget"]["fidelity_samples"] == 4
+    assert fid["gap"] == pytest.approx(fid["accuracy_trained"] - fid["accuracy_device"])
+    assert doc["summary"]["felif/3"]["fidelity_gap"]["mean"] == pytest.approx(fid["gap"])
+    assert "on the device's neurons" in capsys.readouterr().out
+
+
 def test_train_cli_runs_shd_from_a_directory_and_names_a_missing_data_path(
     tmp_path, monkeypatch, capsys
 ):
