@@ -39,7 +39,9 @@ def _examples() -> Path:
 EXAMPLES = _examples()
 DEMO_TRUTH = EXAMPLES / "demo_truth.yaml"
 DEMO_PLAN = EXAMPLES / "demo_plan.yaml"
+DEMO_ARRAY_PLAN = EXAMPLES / "demo_array_plan.yaml"  # rows of one die's crossbar: the RRAM card
 DEPLOY_DIE = "2,2"  # the centre die: its RRAM array is not touched by the characterization
+SPARE_ROWS = 8  # crossbar rows surveyed beyond the network's: room to spare the worst rows
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class DemoSize:
     lr: float = 5e-3
     rram_sites: tuple[int, ...] = (3, 4)  # RRAM test cells characterized on each die
     train_seeds: int = 1  # networks trained (seed, seed + 1, ...): mean ± SD in the summary
+    array_card: bool = False  # characterize a crossbar (DEMO_ARRAY_PLAN) for the RRAM card
 
 
 FULL = DemoSize(  # training fields: bruno_lab.train.demo_network.DEMO (chosen by die capacity)
@@ -74,6 +77,7 @@ FULL = DemoSize(  # training fields: bruno_lab.train.demo_network.DEMO (chosen b
     eval_passes=3,
     lr=5e-2,
     train_seeds=3,
+    array_card=True,
 )
 QUICK = DemoSize(
     dies=((1, 1), (3, 3)),
@@ -156,6 +160,12 @@ def characterize(state: DemoState, store: Store, progress: Progress) -> None:
     state.run_id = summary.run_id
     state.run_summary = summary.as_dict()
     state.wafer = prepared.wafer.name
+    if state.size.array_card and loop.deploy_target(state.station_path) == "crossbar":
+        array_run = loop.characterize(
+            DEMO_ARRAY_PLAN, state.station_path, store, operator="bruno-lab demo",
+            on_progress=on_progress,
+        )  # fmt: skip
+        state.run_summary["array_run"] = array_run.as_dict()
 
 
 def fit_cards(state: DemoState, store: Store, progress: Progress) -> Calibration:
@@ -168,7 +178,7 @@ def fit_cards(state: DemoState, store: Store, progress: Progress) -> Calibration
     calibration = loop.fit(
         store,
         state.wafer,
-        ("fecap", "felif", "rram"),
+        loop.measured_kinds(store, state.wafer),
         strict=False,
         on_progress=lambda kind, n: progress(f"fit {kind}", None, None),
     )
@@ -178,17 +188,23 @@ def fit_cards(state: DemoState, store: Store, progress: Progress) -> Calibration
         path = state.out / "cards" / f"{kind}.json"
         path.write_text(json.dumps(outcome.body.model_dump(mode="json"), indent=1))
         state.cards[kind] = {**outcome.summary(), "path": str(path)}
-    if "rram" not in calibration.cards:
+    if "rram" not in calibration.network_cards:
         raise BrunoLabError("the demo cannot train without an RRAM card: " + "; ".join(state.notes))
     return calibration
 
 
 def _die_rram_cells(state: DemoState) -> int:
-    """RRAM cells one die offers the deployment (the sites ``assign_cells`` would use)."""
+    """RRAM cells one die offers the deployment: its crossbar's when the deployment goes there
+    (``loop.deploy_target``), else its single RRAM sites."""
+    from bruno_lab import loop
+    from protocols.array_deployment import array_site
     from protocols.deployment import station_wafer
 
     assert state.station_path is not None
     _, wafer = station_wafer(state.station_path)
+    site = array_site(wafer)
+    if site is not None and loop.deploy_target(state.station_path) == "crossbar":
+        return int(site.geometry["rows"]) * int(site.geometry["cols"])
     return sum(1 for s in wafer.sites if s.kind == "rram")
 
 
@@ -293,9 +309,12 @@ def train_network(
 def deploy_and_evaluate(
     state: DemoState, network: SpikingNetwork, data: TaskData, store: Store, progress: Progress
 ) -> None:
-    """Deploy the network onto the centre die, then read it back and evaluate on chip. The
-    deployment record is written beside ``network.pt`` so that ``bruno-lab evaluate`` finds it."""
+    """Deploy the network onto the centre die (its crossbar through the array tester when it
+    has one: survey, placement, row-parallel write-verify), then evaluate on chip (on a
+    crossbar: the synapses as analog matrix-vector products). The deployment record is written
+    beside ``network.pt`` so that ``bruno-lab evaluate`` finds it."""
     from bruno_lab import loop
+    from protocols.array_deployment import ArrayDeploySettings
     from protocols.deployment import record_path_for, write_record
 
     assert state.station_path is not None and state.network_path is not None
@@ -305,9 +324,11 @@ def deploy_and_evaluate(
             f"deploy {p.current} ({p.failed} failed)", p.measurements_done, p.measurements_total
         )
 
+    crossbar = loop.deploy_target(state.station_path) == "crossbar"
     with state.timed("deploy"):
         result = loop.deploy(
             network, state.station_path, DEPLOY_DIE, store,
+            settings=ArrayDeploySettings(spare_rows=SPARE_ROWS) if crossbar else None,
             operator="bruno-lab demo", on_progress=on_progress,
         )  # fmt: skip
     result.record_path = write_record(
@@ -315,7 +336,8 @@ def deploy_and_evaluate(
     )
     state.deployment = result.summary()
     state.conductances["target_siemens"] = [
-        c["target_conductance_siemens"] for c in result.record["cells"]
+        c.get("programmed_target_siemens", c["target_conductance_siemens"])
+        for c in result.record["cells"]
     ]
     state.conductances["reached_siemens"] = [
         c["reached_conductance_siemens"] for c in result.record["cells"]
@@ -327,7 +349,7 @@ def deploy_and_evaluate(
             result,
             state.station_path,
             data,
-            n_passes=state.size.eval_passes,
+            n_passes=1 if crossbar else state.size.eval_passes,
             on_cell=lambda k: progress("read back cells", k, n),
         )
     state.evaluation = on_chip.summary()
@@ -359,7 +381,7 @@ def run_demo(out: Path, *, quick: bool, seed: int, progress: Progress) -> DemoSt
             with state.timed("fit"):
                 calibration = fit_cards(state, store, progress)
             with state.timed("train"):
-                network, data = train_network(state, calibration.cards, progress)
+                network, data = train_network(state, calibration.network_cards, progress)
             deploy_and_evaluate(state, network, data, store, progress)
         finally:
             store.close()

@@ -48,8 +48,9 @@ from protocols.run_state import RunSummary
 
 log = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("fecap", "felif", "rram")
-"""The device kinds a wafer's characterization can be fitted for, in fitting order."""
+KINDS: tuple[str, ...] = ("fecap", "felif", "rram", "rram_array")
+"""The device kinds a wafer's characterization can be fitted for, in fitting order
+(``rram_array``: an RRAM card from 1T1R arrays' cells)."""
 
 PlanLike = Plan | str | Path | Mapping[str, Any]
 """A plan: a ``Plan``, a plan file's path, or the mapping a plan file holds."""
@@ -102,8 +103,19 @@ class Calibration:
 
     @property
     def cards(self) -> dict[str, ModelCardBody]:
-        """The new cards by device kind: what :func:`build_network` takes."""
+        """The new cards by the kind fitted (``rram_array``'s card is an RRAM card)."""
         return {kind: o.body for kind, o in self.outcomes.items()}
+
+    @property
+    def network_cards(self) -> dict[str, ModelCardBody]:
+        """The cards a network is trained against, by what :func:`build_network` takes: the
+        RRAM card from the wafer's arrays when they were characterized (the cells a network is
+        deployed on), else from its single RRAM cells; the FeLIF card."""
+        cards = self.cards
+        out = {k: cards[k] for k in ("rram", "felif") if k in cards}
+        if "rram_array" in cards:
+            out["rram"] = cards["rram_array"]
+        return out
 
     def summary(self) -> dict[str, Any]:
         return {

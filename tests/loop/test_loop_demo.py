@@ -77,10 +77,20 @@ def test_quick_demo_writes_report_summary_and_database(tmp_path: Path) -> None:
             ).all()
             run = s.get(Run, dep["run_id"])
             assert run.plan["document"]["deployment"]["wafer"] == "demo-wafer"
-        pv = sorted(k for k, _ in deploy_rows if "/rram_program_verify/" in k)
-        assert pv == sorted(f"2,2/{site}/rram_program_verify/0" for site in range(3, 11))
-        assert sum(1 for k, _ in deploy_rows if "/rram_forming/" in k) == 8
+            record = json.loads(Path(dep["record"]).read_text())
+            survey = s.execute(
+                select(Measurement.protocol, func.count())
+                .where(Measurement.run_id == record["survey_run_id"])
+                .group_by(Measurement.protocol)
+            ).all()
     finally:
         store.close()
-    record = json.loads(Path(dep["record"]).read_text())
+    # the demo die's crossbar: surveyed (the network's rows + 8 spare), programmed row by row
+    assert record["target"] == "crossbar" and record["array"]["rows"] == 64
     assert [c["cell"] for c in record["cells"]] == list(range(8))
+    rows = {c["array_row"] for c in record["cells"]}
+    pv = sorted(k for k, _ in deploy_rows if "/array_program_verify/" in k)
+    site = record["array"]["site"]
+    assert pv == sorted(f"2,2/{site}/array_program_verify/{i}" for i in range(len(rows)))
+    assert dict(survey) == {"array_forming": len(rows) + 8, "array_health": len(rows) + 8}
+    assert summary["evaluation"]["n_vectors"] > 0  # the chip ran the synapses (analog MVM)
