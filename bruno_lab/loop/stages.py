@@ -112,7 +112,7 @@ class Calibration:
         RRAM card from the wafer's arrays when they were characterized (the cells a network is
         deployed on), else from its single RRAM cells; the FeLIF card."""
         cards = self.cards
-        out = {k: cards[k] for k in ("rram", "felif") if k in cards}
+        out: dict[str, ModelCardBody] = {k: cards[k] for k in ("rram", "felif") if k in cards}
         if "rram_array" in cards:
             out["rram"] = cards["rram_array"]
         return out
