@@ -77,8 +77,9 @@ def report(
     train_rec = TrainingRecord.from_file(training) if training else None
     dep_rec = DeploymentRecord.from_files(deployment, evaluation) if deployment else None
     path = out if out.suffix.lower() in (".html", ".htm") else out / "report.html"
-    if path.exists() and path.is_dir():
-        raise BadInputError(f"--out {out}: {path} is a directory")
+    from bruno_lab.safeio import check_output_path
+
+    check_output_path(path, "--out")  # a directory, or under a file: refused before any work
     t0 = time.perf_counter()
     store = open_store_for_cli(db)
     try:

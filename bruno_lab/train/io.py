@@ -82,6 +82,33 @@ def _load_state(network: torch.nn.Module, state: dict[str, Tensor], where: str) 
         raise DataError(f"{where}: the stored weights do not fit the network ({first})") from None
 
 
+def _sized_config(config: Any, tensors: dict[str, Tensor], path: Path) -> dict[str, Any]:
+    """The stored config, refused (``DataError``) when its sizes are not plain integers or
+    describe more weights than the file stores: the header is checksummed but anyone can
+    write one, and the network is built (its weights allocated) before they are compared."""
+    from bruno_lab.limits import MAX_N_MICRO
+
+    if not isinstance(config, dict):
+        raise DataError(f"{path}: network config is not a JSON object")
+    sizes: dict[str, int] = {}
+    for name, default in (("n_in", 0), ("n_hidden", 0), ("n_out", 0), ("encoder_tiles", 0),
+                          ("n_micro", 1), ("seed", 0)):  # fmt: skip
+        value = config.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+            raise DataError(f"{path}: network config {name} = {value!r} is not a 64-bit integer")
+        sizes[name] = value
+    stored = sum(t.numel() for t in tensors.values())
+    weights = sizes["n_hidden"] * (sizes["n_in"] * max(1, sizes["encoder_tiles"]) + sizes["n_out"])
+    if weights > stored or sizes["n_micro"] > MAX_N_MICRO:
+        raise DataError(
+            f"{path}: the network config (n_in {sizes['n_in']}, n_hidden {sizes['n_hidden']}, "
+            f"n_out {sizes['n_out']}, encoder_tiles {sizes['encoder_tiles']}, n_micro "
+            f"{sizes['n_micro']}) needs {weights} weights, the file stores {stored} values"
+            + (f"; n_micro is at most {MAX_N_MICRO}" if sizes["n_micro"] > MAX_N_MICRO else "")
+        )
+    return config
+
+
 def load_network(path: str | Path) -> SpikingNetwork:
     """A network saved by :func:`save_network`, in eval mode, with its cards attached."""
     path = Path(path)
@@ -92,7 +119,7 @@ def load_network(path: str | Path) -> SpikingNetwork:
         felif = (
             parse_card(cards["felif"], where=f"{path}: felif card") if cards.get("felif") else None
         )
-        config = NetworkConfig.from_json(meta["config"])
+        config = NetworkConfig.from_json(_sized_config(meta["config"], tensors, path))
         net = SpikingNetwork(config, rram_card=rram, felif_card=felif)
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(

@@ -127,7 +127,7 @@ def test_edited_truncated_foreign_and_future_files_are_refused(tmp_path: Path) -
         load_network(tmp_path)
     # a valid file whose weights do not fit the config it names
     other = tmp_path / "other.pt"
-    write_tensor_file(other, FORMAT, 2, {"state/bogus": torch.zeros(1)},
+    write_tensor_file(other, FORMAT, 2, {"state/bogus": torch.zeros(1000)},
                       {"config": net.config.to_json(), "cards": {}, "metrics": {}})  # fmt: skip
     with pytest.raises(DataError, match="do not fit"):
         load_network(other)
@@ -228,3 +228,130 @@ def test_crafted_braille_pickle_does_not_run_its_payload(tmp_path: Path) -> None
             for c in "AB" * 5]  # fmt: skip
     good.write_bytes(pickle.dumps(recs))
     assert load_braille(good).n_train == 8
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"n_in": 10**6, "n_hidden": 10**4}, "needs 10000020000 weights"),
+        ({"n_hidden": 10**8}, "needs 400000000 weights"),
+        ({"encoder_tiles": 10**9}, "needs 6000000006 weights"),
+        ({"n_micro": 10**12}, "n_micro is at most"),
+        ({"n_hidden": True}, "n_hidden = True is not a 64-bit integer"),
+        ({"seed": 2**70}, "seed = .* is not a 64-bit integer"),
+    ],
+)
+def test_a_crafted_header_cannot_make_the_loader_allocate(
+    tmp_path: Path, edit: dict[str, object], message: str
+) -> None:
+    """A checksummed header anyone can write: sizes beyond the stored weights are refused
+    before the network is built (10^10 weights used to be allocated first)."""
+    import time
+
+    from bruno_lab.safeio import write_tensor_file
+    from bruno_lab.train.io import FORMAT, VERSION, load_network
+
+    net = _tiny_network()
+    config = {**net.config.to_json(), **edit}
+    tensors = {f"state/{k}": v for k, v in net.state_dict().items()}
+    path = tmp_path / "crafted.pt"
+    write_tensor_file(path, FORMAT, VERSION, tensors, {"config": config, "cards": {}})
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match=message):
+        load_network(path)
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_braille_records_of_the_wrong_shape_or_values_are_refused(tmp_path: Path) -> None:
+    import pickle
+
+    import numpy as np
+
+    from bruno_lab.train.data.braille import load_braille
+
+    ok = {"taxel_data": np.zeros((20, 12), dtype=np.uint8), "letter": "A"}
+    cases = {
+        "a string": ([{"taxel_data": "abc", "letter": "A"}], "T x 12 numbers"),
+        "ragged": ([{"taxel_data": [[1, 2], [3]], "letter": "A"}], "T x 12 numbers"),
+        "nan": ([{"taxel_data": np.full((5, 12), np.nan), "letter": "A"}], "NaN"),
+        "no samples": ([{"taxel_data": np.zeros((0, 12)), "letter": "A"}], r"shape \(0, 12\)"),
+        "one record": ([ok], "no training or no test sample"),
+    }
+    for name, (records, message) in cases.items():
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(pickle.dumps(records))
+        with pytest.raises(DataError, match=message):
+            load_braille(path)
+
+
+# -- the one YAML loader ------------------------------------------------------------------
+
+
+def _bomb(levels: int = 9, width: int = 9) -> str:
+    lines = ["a0: &a0 [" + ",".join(["lol"] * width) + "]"]
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(params=["libyaml", "python"])
+def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both parsers under the strict composer: libyaml's when PyYAML has it, else Python's."""
+    from bruno_lab import yamlio
+
+    if request.param == "python":
+        monkeypatch.setattr(yamlio, "_LOADER", yamlio._Loader)
+    elif yamlio._LOADER is yamlio._Loader:
+        pytest.skip("PyYAML built without libyaml")
+    return str(request.param)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: a\nx: 1\nname: b\n", r"f\.yaml:3: duplicate key 'name' \(first on line 1\)"),
+        ("p:\n  amplitude_v: 3 V\n  amplitude_v: 1 V\n", r"f\.yaml:3: duplicate key 'amplitude_v'"),
+        (_bomb(), "expands to more than 500000 values"),
+        ("x: " + "[" * 100 + "]" * 100 + "\n", "nested deeper than 64 levels"),
+        ("x: " + "{a: " * 100 + "1" + "}" * 100 + "\n", "nested deeper than 64 levels"),
+        ("[" * 5000 + "]" * 5000 + "\n", "f.yaml:1: "),
+        ("a: 1\nb: x\x1b\n", r"f\.yaml:2: character #x001b is not allowed"),
+        ("x: !!python/object/apply:os.system ['true']\n", "could not determine a constructor"),
+        ("a: 1\n---\nb: 2\n", "f.yaml:2: malformed YAML"),
+        ("".join(f"a{i}: &a{i} 1\nb{i}: *a{i}\n" for i in range(300)), "more than 256 aliases"),
+    ],
+)
+def test_yaml_loader_refuses_with_file_and_line(yaml_loader: str, text: str, message: str) -> None:
+    import time
+
+    from bruno_lab.errors import PlanError
+    from bruno_lab.yamlio import parse_yaml
+
+    t0 = time.perf_counter()
+    with pytest.raises(PlanError, match=message):
+        parse_yaml(text, "f.yaml")
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_yaml_loader_reads_what_a_lab_file_holds(yaml_loader: str, tmp_path: Path) -> None:
+    from bruno_lab.errors import PlanError
+    from bruno_lab.yamlio import load_yaml_file, parse_yaml
+
+    text = "name: w\nbase: &b {x: 1}\nuse: {<<: *b, y: 2}\nlist: [1, 2.5, '3 V', true, null]\n"
+    assert parse_yaml(text, "f.yaml").data == {
+        "name": "w", "base": {"x": 1}, "use": {"x": 1, "y": 2},
+        "list": [1, 2.5, "3 V", True, None],
+    }  # fmt: skip
+    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbfname: w\n")
+    assert load_yaml_file(tmp_path / "bom.yaml", "plan").data == {"name": "w"}
+    for name, data, message in [
+        ("latin1.yaml", b"name: caf\xe9\n", r"latin1\.yaml:1: plan is not UTF-8"),
+        ("utf16.yaml", "name: w\n".encode("utf-16"), "UTF-16"),
+        ("nul.yaml", b"name: a\x00\n", "NUL byte"),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(PlanError, match=message):
+            load_yaml_file(tmp_path / name, "plan")
+    big = tmp_path / "big.yaml"
+    big.write_text("name: k\nm: {" + ",".join(f"k{i}: {i}" for i in range(300_000)) + "}\n")
+    with pytest.raises(PlanError, match="refused unparsed"):
+        load_yaml_file(big, "plan")

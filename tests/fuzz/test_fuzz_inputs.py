@@ -149,8 +149,10 @@ def _warm_imports() -> None:
     import bruno_lab.devices.scenarios
     import bruno_lab.train.io
     import bruno_lab.train.tasks  # noqa: F401
+    import instruments.sim.lab
     import instruments.sim.wafer  # noqa: F401
     import protocols.prepare  # noqa: F401
+    import reporting.build  # noqa: F401
     from bruno_lab.units import parse_quantity
     from instruments.station import load_driver_modules
 
@@ -254,8 +256,32 @@ COMMANDS: dict[str, tuple[list[str], list[str]]] = {
     "cards list": (["cards", "list"], ["--kind", "--db"]),
     "db status": (["db", "status"], ["--db"]),
     "db export": (["db", "export", "1"], ["--out", "--db"]),
+    "db upgrade": (["db", "upgrade"], ["--db"]),
+    "cards show": (["cards", "show"], ["--kind", "--db"]),
+    "deploy": (["deploy", "--network", "net.pt", "--station", "station.yaml"],
+               ["--die", "--target", "--db"]),
+    "report": (["report", "--wafer", "W1"], ["--out", "--run", "--purpose", "--training",
+                                             "--deployment", "--evaluation", "--db"]),
+    "sim serve": (["sim", "serve", "--station-out", "st.yaml"],
+                  ["--station-out", "--truth", "--faults"]),
+    "demo": (["demo", "--quick"], ["--out", "--threads"]),
+    "watch": (["watch"], ["--port", "--poll-s", "--host"]),
 }  # fmt: skip
-COMMANDS_NEED_DB = {"fit", "run", "cards export", "cards list", "db status", "db export"}
+COMMANDS_NEED_DB = {"fit", "run", "cards export", "cards list", "cards show", "db status",
+                    "db export", "deploy", "report", "watch"}  # fmt: skip
+# values that are wrong for one command only (``outdir`` is a fine --out for the demo)
+BAD_FOR: dict[str, dict[str, list[str]]] = {
+    "demo": {"--out": ["f.txt"], "--threads": ["0", "1000000"]},
+    "report": {"--out": ["f.txt", "d.html"], "--run": ["x", "1.5"], "--purpose": ["bogus"],
+               "--training": ["missing.json", "outdir"], "--deployment": ["missing.json"],
+               "--evaluation": ["missing.json"]},
+    "sim serve": {"--station-out": ["outdir", "f.txt", "st.json"],
+                  "--truth": ["missing.yaml", "outdir", "f.txt"],
+                  "--faults": ["missing.yaml", "outdir"]},
+    "deploy": {"--die": ["", "x" * 300], "--target": ["bogus"]},
+    "watch": {"--port": ["-1", "70000"], "--poll-s": ["0", "nan", "1000"],
+              "--host": ["0.0.0.0", "example.com"]},
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -310,13 +336,14 @@ def _invoke(argv: list[str]) -> tuple[int, str]:
 def bad_invocations(draw: st.DrawFn) -> tuple[str, list[str]]:
     name = draw(st.sampled_from(sorted(COMMANDS)))
     fixed, options = COMMANDS[name]
-    bad_options = [o for o in options if o in BAD]
+    bad = {**BAD, **BAD_FOR.get(name, {})}
+    bad_options = [o for o in options if o in bad]
     chosen_bad = draw(st.sampled_from(bad_options))
-    argv = [*fixed, chosen_bad, draw(st.sampled_from(BAD[chosen_bad]))]
+    argv = [*fixed, chosen_bad, draw(st.sampled_from(bad[chosen_bad]))]
     for opt in draw(st.lists(st.sampled_from(options), max_size=3, unique=True)):
         if opt == chosen_bad:
             continue
-        pool = GOOD.get(opt, []) + BAD.get(opt, [])
+        pool = GOOD.get(opt, []) + bad.get(opt, [])
         if pool:
             argv += [opt, draw(st.sampled_from(pool))]
     return name, argv
@@ -336,6 +363,8 @@ def test_bad_options_exit_2_and_write_nothing(case, tmp_path: Path, template_db,
     monkeypatch.setenv("XDG_DATA_HOME", str(work / "xdg"))
     monkeypatch.delenv("BRUNO_LAB_DB", raising=False)
     (work / "outdir").mkdir()
+    (work / "d.html").mkdir()
+    (work / "f.txt").write_text("x")
     (work / "plan.yaml").write_text("name: p\nprotocols: []\n")
     (work / "station.yaml").write_text(_yaml.safe_dump({"instruments": {}}))
     db = work / "lab.db"

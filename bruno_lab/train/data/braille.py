@@ -27,6 +27,7 @@ TAXELS: tuple[int, ...] = (1, 2, 6, 10)
 LETTERS: tuple[str, ...] = (" ", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 RESAMPLE_FACTOR = 2
 TRAIN_FRACTION = 0.8
+MAX_FILE_BYTES = 2**30  # the published pickle is ~1 MB; refuse a huge file unread
 
 
 def _label(letter: str, path: Path, i: int) -> int:
@@ -44,6 +45,8 @@ def load_braille(path: str | Path, *, seed: int = 0) -> TaskData:
     from bruno_lab.safeio import NUMPY_RECORD_GLOBALS, restricted_unpickle
 
     try:  # only numpy arrays, dicts, lists and strings: a crafted pickle runs nothing
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise DataError(f"{path}: more than {MAX_FILE_BYTES} bytes; not the Braille pickle")
         with path.open("rb") as fh:
             records = restricted_unpickle(fh, str(path), NUMPY_RECORD_GLOBALS)
     except OSError as exc:
@@ -55,10 +58,14 @@ def load_braille(path: str | Path, *, seed: int = 0) -> TaskData:
         try:
             data = np.asarray(rec["taxel_data"], dtype=np.float64)
             letter = str(rec["letter"])
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"{path}: record {i}: needs 'taxel_data' and 'letter'") from exc
-        if data.ndim != 2 or data.shape[1] != 12:
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"{path}: record {i}: needs 'taxel_data' (T x 12 numbers) and 'letter'"
+            ) from exc
+        if data.ndim != 2 or data.shape[1] != 12 or data.shape[0] < 2:
             raise DataError(f"{path}: record {i}: taxel_data has shape {data.shape}, want (T, 12)")
+        if not np.isfinite(data).all():
+            raise DataError(f"{path}: record {i}: taxel_data holds a NaN or infinite value")
         arrays.append(1.0 - data / 255.0)
         labels.append(_label(letter, path, i))
     t_min = min(a.shape[0] for a in arrays)
@@ -70,6 +77,8 @@ def load_braille(path: str | Path, *, seed: int = 0) -> TaskData:
     y = np.asarray(labels, dtype=np.int64)
     perm = np.random.default_rng(seed).permutation(len(y))
     n_train = round(TRAIN_FRACTION * len(y))
+    if not 0 < n_train < len(y):
+        raise DataError(f"{path}: {len(y)} records leave no training or no test sample")
     tr, te = perm[:n_train], perm[n_train:]
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y)
