@@ -277,7 +277,7 @@ def truth_case(name: str, edit: Callable[[dict[str, Any]], None] | str | bytes) 
         ["sim", "serve", "--station-out", "st.yaml", "--truth", "truth.yaml"],
         setup,
         db="none",
-        timeout_s=25,
+        timeout_s=60,
     )
 
 
@@ -301,7 +301,7 @@ def faults_case(name: str, content: str | bytes) -> Case:
         content,
         ["sim", "serve", "--station-out", "st.yaml", "--faults", "faults.yaml"],
         db="none",
-        timeout_s=25,
+        timeout_s=60,
     )
 
 
@@ -699,7 +699,7 @@ def build_cases(env: Env) -> list[Case]:
         truth_case("truth duplicate key", yaml.safe_dump(env.truth_doc, sort_keys=False) + "name: again\n"),
         Case("truth file missing", "truth",
              ["sim", "serve", "--station-out", "st.yaml", "--truth", "nope.yaml"], db="none",
-             timeout_s=25),
+             timeout_s=60),
     ]  # fmt: skip
 
     # faults files
@@ -789,7 +789,7 @@ def build_cases(env: Env) -> list[Case]:
              "--max-batches", "1", "--hidden", "2", "--n-micro", "10", "--nir", "outdir"],
              mkdir("outdir"), db="none"),
         Case("sim serve --station-out DIR", "paths", ["sim", "serve", "--station-out", "outdir"],
-             mkdir("outdir"), db="none", timeout_s=25),
+             mkdir("outdir"), db="none", timeout_s=60),
         Case("cards export --out DIR", "paths", ["cards", "export", "1", "--out", "outdir",
              "--db", "{db}"], mkdir("outdir")),
         Case("cards export --out card.txt", "paths", ["cards", "export", "1", "--out",
