@@ -229,6 +229,36 @@ def test_live_view_of_a_run_written_by_another_process_to_postgresql(postgres_ur
         new = state.delta(after_id=mid - 1)["measurements"]
         assert [m["id"] for m in new] == [mid] and new[0]["error"].startswith("device: short")
         assert state.snapshot()["run"]["status"] == "running"
+        # and through the served app: two viewers' event streams get the next commit of the
+        # other process, with its reason, from PostgreSQL
+        with _Server(store) as srv:
+            viewers: list[list[dict[str, Any]]] = [[], []]
+            stop = threading.Event()
+            for v in viewers:
+                threading.Thread(target=_events, args=(srv.port, v, stop), daemon=True).start()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not all(
+                len({m["id"] for e in v for m in e["measurements"]}) == 9 for v in viewers
+            ):
+                time.sleep(0.05)
+            assert all(len({m["id"] for e in v for m in e["measurements"]}) == 9 for v in viewers)
+            out = subprocess.run(
+                [sys.executable, "-c", code.replace("(0, 2)", "(1, 2)")],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=120,
+            )
+            mid2 = int(out.stdout.split()[-1])
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not all(
+                any(m["id"] == mid2 for e in v for m in e["measurements"]) for v in viewers
+            ):
+                time.sleep(0.05)
+            stop.set()
+            for v in viewers:
+                got = [m for e in v for m in e["measurements"] if m["id"] == mid2]
+                assert got and got[0]["error"].startswith("device: short"), v[-1]
     finally:
         store.close()
 
