@@ -69,12 +69,15 @@ def test_an_array_calibration_recovers_the_truth(sim_lab_factory: Any, tmp_path:
     )
     for k, lv in enumerate(ladder.levels):
         cells = good & (level == k)
+        print(f"level {k}: card {lv.mean_siemens:.4g} +- {lv.sigma_siemens:.3g} S, truth "
+              f"{g_true[cells].mean():.4g} +- {g_true[cells].std():.3g} S")  # fmt: skip
         assert lv.mean_siemens == pytest.approx(g_true[cells].mean(), rel=0.02), k
         assert lv.sigma_siemens == pytest.approx(g_true[cells].std(), rel=0.2), k
         assert abs(lv.mean_siemens - DEFAULT_LEVELS_SIEMENS[k]) < 8e-6
         assert lv.success_rate > 0.97 and lv.mean_attempts > 0
     # defects
     truth_stuck = float(np.mean(xb.state.stuck.numpy() != 0))
+    print(f"stuck fraction: card {ladder.stuck_fraction:.4f}, truth {truth_stuck:.4f}")
     assert ladder.stuck_fraction == pytest.approx(truth_stuck, abs=0.004)
     assert ladder.array.defects.unformed_fraction == pytest.approx(
         float(np.mean(xb.state.stuck.numpy() < 0)), abs=0.003
@@ -84,6 +87,8 @@ def test_an_array_calibration_recovers_the_truth(sim_lab_factory: Any, tmp_path:
     r, c = np.indices((ROWS, 64))
     design = np.stack([np.ones(ROWS * 64), r.ravel(), c.ravel()], 1)
     coef, *_ = np.linalg.lstsq(design, xb.cell.v_form_v.numpy(), rcond=None)
+    print(f"v_form trend per row/col: card {trend.per_row:.3e}/{trend.per_col:.3e} V, drawn "
+          f"{coef[1]:.3e}/{coef[2]:.3e} V")  # fmt: skip
     assert trend.quantity == "forming_voltage_v"
     assert trend.per_row == pytest.approx(coef[1], rel=0.25)  # truth: 2.5 V * 8e-4 per row
     assert trend.per_col == pytest.approx(coef[2], rel=0.25)  # truth: -2.5 V * 5e-4 per col

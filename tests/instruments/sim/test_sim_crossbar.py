@@ -120,6 +120,8 @@ def test_igvva_reaches_8_levels_on_99_percent_of_formed_cells_spread_following_t
         xb, targets, results = _programmed(tolerance, rows=8)
         success = np.concatenate([r.success for r in results])
         formed = xb.state.formed.numpy() & (xb.state.stuck.numpy() == 0)
+        print(f"IGVVA tolerance {tolerance:.0e} S: {success[formed].mean():.4f} of "
+              f"{formed.sum()} formed cells inside their window")  # fmt: skip
         assert success[formed].mean() >= 0.99, tolerance
         truth = xb.isolated_conductance(0.2, 3.3).numpy()
         per_level = []
@@ -129,6 +131,7 @@ def test_igvva_reaches_8_levels_on_99_percent_of_formed_cells_spread_following_t
             assert abs(truth[cells].mean() - level) < tolerance + 1e-6
             per_level.append(truth[cells].std())
         spreads.append(float(np.median(per_level)))
+    print("IGVVA median level spread (S) at 8, 4, 2 uS:", [f"{x:.3g}" for x in spreads])
     assert spreads[0] > spreads[1] > spreads[2]
     assert spreads[0] / spreads[2] > 1.5
 
@@ -159,6 +162,8 @@ def test_mvm_equals_g_transpose_v_within_read_noise() -> None:
     predicted = torch.sqrt((v.double() / 0.2) @ sigma_cell**2 + xb.sense_noise_a**2)
     z = (noisy - ideal) / predicted
     assert float(z.mean().abs()) < 0.02
+    print(f"MVM - G^T v over its predicted read noise: mean {float(z.mean()):+.4f}, "
+          f"SD {float(z.std()):.4f}")  # fmt: skip
     assert float(z.std()) == pytest.approx(1.0, abs=0.03)
 
 
@@ -198,6 +203,7 @@ def test_mvm_shows_the_ir_drop_the_line_resistance_predicts() -> None:
         assert np.allclose(got, expected, rtol=1e-6)
         ideal = vr @ xb.isolated_conductance(0.2, 3.3).numpy().reshape(8, 8)
         errors.append(float(np.mean((ideal - got) / ideal)))
+    print("MVM IR-drop error at 0.5 and 2 ohm per cell (8 x 8):", [f"{e:.4f}" for e in errors])
     assert 0 < errors[0] < errors[1]  # the drop lowers the currents, more on lossier lines
     assert errors[1] / errors[0] == pytest.approx(4.0, rel=0.15)  # first order in r
 
