@@ -1,19 +1,25 @@
 """SCPI loopback: query round trips per second and waveform transfer MB/s through pyvisa-py to
 the simulated lab (servers in this process, on 127.0.0.1).
 
-Round trips: ``*OPC?`` to the simulated 2450. Transfers: an arbitrary waveform of N float32
-samples uploaded to the simulated 33522B as an IEEE binary block and as ASCII values
-(MB/s counts the float32 payload, 4 bytes per sample, for both), and the scope's int16 WORD
-record read back as a binary block. Median of ``--repeats`` after one warm-up.
+Round trips: simple queries to the simulated 2450, one batch per query (``--query``; by
+default ``*OPC?``, a common command, and ``:SOUR:VOLT?``, a setting read back through the
+instrument's header tree): the rate, the process's CPU time per round trip (client and servers
+share the process; on a loaded machine this is what other processes disturb least) and the
+server's own cost per query without sockets (median and least of the batches). Transfers: an
+arbitrary waveform of N float32 samples uploaded to the simulated 33522B as an IEEE binary
+block and as ASCII values (MB/s counts the float32 payload, 4 bytes per sample, for both), and
+the scope's int16 WORD record read back as a binary block. Median of ``--repeats`` after one
+warm-up.
 
 ``--baseline-tree DIR`` compares with another checkout (e.g. ``git worktree add /tmp/base
 <commit>``): each round runs this script once against DIR and once against this tree, in
 subprocesses one after the other (PYTHONPATH picks the tree), and prints both medians over
 ``--rounds`` with their ratio, and the median of each round's ratio (the two runs of a round
-are back to back, in ABBA order, so the machine's load drifts over both alike).
+are back to back, in ABBA order, so the machine's load drifts over both alike), for each query.
 
     .venv/bin/python benchmarks/scpi_loopback.py [--sizes 1000,10000,100000] [--repeats 5] [--json]
-    .venv/bin/python benchmarks/scpi_loopback.py --baseline-tree /tmp/base --rounds 12 --cpu 1
+    .venv/bin/python benchmarks/scpi_loopback.py --baseline-tree /tmp/base --rounds 12 --cpu 1 \
+        --sizes 1000 --repeats 3
 """
 
 from __future__ import annotations
@@ -31,17 +37,26 @@ from pathlib import Path
 import numpy as np
 
 
-def _median_s(fn, repeats: int) -> float:
+def _times_s(fn, repeats: int) -> list[float]:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
-def run(sizes: list[int], repeats: int, n_queries: int) -> dict:
+def _median_s(fn, repeats: int) -> float:
+    return statistics.median(_times_s(fn, repeats))
+
+
+DEFAULT_QUERIES = ("*OPC?", ":SOUR:VOLT?")
+
+
+def run(
+    sizes: list[int], repeats: int, n_queries: int, questions: tuple[str, ...] = DEFAULT_QUERIES
+) -> dict:
     import pyvisa
 
     from instruments.sim.lab import SimLab
@@ -57,18 +72,30 @@ def run(sizes: list[int], repeats: int, n_queries: int) -> dict:
 
         smu, awg, scope = open_role("smu"), open_role("awg"), open_role("scope")
 
-        def queries() -> None:
-            for _ in range(n_queries):
-                smu.query("*OPC?")
-
-        query_s = _median_s(queries, repeats)
         server = lab.servers["smu"]
+        per_query: dict[str, dict[str, float]] = {}
+        for question in questions:
+            cpu_s: list[float] = []  # the process's CPU time per batch: client and servers
 
-        def handled() -> None:  # the server's own cost of a query, without sockets or threads
-            for _ in range(n_queries):
-                server.handle("*OPC?", None)
+            def queries(question: str = question, cpu_s: list[float] = cpu_s) -> None:
+                start = time.process_time()
+                for _ in range(n_queries):
+                    smu.query(question)
+                cpu_s.append(time.process_time() - start)
 
-        handle_s = _median_s(handled, repeats)
+            def handled(question: str = question) -> None:  # the server's own cost, no socket
+                for _ in range(n_queries):
+                    server.handle(question, None)
+
+            query_s = _median_s(queries, repeats)
+            del cpu_s[0]  # the warm-up
+            handle_s = _times_s(handled, max(repeats, 9))  # CPU work only: its minimum is the
+            per_query[question] = {  # cost least disturbed by other processes on the machine
+                "round_trips_per_s": n_queries / query_s,
+                "round_trip_cpu_us": 1e6 * statistics.median(cpu_s) / n_queries,
+                "server_handle_us": 1e6 * statistics.median(handle_s) / n_queries,
+                "server_handle_min_us": 1e6 * min(handle_s) / n_queries,
+            }
         awg.write("FORM:BORD SWAP")
         rng = np.random.default_rng(0)
         for n in sizes:
@@ -118,22 +145,50 @@ def run(sizes: list[int], repeats: int, n_queries: int) -> dict:
         for handle in (smu, awg, scope):
             handle.close()
         manager.close()
+    first = per_query[questions[0]]
     return {
-        "round_trips_per_s": n_queries / query_s,
-        "server_handle_us": 1e6 * handle_s / n_queries,
+        "round_trips_per_s": first["round_trips_per_s"],  # the first query's (older readers)
+        "server_handle_us": first["server_handle_us"],
+        "queries": per_query,
         "uploads": rows,
         "scope_points": n_points,
         "scope_read_mb_s": 2 * n_points / 1e6 / scope_s,
     }
 
 
+def _pair_stats(baseline: list[float], current: list[float]) -> dict:
+    """Medians, their ratio, the median of the rounds' paired ratios and the ratio of bests."""
+    base, now = statistics.median(baseline), statistics.median(current)
+    paired = [c / b for b, c in zip(baseline, current, strict=True)]
+    return {"baseline_round_trips_per_s": base, "current_round_trips_per_s": now,
+            "ratio": now / base, "paired_ratio": statistics.median(paired),
+            "paired_ratios": paired, "best_ratio": max(current) / max(baseline),
+            "samples": {"baseline": baseline, "current": current}}  # fmt: skip
+
+
 def compare(
-    baseline: Path, sizes: str, repeats: int, queries: int, rounds: int, cpu: int | None = None
+    baseline: Path,
+    sizes: str,
+    repeats: int,
+    queries: int,
+    rounds: int,
+    cpu: int | None = None,
+    questions: tuple[str, ...] = DEFAULT_QUERIES,
 ) -> dict:
     """Round trips of ``baseline`` and of this tree, alternating, ``rounds`` times each."""
     here = Path(__file__).resolve().parents[1]
-    results: dict[str, list[float]] = {"baseline": [], "current": []}
-    handle_us: dict[str, list[float]] = {"baseline": [], "current": []}
+    rates: dict[str, dict[str, list[float]]] = {
+        q: {"baseline": [], "current": []} for q in questions
+    }
+    handle_us: dict[str, dict[str, list[float]]] = {
+        q: {"baseline": [], "current": []} for q in questions
+    }
+    handle_min_us: dict[str, dict[str, list[float]]] = {
+        q: {"baseline": [], "current": []} for q in questions
+    }
+    cpu_us: dict[str, dict[str, list[float]]] = {
+        q: {"baseline": [], "current": []} for q in questions
+    }
     trees = [("baseline", baseline.resolve()), ("current", here)]
     for round_index in range(rounds):
         order = trees if round_index % 2 == 0 else trees[::-1]  # ABBA: no order bias
@@ -141,21 +196,46 @@ def compare(
             env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
             command = [sys.executable, __file__, "--json", "--sizes", sizes]
             command += ["--repeats", str(repeats), "--queries", str(queries)]
+            command += ["--query", ",".join(questions)]
             command += [] if cpu is None else ["--cpu", str(cpu)]
-            out = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True,
-                                 check=True)  # fmt: skip
+            out = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{name} run failed in {tree}:\n{out.stderr[-4000:]}")
             row = json.loads(out.stdout)
-            results[name].append(row["round_trips_per_s"])
-            handle_us[name].append(row["server_handle_us"])
-    base, current = statistics.median(results["baseline"]), statistics.median(results["current"])
-    paired = [c / b for b, c in zip(results["baseline"], results["current"], strict=True)]
-    handle = {name: statistics.median(values) for name, values in handle_us.items()}
-    return {"baseline_tree": str(baseline), "rounds": rounds, "samples": results,
-            "baseline_round_trips_per_s": base, "current_round_trips_per_s": current,
-            "ratio": current / base, "paired_ratio": statistics.median(paired),
-            "paired_ratios": paired, "best_ratio": max(results["current"]) / max(
-                results["baseline"]), "server_handle_us": handle,
-            "server_handle_samples_us": handle_us, "loadavg": os.getloadavg()}  # fmt: skip
+            for question in questions:
+                rates[question][name].append(row["queries"][question]["round_trips_per_s"])
+                handle_us[question][name].append(row["queries"][question]["server_handle_us"])
+                handle_min_us[question][name].append(
+                    row["queries"][question]["server_handle_min_us"]
+                )
+                cpu_us[question][name].append(row["queries"][question]["round_trip_cpu_us"])
+    per_query = {}
+    for question in questions:
+        stats = _pair_stats(rates[question]["baseline"], rates[question]["current"])
+        stats["server_handle_us"] = {
+            name: statistics.median(values) for name, values in handle_us[question].items()
+        }
+        stats["server_handle_samples_us"] = handle_us[question]
+        stats["server_handle_min_us"] = {
+            name: min(values) for name, values in handle_min_us[question].items()
+        }
+        stats["server_handle_cost_ratio"] = (
+            stats["server_handle_min_us"]["current"] / stats["server_handle_min_us"]["baseline"]
+        )
+        cpu = {name: statistics.median(values) for name, values in cpu_us[question].items()}
+        stats["round_trip_cpu_us"] = cpu
+        stats["round_trip_cpu_samples_us"] = cpu_us[question]
+        # CPU time per round trip is what the machine's load disturbs least: its inverse ratio
+        # is the round-trip rate ratio on an idle core
+        stats["cpu_rate_ratio"] = cpu["baseline"] / cpu["current"]
+        stats["cpu_paired_rate_ratio"] = statistics.median(
+            b / c for b, c in zip(cpu_us[question]["baseline"], cpu_us[question]["current"],
+                                  strict=True)
+        )  # fmt: skip
+        per_query[question] = stats
+    first = per_query[questions[0]]
+    return {"baseline_tree": str(baseline), "rounds": rounds, **first, "queries": per_query,
+            "loadavg": os.getloadavg()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,32 +247,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-tree", type=Path, help="another checkout to compare with")
     parser.add_argument("--rounds", type=int, default=3, help="alternations with the baseline")
     parser.add_argument("--cpu", type=int, help="pin to this CPU (client and servers share it)")
+    parser.add_argument(
+        "--query", default=",".join(DEFAULT_QUERIES), help="comma-separated queries to time"
+    )
     args = parser.parse_args(argv)
+    questions = tuple(q for q in args.query.split(",") if q)
     if args.cpu is not None:  # a cross-core wake-up per round trip is the noisiest part
         os.sched_setaffinity(0, {args.cpu})
     if args.baseline_tree is not None:
         pair = compare(
-            args.baseline_tree, args.sizes, args.repeats, args.queries, args.rounds, args.cpu
+            args.baseline_tree,
+            args.sizes,
+            args.repeats,
+            args.queries,
+            args.rounds,
+            args.cpu,
+            questions,
         )
         if args.json:
             print(json.dumps(pair, indent=2))
             return 0
-        print(f"query round trips (*OPC?), median of {args.rounds} alternating rounds, "
+        print(f"query round trips, median of {args.rounds} alternating rounds, "
               f"load {' '.join(f'{x:.2f}' for x in pair['loadavg'])}")  # fmt: skip
-        print(f"{'tree':>10} {'round trips/s':>14} {'best':>8} {'server us/query':>16}  samples")
-        for name in ("baseline", "current"):
-            samples = " ".join(f"{x:.0f}" for x in pair["samples"][name])
-            best = max(pair["samples"][name])
-            handle = pair["server_handle_us"][name]
-            print(f"{name:>10} {pair[name + '_round_trips_per_s']:>14.0f} {best:>8.0f} "
-                  f"{handle:>16.2f}  {samples}")  # fmt: skip
-        print(
-            f"ratio current/baseline: of medians {pair['ratio']:.3f}, median of the rounds' "
-            f"pairs {pair['paired_ratio']:.3f}, of bests {pair['best_ratio']:.3f}"
-        )
+        for question, stats in pair["queries"].items():
+            print(f"{question}")
+            print(f"{'tree':>10} {'round trips/s':>14} {'best':>8} {'server us/query':>16}  "
+                  "samples")  # fmt: skip
+            for name in ("baseline", "current"):
+                samples = " ".join(f"{x:.0f}" for x in stats["samples"][name])
+                best = max(stats["samples"][name])
+                handle = stats["server_handle_us"][name]
+                print(f"{name:>10} {stats[name + '_round_trips_per_s']:>14.0f} {best:>8.0f} "
+                      f"{handle:>16.2f}  {samples}")  # fmt: skip
+            print(
+                f"ratio current/baseline: of medians {stats['ratio']:.3f}, median of the rounds' "
+                f"pairs {stats['paired_ratio']:.3f}, of bests {stats['best_ratio']:.3f}"
+            )
+            cpu = stats["round_trip_cpu_us"]
+            print(
+                f"CPU time per round trip (client + servers, median): baseline "
+                f"{cpu['baseline']:.1f} us, current {cpu['current']:.1f} us; rate ratio "
+                f"{stats['cpu_rate_ratio']:.3f} (median of the rounds' pairs "
+                f"{stats['cpu_paired_rate_ratio']:.3f})"
+            )
+            low = stats["server_handle_min_us"]
+            print(
+                f"server-side cost per query, least of all rounds: baseline "
+                f"{low['baseline']:.2f} us, current {low['current']:.2f} us "
+                f"(current/baseline {stats['server_handle_cost_ratio']:.3f})"
+            )
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    result = run(sizes, args.repeats, args.queries)
+    result = run(sizes, args.repeats, args.queries, questions)
     import pyvisa
 
     result["header"] = {
@@ -209,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         f"scpi_loopback  python {h['python']}  pyvisa {h['pyvisa']} (@py)  {h['machine']}  "
         f"median of {args.repeats}  (sim servers in-process, 127.0.0.1)"
     )
-    print(f"query round trips (*OPC?): {result['round_trips_per_s']:.0f} /s")
-    print(f"server-side handling of *OPC? (no socket): {result['server_handle_us']:.2f} us")
+    for question, row in result["queries"].items():
+        print(f"query round trips ({question}): {row['round_trips_per_s']:.0f} /s, "
+              f"CPU {row['round_trip_cpu_us']:.1f} us each; "
+              f"server-side handling (no socket): {row['server_handle_us']:.2f} us "
+              f"(least {row['server_handle_min_us']:.2f} us)")  # fmt: skip
     print(f"{'samples':>10} {'binary MB/s':>12} {'ASCII MB/s':>12} {'ratio':>7}")
     for row in result["uploads"]:
         ratio = row["upload_binary_mb_s"] / row["upload_ascii_mb_s"]
