@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     budget["epochs"] = args.epochs or paper.TASKS[args.task].epochs
     t0 = time.perf_counter()
     load_before = os.getloadavg()
+    commit = git_commit()  # the code that runs (a commit made during the run is not it)
     data = load_data(args)
     budget |= {"n_train": data.n_train, "n_valid": data.n_valid, "n_test": data.n_test}
     runs = []
@@ -371,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         "neurons": neurons,
         "bits": bits,
         "seeds": seeds,
-        "commit": git_commit(),
+        "commit": commit,
         "loadavg": [load_before, os.getloadavg()],
         "wall_s": time.perf_counter() - t0,
         "torch": torch.__version__,
