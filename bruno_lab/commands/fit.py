@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bruno_lab.commands.options import DbOption, DeviceKindName, JsonOption
+from bruno_lab.commands.options import DbOption, DeviceKindName, JsonOption, PurposeName
 
 KINDS = ("fecap", "felif", "rram", "rram_array")  # rram_array: an RRAM card from 1T1R arrays
 
@@ -55,6 +55,14 @@ def fit(
             "every kind but rram_array.",
         ),
     ] = None,
+    purpose: Annotated[
+        list[PurposeName] | None,
+        typer.Option(
+            "--purpose",
+            help="Runs to fit from, by purpose (repeatable); default: characterization "
+            "(a deployment's or evaluation's cells never enter a card unless named here).",
+        ),
+    ] = None,
     db: DbOption = None,
     scheduler: Annotated[
         str | None,
@@ -79,10 +87,12 @@ def fit(
 ) -> None:
     """Fit every device of each kind on a wafer (or a lot), store the fits and a new card version.
 
-    A refit adds a version and never overwrites. Bad input (no measurements, a corrupt array,
-    an unknown kind) exits 2 and writes no card.
+    Only characterization runs are read unless --purpose names others, so a refit after a
+    deployment gives the card it gave before. A refit adds a version and never overwrites.
+    Bad input (no measurements, a corrupt array, an unknown kind) exits 2 and writes no card.
     """
     from bruno_lab.errors import BadInputError, DataError
+    from calibration.data import CHARACTERIZATION
 
     if wafer is not None and lot is None:
         scope, scope_id = "wafer", wafer
@@ -91,6 +101,7 @@ def fit(
     else:
         raise BadInputError("give exactly one of --wafer or --lot")
     kinds: list[str] = [str(k) for k in kind or []]
+    purposes = [str(p) for p in purpose] if purpose else list(CHARACTERIZATION)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise BadInputError(f"--kind: unknown {unknown}; choose from {', '.join(KINDS)}")
@@ -110,13 +121,16 @@ def fit(
         if not kinds:  # every kind that has measurements on the wafer
             for k in ("fecap", "felif", "rram"):
                 try:
-                    load_scope(store, scope, scope_id, k)
+                    load_scope(store, scope, scope_id, k, purposes)
                     kinds.append(k)
                 except DataError as exc:
                     if "no wafer named" in str(exc) or "no wafer of lot" in str(exc):
                         raise
             if not kinds:
-                raise DataError(f"no measurements on {scope} {scope_id!r}: nothing to fit")
+                raise DataError(
+                    f"no measurements of {', '.join(purposes)} runs on {scope} {scope_id!r}: "
+                    "nothing to fit"
+                )
         console = Console(stderr=True)
         with Progress(
             SpinnerColumn(),
@@ -139,6 +153,7 @@ def fit(
                     scheduler=scheduler,
                     chunk_size=chunk_size,
                     n_domains=n_domains,
+                    purpose=purposes,
                     on_progress=advance,
                 )
                 bar.update(task, completed=1, total=1)
@@ -152,4 +167,4 @@ def fit(
     finally:
         store.close()
     if as_json:
-        emit_json({"scope": scope, "scope_id": scope_id, "cards": results})
+        emit_json({"scope": scope, "scope_id": scope_id, "purpose": purposes, "cards": results})

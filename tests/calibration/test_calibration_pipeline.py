@@ -278,3 +278,65 @@ def test_lot_card_spans_the_lot(db, monkeypatch, capsys) -> None:
     assert code == 2 and "lot 'NOPE'" in err
     code, _, err = _main(monkeypatch, capsys, "fit", "--lot", "L1", "--wafer", "W7", "--db", url)
     assert code == 2 and "exactly one" in err
+
+
+def _card_body(url: str, version: int) -> dict:
+    store = open_store(url)
+    try:
+        cards = store.list_model_cards(kind="rram", scope="wafer", scope_id="W7")
+        doc = next(c for c in cards if c.version == version).card().model_dump(mode="json")
+    finally:
+        store.close()
+    for key in ("created_at", "provenance"):
+        doc.pop(key, None)
+    return doc
+
+
+def test_cli_refit_after_a_deployment_gives_the_same_card(db, monkeypatch, capsys) -> None:
+    """A deployment run reprograms cells of the wafer to conductances off the ladder; the refit
+    reads characterization runs only and gives the card it gave before, field for field.
+    ``--purpose`` brings the deployment in, and then the card changes."""
+    from bruno_lab.cli import app
+
+    url, _ = db
+    runner = CliRunner()
+    fit = ["fit", "--wafer", "W7", "--kind", "rram", "--db", url, "--json"]
+    res = runner.invoke(app, fit)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["purpose"] == ["characterization"]
+
+    store = open_store(url)
+    dep = store.create_run({"plan": "deploy"}, "test", {}, "0", purpose="deployment")
+    wid = store.ensure_wafer("W7", lot="L1")
+    targets = np.array([500e-6, 400e-6])
+    for cell in range(10):  # the same cells (ensure_* finds them)
+        die = store.ensure_die(wid, cell % 8, cell // 8, f"D{cell}")
+        dev = store.ensure_device(die, "0", "rram", {"area_m2": 1e-14})
+        _add(
+            store,
+            dep,
+            dev,
+            "rram_program_verify",
+            {
+                "target_level": (np.arange(2), ""),
+                "target_conductance_siemens": (targets, "S"),
+                "reached_conductance_siemens": (targets * 1.01, "S"),
+                "attempts": (np.full(2, 2), ""),
+                "success": (np.ones(2, dtype=np.int64), ""),
+            },
+            {"n_levels": 2.0, "n_success": 2.0},
+        )
+    store.set_run_status(dep, "completed")
+    store.close()
+
+    res = runner.invoke(app, fit)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["cards"][0]["card_version"] == 2
+    assert _card_body(url, 2) == _card_body(url, 1)
+
+    res = runner.invoke(app, [*fit, "--purpose", "characterization", "--purpose", "deployment"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["purpose"] == ["characterization", "deployment"]
+    assert _card_body(url, 3) != _card_body(url, 1)
+    code, _, err = _main(monkeypatch, capsys, *fit[:-1], "--purpose", "evaluation")
+    assert code == 2 and "in evaluation runs: nothing to fit" in err, err
