@@ -320,7 +320,8 @@ def read_tensor_file(
             except ValueError:
                 version = -1
             _check_version(path, version, versions, what)
-            loaded = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__) if tensors else {}
+            names = list(f.keys()) if tensors else []  # header only: no tensor is read
+            loaded = {name: f.get_tensor(name) for name in names}
     except SafetensorError as exc:
         raise FileFormatError(f"{path}: not a readable {what} ({exc})") from None
     meta_json = header.get("meta", "")

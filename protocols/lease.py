@@ -251,8 +251,9 @@ def plan_open_lock(store: Any, plan_sha256: str) -> Iterator[None]:
         fh = open(lock_path, "a+")  # noqa: SIM115 - closed below, after the lock is released
     except OSError as exc:
         raise BadInputError(
-            f"database {path}: cannot create {lock_path.name} beside it ({exc.strerror}); "
-            "the database directory must be writable"
+            f"database {path}: cannot create the lock file {lock_path} ({exc.strerror}); "
+            f"the lock directory (${{BRUNO_LAB_LOCK_DIR}}, default {lock_path.parent}) must "
+            "be writable"
         ) from None
     with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # held for milliseconds: wait, do not refuse
