@@ -18,6 +18,7 @@ import numpy as np
 from pyvisa import constants as visa_constants
 from pyvisa import errors as visa_errors
 from pyvisa import util as visa_util
+from pyvisa.util import BINARY_DATATYPES
 
 Pair = tuple[str | bytes | None, str | bytes | BaseException | None]
 
@@ -86,7 +87,12 @@ class FakeResource:
         return self.read()
 
     def write_binary_values(
-        self, message: str, values: Any, datatype: str = "f", is_big_endian: bool = False, **_: Any
+        self,
+        message: str,
+        values: Any,
+        datatype: BINARY_DATATYPES = "f",
+        is_big_endian: bool = False,
+        **_: Any,
     ) -> int:
         block = visa_util.to_ieee_block(list(values), datatype, is_big_endian)
         self._expect(message.encode() + block)
@@ -95,7 +101,7 @@ class FakeResource:
     def query_binary_values(
         self,
         message: str,
-        datatype: str = "f",
+        datatype: BINARY_DATATYPES = "f",
         is_big_endian: bool = False,
         container: Any = list,
         **_: Any,
@@ -113,7 +119,7 @@ class FakeResource:
 
 
 def ieee_block(
-    values: np.ndarray | Sequence[float], datatype: str, big_endian: bool = False
+    values: np.ndarray | Sequence[float], datatype: BINARY_DATATYPES, big_endian: bool = False
 ) -> bytes:
     """The IEEE 488.2 definite-length block pyvisa sends/reads for ``values``."""
     return bytes(visa_util.to_ieee_block(list(values), datatype, big_endian))

@@ -44,7 +44,9 @@ class SwitchingKineticsParams(FeCapProtocolParams):
     def grid(self) -> list[tuple[float, float]]:
         return list(product(self.widths_s, self.amplitudes_v))
 
-    def waveform(self, width_s: float, amplitude_v: float):
+    def waveform(
+        self, width_s: float, amplitude_v: float
+    ) -> tuple[np.ndarray, np.ndarray, float, tuple[tuple[float, float], tuple[float, float]]]:
         """``(time_s, voltage_v, rate_hz, (n_window, d_window))`` for one grid point."""
         rate = min(max(20.0 / min(width_s, self.edge_s * 2), 20.0 / self.read_rise_s), 2.5e8)
         read_len = 2 * self.read_rise_s + self.read_width_s

@@ -8,6 +8,7 @@ Devices read the clock to relax by the virtual time elapsed since they were last
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from instruments.sim.scpi_params import Number
 from instruments.sim.scpi_server import Call, TableServer
@@ -49,7 +50,7 @@ class ClockServer(TableServer):
         ),
     )  # fmt: skip
 
-    def __init__(self, clock: VirtualClock, *args, **kwargs) -> None:
+    def __init__(self, clock: VirtualClock, *args: Any, **kwargs: Any) -> None:
         self.clock = clock
         super().__init__(*args, **kwargs)
 

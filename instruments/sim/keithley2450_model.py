@@ -292,11 +292,11 @@ class SmuModel:
         st.sweep_fail_abort = bool(options.get("fail_abort", True))
         st.sweep_range = str(options.get("range", "BEST"))
 
-    def _sweep_linear(self, call: Any, start: float, stop: float, n: float, options: list):
+    def _sweep_linear(self, call: Any, start: float, stop: float, n: float, options: list) -> None:
         parsed = self._sweep_options(options, True, 6)
         self._arm_sweep([float(v) for v in np.linspace(start, stop, int(n))], parsed)
 
-    def _sweep_step(self, call: Any, start: float, stop: float, step: float, options: list):
+    def _sweep_step(self, call: Any, start: float, stop: float, step: float, options: list) -> None:
         if step == 0.0 or (stop - start) / step < 0:
             raise CommandError(-222, "Data out of range; step does not reach the stop value")
         n = math.floor((stop - start) / step + 1e-9) + 1
@@ -305,7 +305,7 @@ class SmuModel:
         parsed = self._sweep_options(options, True, 6)
         self._arm_sweep([start + i * step for i in range(n)], parsed)
 
-    def _sweep_log(self, call: Any, start: float, stop: float, n: float, options: list):
+    def _sweep_log(self, call: Any, start: float, stop: float, n: float, options: list) -> None:
         parsed = self._sweep_options(options, True, 7)
         asymptote = float(parsed.get("asymptote", 0.0))
         low, high = start - asymptote, stop - asymptote

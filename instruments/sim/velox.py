@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from instruments.sim.server import LineServer
 
@@ -106,7 +107,7 @@ class VeloxServer(LineServer):
 
     role = "prober"
 
-    def __init__(self, bench, *args, **kwargs) -> None:
+    def __init__(self, bench: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.bench = bench
         self.state = ProberState()
