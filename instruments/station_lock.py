@@ -33,7 +33,7 @@ from bruno_lab.errors import BadInputError
 ENV_LOCK_DIR = "BRUNO_LAB_LOCK_DIR"
 
 _lock = threading.Lock()
-_held: dict[str, tuple[IO[str], int]] = {}  # resource -> (open lock file, count)
+_held: dict[str, tuple[IO[str], int]] = {}  # canonical resource -> (open lock file, count)
 
 
 class StationBusy(BadInputError):
@@ -46,8 +46,22 @@ def lock_dir() -> Path:
     return path
 
 
+def canonical_resource(resource: str) -> str:
+    """The name pyvisa normalises ``resource`` to, upper-cased (``tcpip::h::5025::socket`` and
+    ``TCPIP0::H::5025::SOCKET`` are one instrument; ``GPIB::12`` is ``GPIB0::12::INSTR``);
+    the upper-cased text when pyvisa cannot parse it. A host name and its address stay two
+    names (resolving them would need the network)."""
+    text = resource.strip().upper()
+    try:
+        from pyvisa import rname
+
+        return str(rname.parse_resource_name(text)).upper()
+    except Exception:  # not a VISA name pyvisa knows: compare the text
+        return text
+
+
 def _lock_path(resource: str) -> Path:
-    digest = hashlib.sha256(resource.strip().upper().encode()).hexdigest()[:24]
+    digest = hashlib.sha256(canonical_resource(resource).encode()).hexdigest()[:24]
     return lock_dir() / f"{digest}.lock"
 
 
@@ -64,9 +78,10 @@ def _describe(fh: IO[str]) -> str:
 
 
 def _acquire_one(resource: str, where: str) -> None:
-    held = _held.get(resource)
+    key = canonical_resource(resource)
+    held = _held.get(key)
     if held is not None:
-        _held[resource] = (held[0], held[1] + 1)
+        _held[key] = (held[0], held[1] + 1)
         return
     path = _lock_path(resource)
     fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while the lock is held
@@ -96,18 +111,19 @@ def _acquire_one(resource: str, where: str) -> None:
         )
     )
     fh.flush()
-    _held[resource] = (fh, 1)
+    _held[key] = (fh, 1)
 
 
 def _release_one(resource: str) -> None:
-    held = _held.get(resource)
+    key = canonical_resource(resource)
+    held = _held.get(key)
     if held is None:
         return
     fh, count = held
     if count > 1:
-        _held[resource] = (fh, count - 1)
+        _held[key] = (fh, count - 1)
         return
-    del _held[resource]
+    del _held[key]
     with contextlib.suppress(OSError):
         fh.seek(0)
         fh.truncate()
@@ -117,7 +133,9 @@ def _release_one(resource: str) -> None:
 
 def acquire(resources: Iterable[str], where: str) -> list[str]:
     """Lock every resource (all or none) for this process; returns what was locked."""
-    wanted = sorted({r for r in resources if r})
+    # one lock per instrument, whatever the spelling (two names of one instrument in one
+    # process would otherwise flock the same file twice and refuse themselves)
+    wanted = sorted({canonical_resource(r): r for r in resources if r}.values())
     done: list[str] = []
     with _lock:
         try:
@@ -154,4 +172,4 @@ def station_locked(station: Any, where: str) -> Iterator[None]:
 
 def held_by_me(resource: str) -> bool:
     with _lock:
-        return resource in _held
+        return canonical_resource(resource) in _held

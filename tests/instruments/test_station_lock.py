@@ -87,3 +87,21 @@ def test_open_bench_refuses_a_busy_station_before_opening_anything(tmp_path, mon
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_two_spellings_of_one_instrument_are_one_lock(tmp_path, monkeypatch) -> None:
+    """pyvisa's own normal form: TCPIP/TCPIP0, letter case and the default INSTR suffix do not
+    make a second instrument; in this process a second spelling is counted, not refused."""
+    monkeypatch.setenv(station_lock.ENV_LOCK_DIR, str(tmp_path))
+    held = station_lock.acquire(["TCPIP::smu.test::5025::SOCKET", "GPIB::12"], "a.yaml")
+    try:
+        again = station_lock.acquire(["tcpip0::SMU.TEST::5025::socket"], "b.yaml")
+        station_lock.release(again)
+        for other_name in ("TCPIP0::smu.test::5025::SOCKET", "gpib0::12::instr"):
+            other = _other_process(other_name, lock_dir=tmp_path)
+            assert other.returncode == 2, other.stdout + other.stderr
+            assert "is in use by pid" in other.stdout and other_name in other.stdout
+        assert _other_process("TCPIP::smu.test::5026::SOCKET", lock_dir=tmp_path).returncode == 0
+    finally:
+        station_lock.release(held)
+    assert not station_lock.held_by_me("TCPIP0::SMU.TEST::5025::SOCKET")
