@@ -370,9 +370,9 @@ def _record(
                 "error": None if pv is None else pv.error,
             }
         )
-    reached = np.array([c["reached_conductance_siemens"] for c in out])
+    reached_g = np.array([c["reached_conductance_siemens"] for c in out])
     target = np.array([c.target_conductance_siemens for c in cells])
-    finite = np.isfinite(reached)
+    finite = np.isfinite(reached_g)
     return {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
@@ -389,7 +389,7 @@ def _record(
         "n_cells": len(out),
         "n_success": sum(c["success"] for c in out),
         "mean_attempts": float(np.mean([c["attempts"] for c in out])) if out else 0.0,
-        "rms_error_siemens": float(np.sqrt(np.mean((reached - target)[finite] ** 2)))
+        "rms_error_siemens": float(np.sqrt(np.mean((reached_g - target)[finite] ** 2)))
         if finite.any()
         else math.nan,
         "layers": pmap["layers"],

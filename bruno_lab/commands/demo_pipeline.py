@@ -245,7 +245,7 @@ def train_network(
     data = spec.data()
     if "felif" not in cards:
         state.notes.append("FeLIF neurons: the design's default parameters (no FeLIF card)")
-    use = {k: cards[k] for k in ("rram", "felif") if k in cards}
+    use: dict[str, ModelCardBody] = {k: cards[k] for k in ("rram", "felif") if k in cards}
     seeds = [state.seed + k for k in range(max(1, size.train_seeds))]
     runs: list[dict[str, Any]] = []
     network = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -94,6 +94,7 @@ def fit(
     from bruno_lab.errors import BadInputError, DataError
     from calibration.data import CHARACTERIZATION
 
+    scope: Literal["wafer", "lot"]
     if wafer is not None and lot is None:
         scope, scope_id = "wafer", wafer
     elif lot is not None and wafer is None:
@@ -106,12 +107,12 @@ def fit(
     if unknown:
         raise BadInputError(f"--kind: unknown {unknown}; choose from {', '.join(KINDS)}")
     from rich.console import Console
-    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TaskID
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn
 
     from bruno_lab.cli import emit_json
+    from bruno_lab.loop import fit as fit_stage
     from bruno_lab.store import open_store_for_cli
     from calibration.data import load_scope
-    from calibration.pipeline import calibrate
 
     if scheduler is not None:
         _check_scheduler(scheduler)
@@ -119,7 +120,7 @@ def fit(
     results = []
     try:
         if not kinds:  # every kind that has measurements on the wafer
-            for k in ("fecap", "felif", "rram"):
+            for k in KINDS:
                 try:
                     load_scope(store, scope, scope_id, k, purposes)
                     kinds.append(k)
@@ -139,31 +140,26 @@ def fit(
             console=console,
             transient=as_json,
         ) as bar:
-            for k in kinds:
-                task = bar.add_task(f"fit {k}", total=None)
+            tasks = {k: bar.add_task(f"fit {k}", total=None) for k in kinds}
 
-                def advance(n: int, task: TaskID = task) -> None:
-                    bar.advance(task, n)
+            def advance(kind: str, n: int) -> None:
+                bar.advance(tasks[kind], n)
 
-                outcome = calibrate(
-                    store,
-                    scope_id,
-                    k,
-                    scope=scope,
-                    scheduler=scheduler,
-                    chunk_size=chunk_size,
-                    n_domains=n_domains,
-                    purpose=purposes,
-                    on_progress=advance,
-                )
-                bar.update(task, completed=1, total=1)
+            def done(kind: str, outcome: Any) -> None:
+                bar.update(tasks[kind], completed=1, total=1)
                 results.append(outcome.summary())
                 if not as_json:
                     s = results[-1]
                     console.print(
-                        f"{k}: card v{s['card_version']} (id {s['card_id']}) from "
+                        f"{kind}: card v{s['card_version']} (id {s['card_id']}) from "
                         f"{s['n_devices']} devices, {s['n_defective']} left out"
                     )
+
+            fit_stage(
+                store, scope_id, kinds, purpose=purposes, scheduler=scheduler,
+                scope=scope, chunk_size=chunk_size, n_domains=n_domains,
+                on_progress=advance, on_kind=done,
+            )  # fmt: skip
     finally:
         store.close()
     if as_json:

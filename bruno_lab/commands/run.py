@@ -151,9 +151,9 @@ def register(app: typer.Typer) -> None:
         rerun of the same plan (or --resume RUN_ID) continues where it stopped.
         """
         from bruno_lab.cli import emit_json
-        from protocols.prepare import execute_run, prepare_run
+        from bruno_lab.loop import characterize, prepare
 
-        prepared = prepare_run(plan, station)
+        prepared = prepare(plan, station)
         if dry_run:
             _dry_run(prepared, as_json)
             return
@@ -162,11 +162,11 @@ def register(app: typer.Typer) -> None:
         store = open_store_for_cli(db)
         try:
             if no_progress:
-                summary = execute_run(prepared, store, resume=resume, operator=operator)
+                summary = characterize(prepared, None, store, resume=resume, operator=operator)
             else:
                 with _ProgressView() as view:
-                    summary = execute_run(
-                        prepared, store, resume=resume, operator=operator, on_progress=view
+                    summary = characterize(
+                        prepared, None, store, resume=resume, operator=operator, on_progress=view
                     )
         finally:
             store.close()

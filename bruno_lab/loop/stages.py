@@ -42,54 +42,12 @@ from protocols.deployment import (
 from protocols.deployment_eval import OnChipResult, task_for_network
 from protocols.deployment_eval import evaluate_on_chip as _evaluate_on_chip
 from protocols.orchestrator import RunProgress
-from protocols.plan import Plan
-from protocols.prepare import PreparedRun, execute_run, prepare_run
-from protocols.run_state import RunSummary
 
 log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("fecap", "felif", "rram", "rram_array")
 """The device kinds a wafer's characterization can be fitted for, in fitting order
 (``rram_array``: an RRAM card from 1T1R arrays' cells)."""
-
-PlanLike = Plan | str | Path | Mapping[str, Any]
-"""A plan: a ``Plan``, a plan file's path, or the mapping a plan file holds."""
-
-
-def prepare(plan: PlanLike, station: str | Path) -> PreparedRun:
-    """Validate ``plan`` against the station (units, protocols, dies, safety envelope) and
-    build its schedule, touching no instrument and writing nothing (what ``--dry-run`` does)."""
-    return prepare_run(plan, station)
-
-
-def characterize(
-    plan: PlanLike | PreparedRun,
-    station: str | Path | None,
-    store: Store,
-    *,
-    resume: int | None = None,
-    operator: str | None = None,
-    purpose: str = "characterization",
-    on_progress: Callable[[RunProgress], None] | None = None,
-) -> RunSummary:
-    """Run a wafer plan on the station's bench into ``store``: die by die, protocol by protocol,
-    each measurement committed as it completes. An interrupted run of the same plan is resumed
-    (or ``resume`` names the run). ``plan`` may be a ``PreparedRun`` from :func:`prepare`
-    (then ``station`` may be None). Returns the run's summary (counts, status, failures)."""
-    if isinstance(plan, PreparedRun):
-        prepared = plan
-    else:
-        if station is None:
-            raise BadInputError("characterize: a station file is required with a plan")
-        prepared = prepare_run(plan, station)
-    return execute_run(
-        prepared,
-        store,
-        resume=resume,
-        operator=operator,
-        purpose=purpose,
-        on_progress=on_progress,
-    )
 
 
 @dataclass
@@ -144,12 +102,21 @@ def fit(
     purpose: Sequence[str] | None = CHARACTERIZATION,
     strict: bool = True,
     scheduler: Any = None,
+    scope: Literal["wafer", "lot"] = "wafer",
+    chunk_size: int = 256,
+    n_domains: int = 16,
     on_progress: Callable[[str, int], None] | None = None,
+    on_kind: Callable[[str, CalibrationOutcome], None] | None = None,
 ) -> Calibration:
-    """Fit every device of each kind on ``wafer`` (default: every kind measured there) from its
-    ``purpose`` runs (characterization only, unless told otherwise), store the fits and a new
-    model-card version per kind. With ``strict=False`` a kind that cannot be fitted is noted in
-    ``not_fitted`` (with the reason) instead of raising."""
+    """Fit every device of each kind on ``wafer`` (default: every kind measured there; with
+    ``scope="lot"``, ``wafer`` names a lot and the cards are the lot's) from its ``purpose``
+    runs (characterization only, unless told otherwise), store the fits and a new model-card
+    version per kind. With ``strict=False`` a kind that cannot be fitted is noted in
+    ``not_fitted`` (with the reason) instead of raising. ``chunk_size`` devices go to one fit
+    task (one Dask task with ``scheduler``); FeCaps are fitted with ``n_domains`` domains;
+    ``on_kind`` hears each kind's outcome as it is stored."""
+    if kinds is None and scope == "lot":
+        raise BadInputError("fit a lot: name the kinds")
     wanted = list(kinds) if kinds is not None else measured_kinds(store, wafer, purpose)
     unknown = [k for k in wanted if k not in KINDS]
     if unknown:
@@ -165,13 +132,17 @@ def fit(
 
         try:
             result.outcomes[kind] = calibrate(
-                store, wafer, kind, purpose=purpose, scheduler=scheduler, on_progress=progress
-            )
+                store, wafer, kind, purpose=purpose, scheduler=scheduler, scope=scope,
+                chunk_size=chunk_size, n_domains=n_domains, on_progress=progress,
+            )  # fmt: skip
         except BrunoLabError as exc:
             if strict:
                 raise
             result.not_fitted[kind] = f"{type(exc).__name__}: {exc}"
             log.warning("no %s card for %s: %s", kind, wafer, exc)
+            continue
+        if on_kind is not None:
+            on_kind(kind, result.outcomes[kind])
     return result
 
 
