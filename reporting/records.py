@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -115,7 +115,7 @@ def confusion_matrix(network: Any, test_x: Any, test_y: Any, n_classes: int) -> 
 class Verdict:
     """Whether the network learned: ``level`` good/warn/bad and a sentence saying why."""
 
-    level: str
+    level: Literal["good", "warn", "bad"]
     text: str
 
 
@@ -128,7 +128,7 @@ def training_verdict(rec: TrainingRecord) -> Verdict:
     acc = float(last.get("test_accuracy", math.nan))
     chance = rec.chance
     parts: list[str] = []
-    level = "good"
+    level: Literal["good", "bad"] = "good"
     if chance is not None and math.isfinite(acc):
         se = math.sqrt(chance * (1 - chance) / rec.n_test) if rec.n_test else 0.05
         if acc <= chance + 2 * se:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 _PREFIXES = {-15: "f", -12: "p", -9: "n", -6: "µ", -3: "m", 0: "", 3: "k", 6: "M", 9: "G"}
 
@@ -139,7 +140,7 @@ def base_unit(name: str) -> tuple[str, str]:
     return name, ""
 
 
-def quantity(name: str, values: Iterable[float] | np.ndarray | None = None) -> Quantity:
+def quantity(name: str, values: ArrayLike | None = None) -> Quantity:
     """The display of stored quantity ``name`` (its ``values`` choose a free SI prefix)."""
     stem, unit = base_unit(name)
     label = LABELS.get(name, stem.replace("_", " "))

@@ -32,6 +32,11 @@ class Synapse(nn.Module):
     once per step. Call :meth:`prepare` once per sequence (the network does) before ``forward``.
     """
 
+    # the per-cell deviates drawn at construction, registered as buffers when there is a ladder
+    program_eps: Tensor
+    relax_eps: Tensor
+    stuck: Tensor
+
     def __init__(
         self,
         n_in: int,
@@ -49,13 +54,14 @@ class Synapse(nn.Module):
         super().__init__()
         if mode not in SYNAPSE_MODES:
             raise BadInputError(f"synapse mode {mode!r}: allowed {', '.join(SYNAPSE_MODES)}")
-        if mode == "device" and ladder is None:
-            raise BadInputError("synapse mode 'device' needs an RRAM model card (--card)")
-        if mode == "device" and ladder.relaxation is None and relaxation_time_s > 0:
-            raise BadInputError(
-                f"relaxation time {relaxation_time_s:g} s: the RRAM card has no relaxation "
-                "model (its wafer had no rram_retention records); use 0 or another card"
-            )
+        if mode == "device":
+            if ladder is None:
+                raise BadInputError("synapse mode 'device' needs an RRAM model card (--card)")
+            if ladder.relaxation is None and relaxation_time_s > 0:
+                raise BadInputError(
+                    f"relaxation time {relaxation_time_s:g} s: the RRAM card has no relaxation "
+                    "model (its wafer had no rram_retention records); use 0 or another card"
+                )
         self.mode, self.name, self.n_in, self.n_out = mode, name, n_in, n_out
         bound = init_scale / math.sqrt(n_in)
         w = (torch.rand(n_out, n_in, generator=init_generator) * 2.0 - 1.0) * bound

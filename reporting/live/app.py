@@ -92,7 +92,7 @@ def create_app(state: LiveState, *, poll_s: float = 0.5, title: str = "bruno-lab
     async def events(request: Request) -> StreamingResponse:
         try:
             after = int(
-                request.headers.get("last-event-id") or request.query_params.get("after", 0)
+                request.headers.get("last-event-id") or request.query_params.get("after", "0")
             )
         except ValueError:
             after = 0

@@ -9,6 +9,7 @@ The card's curves are simulated with ``bruno_lab.devices.fecap`` (``fecap_simula
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -103,15 +104,20 @@ def _centre(p: np.ndarray) -> np.ndarray:
     return p - 0.5 * (p.max(axis=-1, keepdims=True) + p.min(axis=-1, keepdims=True))
 
 
-def _pv_overlay(s: Section, data: ReportData, idx: int, freq: float) -> dict[str, Any] | None:
+# per loop index: the card's simulated loop features ({"model": name -> values}, None without)
+_Models = dict[int, dict[str, dict[str, np.ndarray] | None] | None]
+
+
+def _pv_overlay(
+    s: Section, data: ReportData, idx: int, freq: float
+) -> dict[str, dict[str, np.ndarray] | None] | None:
     rows = data.rows("pv_loop", ok=True)
     rows = rows[rows["key"].fillna("").str.endswith(f"/pv_loop/{idx}")]
     arrays = data.arrays("pv_loop", ("time_s", "voltage_v", "polarization_c_m2"))
     labels = device_label(data)
     qp = quantity("pr_pos_c_m2")
     traces: list[dict[str, Any]] = []
-    first: dict[str, np.ndarray] | None = None
-    first_dev = None
+    first: tuple[int, dict[str, np.ndarray]] | None = None  # device id, its arrays
     for n, r in enumerate(rows.itertuples(index=False)):
         a = arrays.get(int(r.measurement_id))
         if a is None:
@@ -120,7 +126,7 @@ def _pv_overlay(s: Section, data: ReportData, idx: int, freq: float) -> dict[str
         v, p = a["voltage_v"][w], a["polarization_c_m2"][w]
         st = decimate(v.size, LOOP_POINTS)
         if first is None:
-            first, first_dev = a, int(r.device_id)
+            first = int(r.device_id), a
         traces.append(
             {
                 "type": "scattergl",
@@ -138,18 +144,19 @@ def _pv_overlay(s: Section, data: ReportData, idx: int, freq: float) -> dict[str
             traces[-1]["name"] = "measured (each device)"
     if not traces:
         return None
-    model_pr: np.ndarray | None = None
+    model_pr: dict[str, np.ndarray] | None = None
     card = data.cards.get("fecap")
     caption = f"{len(traces)} devices, last loop at {fmt(freq / 1e3)} kHz."
     if card is not None and first is not None:
+        first_dev, first_a = first
         try:
             body = card.card()
             area = float(data.geometry.get(first_dev, {}).get("area_m2", 25e-12))
             mean_p, pop_p = simulate_card_loops(
-                body, area, first["time_s"], first["voltage_v"], N_POPULATION
+                body, area, first_a["time_s"], first_a["voltage_v"], N_POPULATION
             )
-            w = _loop_window(first["time_s"], freq)
-            v = smooth(first["voltage_v"])[w]
+            w = _loop_window(first_a["time_s"], freq)
+            v = smooth(first_a["voltage_v"])[w]
             mean_p, pop_p = _centre(mean_p[w]), _centre(pop_p[:, w])
             lo, hi = percentile_band(pop_p)
             turn = int(np.argmin(v))
@@ -231,7 +238,7 @@ def _dist_figure(
     title: str,
     series: list[tuple[str, np.ndarray, str]],
     q_name: str,
-    model: list[tuple[str, np.ndarray]] = (),
+    model: Sequence[tuple[str, np.ndarray]] = (),
 ) -> dict[str, Any]:
     """Histogram (left) and cumulative distribution (right) of each series (SI values)."""
     q = quantity(q_name)
@@ -293,7 +300,7 @@ def _dist_figure(
     return figure(traces, lay)
 
 
-def _distributions(s: Section, data: ReportData, freqs: dict[int, float], models: dict) -> None:
+def _distributions(s: Section, data: ReportData, freqs: dict[int, float], models: _Models) -> None:
     for name, neg, title in (
         ("pr_pos_c_m2", "pr_neg_c_m2", "remanent polarization"),
         ("vc_pos_v", "vc_neg_v", "coercive voltage"),
@@ -478,7 +485,7 @@ def build(data: ReportData) -> Section | None:
             fit_param_by_device(data, "fecap", name),
             PROTOCOLS,
         )
-    models: dict[int, Any] = {}
+    models: _Models = {}
     for idx, f in freqs.items():
         models[idx] = _pv_overlay(s, data, idx, f)
     _distributions(s, data, freqs, models)

@@ -138,7 +138,7 @@ def _membrane(s: Section, data: ReportData) -> None:
     if not arrays:
         return
     mid, a = next(iter(arrays.items()))
-    dev = data.device_of().get(mid)
+    dev = data.device_of()[mid]  # every measurement of the frame has its device
     st = decimate(a["time_s"].size, 4000)
     s.fig(
         "felif-membrane",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from reporting.sections.common import (
 from reporting.units import Quantity, fmt
 from reporting.wafermap import wafer_map
 
+if TYPE_CHECKING:
+    from bruno_lab.cards import RramLadder
+
 log = logging.getLogger(__name__)
 
 PROTOCOLS = (
@@ -44,6 +47,22 @@ US = 1e6  # S -> µS
 
 
 LOG_FLOOR_US = 1e-3  # on a log conductance axis, reads at or below 1 nS (0, noise) sit here
+
+
+class _RramCard(NamedTuple):
+    """The wafer's latest RRAM card: its version and its ladder."""
+
+    version: int
+    ladder: RramLadder
+
+
+def _rram_card(data: ReportData) -> _RramCard | None:
+    """The wafer's latest RRAM card, None when it has none."""
+    row = data.cards.get("rram")
+    if row is None:
+        return None
+    ladder = row.card().rram
+    return None if ladder is None else _RramCard(row.version, ladder)
 
 
 def _cdf_trace(
@@ -149,10 +168,9 @@ def _levels(s: Section, data: ReportData) -> None:
     order = np.unique(key)
     traces = []
     rows = []
-    card = data.cards.get("rram")
-    ladder = card.card().rram if card is not None else None
-    if ladder is not None and len(ladder.levels) != order.size:
-        ladder = None  # another ladder than the card's: no level-by-level comparison
+    card = _rram_card(data)
+    if card is not None and len(card.ladder.levels) != order.size:
+        card = None  # another ladder than the card's: no level-by-level comparison
     means, sigmas, card_m, card_s = [], [], [], []
     for i, k in enumerate(order):
         m = key == k
@@ -174,7 +192,7 @@ def _levels(s: Section, data: ReportData) -> None:
         sd = float(np.std(g_ok, ddof=1)) if g_ok.size > 1 else math.nan
         means.append(mu)
         sigmas.append(sd)
-        lv = ladder.levels[i] if ladder is not None and i < len(ladder.levels) else None
+        lv = card.ladder.levels[i] if card is not None and i < len(card.ladder.levels) else None
         card_m.append(lv.mean_siemens * US if lv else math.nan)
         card_s.append(lv.sigma_siemens * US if lv else math.nan)
         n_fail = int((m & ~ok).sum())
@@ -214,7 +232,7 @@ def _levels(s: Section, data: ReportData) -> None:
             "name": "measured σ (cell to cell)",
         },
     ]
-    if ladder is not None:
+    if card is not None:
         sig.append(
             {
                 "type": "scatter",
@@ -284,12 +302,12 @@ def _read_noise(s: Section, data: ReportData) -> None:
             }
         )
     g = np.concatenate([a["level_mean_siemens"] for a in rn.values()]) * US
-    card = data.cards.get("rram")
-    ladder = card.card().rram if card is not None else None
+    card = _rram_card(data)
     cap = "Standard deviation of repeated reads of one programmed state against its mean."
-    if ladder is not None and ladder.read_noise is not None:
+    if card is not None and card.ladder.read_noise is not None:
+        noise = card.ladder.read_noise
         grid = np.linspace(0.0, max(float(np.nanmax(g)) * 1.1, 1.0), 50)
-        model = [ladder.read_noise.sigma_siemens(x / US) * US for x in grid]
+        model = [noise.sigma_siemens(x / US) * US for x in grid]
         traces.append(
             {
                 "type": "scatter",
@@ -297,8 +315,8 @@ def _read_noise(s: Section, data: ReportData) -> None:
                 "x": grid,
                 "y": model,
                 "line": {"color": "#d62728", "width": 2},
-                "name": f"card v{card.version}: σ = {fmt(ladder.read_noise.floor_siemens * 1e9)} nS"
-                f" + {fmt(100 * ladder.read_noise.slope_rel)} % · G",
+                "name": f"card v{card.version}: σ = {fmt(noise.floor_siemens * 1e9)} nS"
+                f" + {fmt(100 * noise.slope_rel)} % · G",
             }
         )
     s.fig(
@@ -357,16 +375,15 @@ def _retention(s: Section, data: ReportData) -> None:
             labels.add(group)
     if not traces:
         return
-    card = data.cards.get("rram")
-    ladder = card.card().rram if card is not None else None
+    card = _rram_card(data)
     cap = "Read conductance after programming (one line per cell and level)."
-    if ladder is not None and ladder.relaxation is not None and first:
+    if card is not None and card.ladder.relaxation is not None and first:
         t_all = np.concatenate([a["time_s"] for a in ret.values()])
         t0 = float(t_all[t_all > 0].min())
         grid = np.geomspace(t0, float(t_all.max()), 40)
         for k, g0s in sorted(first.items()):
             g0 = float(np.median(g0s))
-            mean, band = _card_relaxation(ladder, g0, grid, t0)
+            mean, band = _card_relaxation(card.ladder, g0, grid, t0)
             traces += [
                 {
                     "type": "scatter",
@@ -429,7 +446,7 @@ def _defective(data: ReportData) -> set[int]:
 
 
 def _card_relaxation(
-    ladder: Any, g0_siemens: float, time_s: np.ndarray, t_first_s: float
+    ladder: RramLadder, g0_siemens: float, time_s: np.ndarray, t_first_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The card's conductance (S) at ``time_s`` of a cell that read ``g0_siemens`` at
     ``t_first_s``, and its ±1σ, from ``bruno_lab.train.rram.programmed_conductance``."""

@@ -40,5 +40,5 @@ def build(
         s.note("No measurement failed.", "good")
     if training is not None and training.history:
         v = training_verdict(training)
-        s.note("Training: " + v.text, v.level)  # type: ignore[arg-type]
+        s.note("Training: " + v.text, v.level)
     return s

@@ -3,6 +3,8 @@ verdict when the network did not learn beyond chance or collapsed onto one class
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from reporting.model import Section
@@ -15,9 +17,9 @@ def build(rec: TrainingRecord | None) -> Section | None:
         return None
     s = Section("training", "Training", rec.description)
     v = training_verdict(rec)
-    s.note(v.text, v.level)  # type: ignore[arg-type]
+    s.note(v.text, v.level)
     ep = [h["epoch"] for h in rec.history]
-    traces = [
+    traces: list[dict[str, Any]] = [
         {
             "type": "scatter",
             "mode": "lines+markers",
