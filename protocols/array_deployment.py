@@ -46,7 +46,7 @@ from protocols.deployment import (
     _write_json,
     find_die,
     map_sha256,
-    record_path_for,
+    record_destination,
     station_wafer,
 )
 from protocols.orchestrator import Orchestrator, RunProgress
@@ -231,6 +231,7 @@ def deploy_to_crossbar(
     read_v = float(pmap.get("read_voltage_v") or settings.program.read_v)
     program = settings.program.model_copy(update={"read_v": read_v, "n_rows": rows, "cols": cols})
     _envelope_check(station, [settings.forming, settings.health, program])
+    path = record_destination(network_path, die_ref.label, record_path)
     survey = survey_rows(settings, needed, rows)
     device = _device(die_ref, site)
     sha = map_sha256(pmap)
@@ -304,11 +305,6 @@ def deploy_to_crossbar(
         die_ref, site, program, network_path, station_path, wafer,
     )  # fmt: skip
     record.update(status=run_status, map_sha256=sha)
-    path: Path | None = None
-    if record_path is not None:
-        path = Path(record_path)
-    elif network_path is not None:
-        path = record_path_for(network_path, die_ref.label)
     if path is not None:
         _write_json(path, record)
     log.info(

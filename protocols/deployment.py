@@ -271,6 +271,7 @@ def deploy_network(
     die_ref = find_die(wafer, die)
     cells = assign_cells(pmap, wafer, die_ref)
     check_envelope(station, settings, [c.target_conductance_siemens for c in cells])
+    path = record_destination(network_path, die_ref.label, record_path)
     sha = map_sha256(pmap)
     what = network_path.name if network_path is not None else f"network {sha[:12]}"
     plan = _plan(f"deploy {what} on {die_ref.label}", wafer, die_ref, cells, settings, sha)
@@ -302,11 +303,6 @@ def deploy_network(
         summary = orchestrator.run()
     record = _record(store, run_id, cells, pmap, settings, network_path, station_path, wafer)
     record.update(status=summary.status, map_sha256=sha)
-    path: Path | None = None
-    if record_path is not None:
-        path = Path(record_path)
-    elif network_path is not None:
-        path = record_path_for(network_path, die_ref.label)
     if path is not None:
         _write_json(path, record)
     log.info("deployed %s on %s: %s", what, die_ref.label, record["n_success"])
@@ -410,10 +406,24 @@ def write_record(path: str | Path, record: dict[str, Any]) -> Path:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    from bruno_lab.safeio import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(doc, indent=1, default=str))
+
+
+def record_destination(
+    network_path: Path | None, die_label: str, record_path: str | Path | None
+) -> Path | None:
+    """Where a deployment's record goes (``record_path``, else beside the network file, else
+    nowhere), checked writable before anything is programmed."""
+    from bruno_lab.safeio import check_output_path
+
+    if record_path is not None:
+        return check_output_path(record_path, "deployment record")
+    if network_path is not None:
+        return check_output_path(record_path_for(network_path, die_label), "deployment record")
+    return None
 
 
 def load_record(path: str | Path) -> dict[str, Any]:

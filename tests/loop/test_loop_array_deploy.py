@@ -210,3 +210,20 @@ def test_chip_accuracy_is_close_to_software_and_falls_as_the_array_gets_worse(
         print(name, {k: round(s[f"{k}_accuracy"], 3) for k in shown})
     assert gaps["nominal"] <= 0.03, gaps
     assert gaps["worse"] > gaps["nominal"] + 0.02, gaps
+
+
+@pytest.mark.parametrize("target", ["crossbar", "cells"])
+def test_an_unwritable_record_path_is_refused_before_anything_is_programmed(
+    sim_lab_factory, loop_truth_factory, tiny_network_factory, loop_db_url, tmp_path, target
+) -> None:
+    lab = sim_lab_factory(truth=loop_truth_factory(n_rram=8, crossbar={"rows": 8, "cols": 8}))
+    station = lab.write_station(tmp_path / "station.yaml")
+    net = tiny_network_factory(tmp_path / "net.pt")
+    (tmp_path / "net.deploy-1_1.json").mkdir()  # where the record would go: a directory
+    done = _cli("deploy", "--network", str(net), "--station", str(station), "--die", "1,1",
+                "--db", loop_db_url, "--target", target)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "deployment record" in done.stderr and "Traceback" not in done.stderr
+    assert not lab.commands("array_tester") and not lab.commands("smu")
+    assert _measurements(loop_db_url, "array_forming") == []
+    assert not list(tmp_path.glob("*.tmp"))
