@@ -7,7 +7,10 @@ drivers check the envelope again on every command; these helpers never bypass th
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -176,6 +179,36 @@ def pulse_samples(amplitude_v: float, width_s: float, edge_s: float) -> tuple[np
     return piecewise_waveform(corners, rate)[1], rate
 
 
+# Reads that came back at the current limit during the measurement in progress (a reading at
+# the limit measures the limit, not the device); the orchestrator opens one list per measurement
+# and, if the measurement fails, says so in its reason.
+_COMPLIANCE_READS: contextvars.ContextVar[list[tuple[float, float]] | None] = (
+    contextvars.ContextVar("compliance_reads", default=None)
+)
+
+
+@contextlib.contextmanager
+def counting_compliance() -> Iterator[list[tuple[float, float]]]:
+    """Collect ``(read voltage V, limit A)`` of every read at the current limit in the block."""
+    hits: list[tuple[float, float]] = []
+    token = _COMPLIANCE_READS.set(hits)
+    try:
+        yield hits
+    finally:
+        _COMPLIANCE_READS.reset(token)
+
+
+def compliance_reason(hits: list[tuple[float, float]]) -> str:
+    """The words appended to a failed measurement's reason (empty without hits)."""
+    if not hits:
+        return ""
+    read_v, limit_a = hits[-1]
+    return (
+        f" [compliance: {len(hits)} read(s) at the {limit_a:.3g} A current limit (last at "
+        f"{read_v:g} V): they measured the limit, not the device]"
+    )
+
+
 def read_conductance_siemens(
     bench: BenchView,
     read_v: float,
@@ -193,6 +226,9 @@ def read_conductance_siemens(
     smu.source_voltage_v = read_v
     smu.output_enabled = True
     current_a = smu.measure_current_a(raise_on_compliance=False)
+    hits = _COMPLIANCE_READS.get()
+    if hits is not None and abs(current_a) >= current_limit_a * (1.0 - 1e-6):
+        hits.append((read_v, current_limit_a))
     return float(current_a / read_v)
 
 

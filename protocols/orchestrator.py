@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from protocols import bench_ops
 from protocols.base import DeviceFailure, DeviceUnderTest, ProtocolResult
 from protocols.plan import Plan
 from protocols.registry import get_protocol
@@ -179,8 +180,10 @@ class Orchestrator:
         error: str | None = None
         arrays: dict[str, Any] = {}
         for attempt in range(1, self.policy.max_attempts + 1):
+            compliance: list[tuple[float, float]] = []
             try:
-                result = self._timed(lambda: spec.run(self.bench, device, item.params))
+                with bench_ops.counting_compliance() as compliance:
+                    result = self._timed(lambda: spec.run(self.bench, device, item.params))
                 error = None
                 break
             except DeviceFailure as failure:
@@ -201,6 +204,8 @@ class Orchestrator:
                 error = f"analysis: {type(exc).__name__}: {exc}"
                 self._make_safe_and_recontact(device)
                 break
+        if error is not None:  # reads at the current limit cut it short: say so
+            error += bench_ops.compliance_reason(compliance)
         self._commit(item, device_id, result, error, arrays, started, signals)
 
     def _commit(

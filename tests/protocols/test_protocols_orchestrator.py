@@ -158,6 +158,38 @@ def test_injected_faults_are_recorded_and_the_run_goes_on(
     assert _is_safe(lab)
 
 
+def test_reads_at_the_compliance_limit_are_the_failed_measurements_reason(
+    sim_lab_factory, truth_factory, quick_plan_factory, write_plan, db_url, tmp_path
+) -> None:
+    """Every SMU reading at the current limit: rram_iv fails as "no switching", and its reason
+    says the reads measured the limit (issue 16: 451 injected hits, none named as a reason)."""
+    from instruments.sim.faults import FaultKind
+
+    lab = sim_lab_factory(truth=truth_factory(), seed=15)
+    plan = {**quick_plan_factory(dies=[[1, 1]]), "protocols": [{"protocol": "rram_iv"}]}
+    prepared = _prepared(lab, tmp_path, write_plan(plan))
+    lab.faults.force("smu", FaultKind.COMPLIANCE, 10_000)
+    store = open_store(db_url)
+    try:
+        summary = execute_run(prepared, store, policy=FAST_RETRY)
+    finally:
+        lab.faults.clear()
+        store.close()
+    rows = _rows(db_url)
+    assert summary.failed == len(rows) >= 1
+    for row in rows:
+        assert "no switching" in row.error
+        assert "read(s) at the 0.0005 A current limit" in row.error, row.error
+    # a measurement that does not read at the limit says nothing about compliance
+    prepared = _prepared(lab, tmp_path, write_plan({**plan, "name": "clean"}, "clean.yaml"))
+    store = open_store(db_url)
+    try:
+        execute_run(prepared, store, policy=FAST_RETRY)
+    finally:
+        store.close()
+    assert not any("compliance" in (r.error or "") for r in _rows(db_url)[len(rows) :])
+
+
 def test_dropped_connection_is_reconnected_and_retried(
     sim_lab_factory, truth_factory, quick_plan_factory, write_plan, db_url, tmp_path
 ) -> None:
