@@ -19,6 +19,7 @@ def watch(
         int | None,
         typer.Option(
             "--run",
+            min=1,
             help="Run id to follow (default: the newest run, and the next).",
             show_default=False,
         ),
@@ -48,6 +49,14 @@ def watch(
     from reporting.live.server import serve
 
     store = open_store_for_cli(db)
+    if run is not None:
+        from bruno_lab.errors import BadInputError, DataError
+
+        try:
+            store.get_run(run)
+        except DataError:
+            store.close()
+            raise BadInputError(f"--run {run}: no such run in {store.masked_url}") from None
 
     def ready(url: str) -> None:
         typer.echo(f"live view of {store.masked_url}: {url}", err=True)
