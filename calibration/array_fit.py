@@ -179,7 +179,8 @@ def spatial_trend(values: np.ndarray, quantity: str, unit: str) -> SpatialTrend 
     column effects (the mean residual of each row/column, its variance less what the per-cell
     rest alone would give) and the per-cell spread about plane and effects."""
     v = np.asarray(values, dtype=np.float64)
-    rows, cols = np.indices(v.shape)
+    grid = np.indices(v.shape)
+    rows, cols = grid[0], grid[1]
     ok = np.isfinite(v)
     if ok.sum() < 10:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from instruments.roles import Clock, register_model
 from instruments.scpi import Instrument
@@ -52,7 +52,7 @@ class SimulatedClock(Instrument, Clock):
 class WallClock(Clock):
     """Wall time (``time.monotonic`` / ``time.sleep``) for a real bench."""
 
-    needs_resource = False
+    needs_resource: ClassVar[bool] = False
     ROLE = "clock"
 
     def __init__(self, resource: Any = None, **_: Any) -> None:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from instruments.envelope import SafetyGuard
 
 ROLES = ("smu", "awg", "scope", "prober", "clock", "array_tester", "switch_matrix")
 
@@ -222,14 +225,16 @@ class ArrayTester(abc.ABC):
 
 class SwitchMatrix(abc.ABC):
     """A relay switch matrix (role ``switch_matrix``) between instrument rows and device columns
-    (the array's lines): close and open crosspoints; never while a source is on."""
+    (the array's lines): close and open crosspoints; never while a source is on. (The relay
+    methods are ``close_channels``/``open_channels``: a driver's ``close()`` closes its VISA
+    session, which ``Bench.close`` calls.)"""
 
     @abc.abstractmethod
-    def close(self, channels: list[str]) -> None:
+    def close_channels(self, channels: list[str]) -> None:
         """Close crosspoints (e.g. ``["1A05", "1C12"]``), waiting until the relays settle."""
 
     @abc.abstractmethod
-    def open(self, channels: list[str]) -> None:
+    def open_channels(self, channels: list[str]) -> None:
         """Open crosspoints."""
 
     @abc.abstractmethod
@@ -256,16 +261,32 @@ class Clock(abc.ABC):
 # -- model registry -------------------------------------------------------------------------
 
 
+class ModelClass(Protocol):
+    """What the station needs of a registered model's class: whether it is opened on a VISA
+    resource, and its constructor (the open resource, or None when it needs none)."""
+
+    needs_resource: ClassVar[bool]
+
+    def __init__(
+        self,
+        resource: Any,
+        *,
+        role: str | None = None,
+        guard: SafetyGuard | None = None,
+        timeout_s: float = ...,
+    ) -> None: ...
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     role: str
-    cls: type
+    cls: type[ModelClass]
 
 
 MODELS: dict[str, ModelEntry] = {}
 
-T = TypeVar("T", bound=type)
+T = TypeVar("T", bound=type[ModelClass])
 
 
 def register_model(name: str, *, role: str) -> Callable[[T], T]:

@@ -11,7 +11,7 @@ is sent (``forbid_hot_switching`` in the envelope; the bench tells the guard whi
 live): hot switching arcs the reeds and puts the source's step on whatever the relay meets.
 
     matrix = Keithley707B(rm.open_resource("TCPIP::10.0.0.8::5025::SOCKET"), guard=guard)
-    matrix.close(["1A05", "1C11", "1D07"])   # SMU to a bit line, ground and gate to a row
+    matrix.close_channels(["1A05", "1C11", "1D07"])  # SMU to a bit line, ground, gate to a row
     ...                                      # outputs on, measure, outputs off
     matrix.open_all()
 """
@@ -77,13 +77,13 @@ class Keithley707B(Instrument, SwitchMatrix):
         self.wait_complete()  # the relays have settled
         self.check_errors()
 
-    def close(self, channels: list[str]) -> None:
+    def close_channels(self, channels: list[str]) -> None:
         spec = _channel_list(channels)
         self._change(f'channel.close("{spec}")', f"close {spec}")
         if self._closed is not None:
             self._closed |= set(spec.split(","))
 
-    def open(self, channels: list[str]) -> None:
+    def open_channels(self, channels: list[str]) -> None:
         spec = _channel_list(channels)
         self._change(f'channel.open("{spec}")', f"open {spec}")
         if self._closed is not None:

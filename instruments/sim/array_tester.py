@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from instruments.sim.crossbar import Crossbar, FormSettings, VerifySettings
+from instruments.sim.bench import VirtualBench
+from instruments.sim.crossbar import Crossbar, FormSettings, ReadMode, VerifySettings
 from instruments.sim.scpi_message import CommandError
 from instruments.sim.scpi_params import BlockData, Boolean, Choice, Number, nr1
 from instruments.sim.scpi_server import Call, TableServer
@@ -156,11 +157,47 @@ class ArrayTesterServer(TableServer):
                 doc="Line drivers connected (ON) or every line at 0 V and released (OFF)."),
     )  # fmt: skip
 
-    def __init__(self, bench: Any, *args: Any, **kwargs: Any) -> None:
+    # The settings the command table writes onto this server (its own state object): numbers
+    # are floats (an integer Number too), choices their canonical word, booleans bools.
+    wl_v: float
+    bl_v: float
+    sl_v: float
+    compliance_a: float
+    width_s: float
+    read_v: float
+    read_gate_v: float
+    aperture_s: float
+    read_mode: str
+    scheme: str
+    tolerance_siemens: float
+    prog_width_s: float
+    set_bl_v: float
+    gate_start_v: float
+    gate_stop_v: float
+    gate_step_v: float
+    set_gate_v: float
+    bl_start_v: float
+    bl_stop_v: float
+    bl_step_v: float
+    reset_start_v: float
+    reset_stop_v: float
+    reset_step_v: float
+    reset_gate_v: float
+    max_attempts: float
+    form_start_v: float
+    form_stop_v: float
+    form_step_v: float
+    form_width_s: float
+    form_gate_v: float
+    form_threshold_siemens: float
+    mvm_gate_v: float
+    output_on: bool
+
+    def __init__(self, bench: VirtualBench, *args: Any, **kwargs: Any) -> None:
         self.bench = bench
         super().__init__(*args, **kwargs)
 
-    def new_state(self) -> Any:
+    def new_state(self) -> ArrayTesterServer:
         return self
 
     def after_reset(self) -> None:
@@ -264,7 +301,7 @@ class ArrayTesterServer(TableServer):
 
     # ----- reads ------------------------------------------------------------------------------
 
-    def _mode(self) -> str:
+    def _mode(self) -> ReadMode:
         return "cell" if self.read_mode == "CELL" else "row"
 
     def _read_cell(self, call: Call, row: float, col: float) -> str:
@@ -279,7 +316,7 @@ class ArrayTesterServer(TableServer):
         self._check_index(array, int(row), None)
         mode = self._mode()
         g = array.read_row(int(row), self.read_v, self.read_gate_v, self._now(), mode=mode)
-        self._advance(array.read_time_s(mode))  # type: ignore[arg-type]
+        self._advance(array.read_time_s(mode))
         return _f64_block(g.numpy())
 
     def _read_array(self, call: Call) -> bytes:
@@ -288,7 +325,7 @@ class ArrayTesterServer(TableServer):
         rows = []
         for r in range(array.rows):
             rows.append(array.read_row(r, self.read_v, self.read_gate_v, self._now(), mode=mode))
-            self._advance(array.read_time_s(mode))  # type: ignore[arg-type]
+            self._advance(array.read_time_s(mode))
         return _f64_block(torch.stack(rows).reshape(-1).numpy())
 
     # ----- write-verify ---------------------------------------------------------------------------
@@ -299,7 +336,7 @@ class ArrayTesterServer(TableServer):
             tolerance_siemens=self.tolerance_siemens,
             read_v=self.read_v,
             read_gate_v=self.read_gate_v,
-            read_mode=self._mode(),  # type: ignore[arg-type]
+            read_mode=self._mode(),
             width_s=self.prog_width_s,
             set_bl_v=self.set_bl_v,
             gate_start_v=self.gate_start_v,

@@ -313,14 +313,15 @@ class Crossbar:
     def pulse_cells(
         self,
         idx: Tensor,
-        bl_v: Tensor,
-        sl_v: Tensor,
-        gate_v: Tensor,
+        bl_v: Tensor | float,
+        sl_v: Tensor | float,
+        gate_v: Tensor | float,
         width_s: float,
         now_s: float,
     ) -> Tensor:
-        """One pulse on cells ``idx`` with per-cell line voltages; returns the current through
-        each at the end of the pulse (A). The caller advances the clock."""
+        """One pulse on cells ``idx`` with per-cell line voltages (a tensor, or one value for
+        every cell); returns the current through each at the end of the pulse (A). The caller
+        advances the clock."""
         if idx.numel() == 0:
             return torch.zeros(0, dtype=DTYPE)
         self.relax_to(now_s, idx)
@@ -711,7 +712,7 @@ class CellView(SimDevice):
         self.extra["current_limit_a"] = float(limit[0])
         self.extra["cell"] = (index // crossbar.cols, index % crossbar.cols)
 
-    @property  # type: ignore[override]
+    @property
     def state(self) -> RramState | None:
         xb_ = self._crossbar
         xb_.relax_to(self._now_s(), self._idx)
@@ -728,7 +729,7 @@ class CellView(SimDevice):
         if moved:
             xb_._programmed(self._idx, self._now_s())
 
-    @property  # type: ignore[override]
+    @property
     def last_touched_s(self) -> float:
         return float(self._now_s())
 

@@ -12,16 +12,21 @@ the whole sequence in one call of the devices' C kernel (tested against the plai
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from bruno_lab.devices.felif_core import FeLIFParams
+    from instruments.sim.bench import BurstRecord, Wiring
+    from instruments.sim.device_truth import SimDevice
 
 DTYPE = torch.float64
 MAX_MICRO_STEP_S = 1e-6
 
 
-def run_burst(device: Any, params: Any, record: Any, wiring: Any) -> None:
+def run_burst(device: SimDevice, params: FeLIFParams, record: BurstRecord, wiring: Wiring) -> None:
     """Fill ``record`` (input current, polarization, ``extra["membrane_v"]``) and store the
     device's new state (V, P) on ``device.state``."""
     from bruno_lab.devices import felif
@@ -39,7 +44,9 @@ def run_burst(device: Any, params: Any, record: Any, wiring: Any) -> None:
         record=True,
         max_spikes=1,
     )
+    trace_v, trace_p = result.trace_voltage_v, result.trace_polarization_c_m2
+    assert trace_v is not None and trace_p is not None  # record=True: the trace is there
     device.state = felif.FeLIFState(result.voltage_v.clone(), result.polarization_c_m2.clone())
     record.current_a = current_in_a
-    record.polarization_c_m2 = result.trace_polarization_c_m2[:, 0].numpy()
-    record.extra["membrane_v"] = result.trace_voltage_v[:, 0].numpy()
+    record.polarization_c_m2 = trace_p[:, 0].numpy()
+    record.extra["membrane_v"] = trace_v[:, 0].numpy()

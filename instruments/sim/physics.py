@@ -8,12 +8,16 @@ float64 (the sim is the ground truth).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from bruno_lab.devices.params import DeviceParams
 from instruments.sim.wafer import SimDevice
+
+if TYPE_CHECKING:
+    from instruments.sim.bench import BurstRecord, Wiring
 
 DTYPE = torch.float64
 
@@ -25,6 +29,7 @@ def params_for(device: SimDevice) -> Any:
         return cached
     truth = device.truth
     document = dict(truth.params)
+    cls: type[DeviceParams]
     if truth.kind == "fecap":
         from bruno_lab.devices.fecap import FeCapParams as cls
     elif truth.kind == "felif":
@@ -112,15 +117,17 @@ def dc_current_a(
     time_s = np.concatenate([[0.0], settle_s + np.linspace(0.0, duration_s, DC_STEPS * 8 + 1)])
     if settle_s <= 0.0:
         time_s = time_s[1:]
-    current = _fecap_run(device, time_s, np.full_like(time_s, voltage_v))
+    current_a = _fecap_run(device, time_s, np.full_like(time_s, voltage_v))
     inside = time_s >= settle_s + 0.5 * duration_s if total_s > 0 else slice(None)
-    return float(np.mean(current[inside]))
+    return float(np.mean(current_a[inside]))
 
 
 # ----- transients (AWG) -------------------------------------------------------------------------
 
 
-def transient(device: SimDevice, record: Any, wiring: Any, seed: int, now_s: float) -> None:
+def transient(
+    device: SimDevice, record: BurstRecord, wiring: Wiring, seed: int, now_s: float
+) -> None:
     """Fill ``record.current_a`` (and polarization) for the voltage ``record.voltage_v``."""
     kind = device.truth.kind
     if kind == "fecap":
@@ -157,7 +164,7 @@ def transient(device: SimDevice, record: Any, wiring: Any, seed: int, now_s: flo
 
 
 def _fecap_run(
-    device: SimDevice, time_s: np.ndarray, voltage_v: np.ndarray, record: Any = None
+    device: SimDevice, time_s: np.ndarray, voltage_v: np.ndarray, record: BurstRecord | None = None
 ) -> np.ndarray:
     """Current (A) of the FeCap at ``time_s`` under ``voltage_v`` (linear between samples),
     starting from, and then storing, its mean polarization."""
@@ -177,7 +184,7 @@ def _fecap_run(
     return trace.current_a.reshape(-1).numpy()
 
 
-def _felif_run(device: SimDevice, record: Any, wiring: Any) -> None:
+def _felif_run(device: SimDevice, record: BurstRecord, wiring: Wiring) -> None:
     from instruments.sim.felif_burst import run_burst
 
     run_burst(device, params_for(device), record, wiring)

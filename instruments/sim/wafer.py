@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, model_validator
@@ -20,6 +20,9 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from bruno_lab.errors import PlanError
 from bruno_lab.strict import StrictModel
 from instruments.sim.device_truth import DeviceTruth, SimDevice
+
+if TYPE_CHECKING:
+    from instruments.sim.crossbar import Crossbar
 
 DEFAULT_TRUTH_PATH = Path(__file__).with_name("truth_default.yaml")
 MIN_DIE_UM = 100.0
@@ -213,7 +216,7 @@ class Wafer:
             raise PlanError("truth wafer: no die fits inside the usable wafer area")
         self._index = {die: i for i, die in enumerate(self.dies)}
         self._devices: dict[tuple[int, int, int], SimDevice] = {}
-        self._arrays: dict[tuple[int, int, int], Any] = {}
+        self._arrays: dict[tuple[int, int, int], Crossbar] = {}
         self.n_cols = max(c for c, _ in self.dies) + 1
         self.n_rows = max(r for _, r in self.dies) + 1
 
@@ -242,7 +245,7 @@ class Wafer:
             self._devices[key] = SimDevice(truth=self._draw(col, row, site))
         return self._devices[key]
 
-    def array(self, col: int, row: int, site: int) -> Any:
+    def array(self, col: int, row: int, site: int) -> Crossbar:
         """The crossbar (``instruments.sim.crossbar.Crossbar``) at a die's ``rram_array`` site,
         drawn on first use; ``KeyError`` for a site that holds no array."""
         if (col, row) not in self._index:
@@ -258,6 +261,8 @@ class Wafer:
 
     def _draw(self, col: int, row: int, site: int) -> DeviceTruth:
         spec = self.truth.sites[site]
+        if spec.kind == "rram_array":  # its cells are the crossbar's (``array``)
+            raise KeyError(f"site {site} is an rram_array: its cells belong to Wafer.array")
         population = self.truth.populations[spec.kind]
         rng = np.random.default_rng([self.seed, col, row, site, zlib.crc32(spec.kind.encode())])
         params = {name: _draw_one(dist, rng) for name, dist in sorted(population.params.items())}

@@ -45,9 +45,9 @@ def _route(source_row: str) -> list[str]:
 def test_crosspoints_close_and_open_with_opc(bench: Any) -> None:
     matrix = bench.switch_matrix
     assert matrix.closed() == []
-    matrix.close(_route("A"))
+    matrix.close_channels(_route("A"))
     assert matrix.closed() == sorted(_route("A"))
-    matrix.open([_route("A")[0]])
+    matrix.open_channels([_route("A")[0]])
     assert matrix.closed() == sorted(_route("A")[1:])
     matrix.open_all()
     assert matrix.closed() == []
@@ -56,7 +56,7 @@ def test_crosspoints_close_and_open_with_opc(bench: Any) -> None:
     closes = [i for i, t in enumerate(texts) if t.startswith("channel.")]
     assert all(texts[i + 1] == "*OPC?" for i in closes)  # every change waits for the relays
     with pytest.raises(SettingRangeError, match="1A01"):
-        matrix.close(["1J01"])
+        matrix.close_channels(["1J01"])
     matrix.write('channel.close("1A13")')  # column 13 does not exist on a 12-column card
     with pytest.raises(InstrumentErrorQueue, match="1115"):
         matrix.check_errors()
@@ -64,7 +64,7 @@ def test_crosspoints_close_and_open_with_opc(bench: Any) -> None:
 
 def test_no_relay_changes_while_a_source_is_on(bench: Any) -> None:
     matrix = bench.switch_matrix
-    matrix.close(_route("A"))
+    matrix.close_channels(_route("A"))
     smu = bench.smu
     smu.configure_voltage_source(0.24, 1e-4, 0.1)
     smu.source_voltage_v = 0.2
@@ -73,13 +73,13 @@ def test_no_relay_changes_while_a_source_is_on(bench: Any) -> None:
     with pytest.raises(EnvelopeError, match="forbid_hot_switching"):
         matrix.open_all()
     with pytest.raises(EnvelopeError, match="outputs on: smu"):
-        matrix.close(["1B01"])
+        matrix.close_channels(["1B01"])
     assert len(bench.lab.commands("switch_matrix")) == before  # nothing was sent
     smu.shutdown()
     matrix.open_all()  # allowed once the output is off
     bench.array_tester.output_enabled = True
     with pytest.raises(EnvelopeError, match="array_tester"):
-        matrix.close(_route("A"))
+        matrix.close_channels(_route("A"))
 
 
 def test_smu_and_awg_reach_one_cell_and_the_transistor_limits_the_set(bench: Any) -> None:
@@ -89,7 +89,7 @@ def test_smu_and_awg_reach_one_cell_and_the_transistor_limits_the_set(bench: Any
     k = ROW * 64 + COL
     assert bench_ops.read_conductance_siemens(bench, 0.2, 1e-4, 0.1) == pytest.approx(0, abs=1e-8)
     bench.smu.shutdown()  # nothing routed: the SMU sees an open circuit
-    bench.switch_matrix.close(_route("A"))
+    bench.switch_matrix.close_channels(_route("A"))
     assert bench_ops.read_conductance_siemens(bench, 0.2, 1e-4, 0.1) == pytest.approx(
         1e-9, abs=5e-9
     )
@@ -103,9 +103,27 @@ def test_smu_and_awg_reach_one_cell_and_the_transistor_limits_the_set(bench: Any
     assert g == pytest.approx(float(xb.isolated_conductance(0.2, 3.3)[k]), rel=0.15)
     # the AWG through the matrix: its SET pulse current is held at I_sat(gate bias)
     bench.switch_matrix.open_all()
-    bench.switch_matrix.close(_route("B"))
+    bench.switch_matrix.close_channels(_route("B"))
     bench_ops.apply_pulse(bench, 2.0, 1e-6, edge_s=2e-8)
     burst = bench.lab.last_burst()
     i_sat = float(saturation_current_a(DEFAULT_GATE_BIAS_V, xb.fet_params(xb.row_cells(ROW)))[COL])
     assert burst.kind == "rram"
     assert float(np.max(burst.current_a)) == pytest.approx(i_sat, rel=1e-6)
+
+
+def test_closing_the_bench_closes_the_matrix_session(sim_lab_factory: Any, tmp_path: Path) -> None:
+    """``Bench.close`` calls every driver's ``close()``; the matrix's relay methods are
+    ``close_channels``/``open_channels``, so its ``close()`` is the VISA session's, as for every
+    other instrument (it used to be the relays', needing channels: the session stayed open)."""
+    from pyvisa.errors import InvalidSession
+
+    from instruments.station import open_bench
+
+    lab = sim_lab_factory(truth=ARRAY_TRUTH, seed=8)
+    bench = open_bench(lab.write_station(tmp_path / "station.yaml"))
+    matrix, smu = bench.switch_matrix, bench.smu
+    assert matrix.resource.session is not None and matrix.closed() == []
+    bench.close()
+    for driver in (matrix, smu):
+        with pytest.raises(InvalidSession):
+            driver.resource.session  # noqa: B018 (the property raises once the session is closed)
