@@ -29,9 +29,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import Table, and_, or_, select, text, update
 
 from bruno_lab.errors import BadInputError, BrunoLabError
+from protocols.seams import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +73,19 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
-def _run_table() -> Any:
+def _run_table() -> Table:
     from bruno_lab.store.models import Run
 
     return Run.__table__
 
 
-def _now(store: Any) -> datetime:
+def _now(store: RunStore) -> datetime:
     from bruno_lab.store.models import utcnow
 
     return utcnow()
 
 
-def lease_info(store: Any, run_id: int) -> tuple[str | None, datetime | None]:
+def lease_info(store: RunStore, run_id: int) -> tuple[str | None, datetime | None]:
     run = _run_table()
     with store.engine.connect() as conn:
         row = conn.execute(
@@ -100,7 +101,7 @@ def lease_info(store: Any, run_id: int) -> tuple[str | None, datetime | None]:
     return row[0], beat
 
 
-def try_acquire(store: Any, run_id: int, holder: str) -> bool:
+def try_acquire(store: RunStore, run_id: int, holder: str) -> bool:
     """Take the lease of ``run_id`` if it is free, ours, or stale; True if we hold it now."""
     run = _run_table()
     now = _now(store)
@@ -130,7 +131,7 @@ def try_acquire(store: Any, run_id: int, holder: str) -> bool:
     return True
 
 
-def acquire(store: Any, run_id: int, holder: str) -> None:
+def acquire(store: RunStore, run_id: int, holder: str) -> None:
     """Take the lease or raise :class:`RunLeased` naming the live holder."""
     if try_acquire(store, run_id, holder):
         return
@@ -143,7 +144,7 @@ def acquire(store: Any, run_id: int, holder: str) -> None:
     )
 
 
-def release(store: Any, run_id: int, holder: str) -> None:
+def release(store: RunStore, run_id: int, holder: str) -> None:
     run = _run_table()
     with store.engine.begin() as conn:
         conn.execute(
@@ -156,7 +157,7 @@ def release(store: Any, run_id: int, holder: str) -> None:
 class Lease:
     """A held lease with its heartbeat thread; ``lost`` turns True if it was taken over."""
 
-    def __init__(self, store: Any, run_id: int, holder: str) -> None:
+    def __init__(self, store: RunStore, run_id: int, holder: str) -> None:
         self.store = store
         self.run_id = run_id
         self.holder = holder
@@ -205,7 +206,7 @@ class LeasedStore:
     """The store as the orchestrator sees it while a lease is held: writes check the lease
     first, so a process that lost its run never writes into it again."""
 
-    def __init__(self, store: Any, lease: Lease) -> None:
+    def __init__(self, store: RunStore, lease: Lease) -> None:
         self._store = store
         self._lease = lease
 
@@ -216,15 +217,15 @@ class LeasedStore:
         self._lease.check()
         return self._store.add_measurement(**kwargs)
 
-    def set_run_status(self, run_id: int, status: Any, *args: Any, **kwargs: Any) -> None:
+    def set_run_status(self, run_id: int, status: str, finished_at: datetime | None = None) -> None:
         if self._lease.lost:
             log.warning("run %s: not setting status %s (lease lost)", run_id, status)
             return
-        self._store.set_run_status(run_id, status, *args, **kwargs)
+        self._store.set_run_status(run_id, status, finished_at)
 
 
 @contextlib.contextmanager
-def plan_open_lock(store: Any, plan_sha256: str) -> Iterator[None]:
+def plan_open_lock(store: RunStore, plan_sha256: str) -> Iterator[None]:
     """Serialize find-or-create of the run of one plan across processes (see module doc)."""
     engine = store.engine
     key = int.from_bytes(hashlib.sha256(plan_sha256.encode()).digest()[:8], "big", signed=True)

@@ -97,7 +97,7 @@ def leased_run(
     resume: int | None,
     operator: str,
     purpose: str = "characterization",
-) -> Iterator[tuple[int, bool, Any]]:
+) -> Iterator[tuple[int, bool, RunStore]]:
     """:func:`open_run` under the run's lease: yields ``(run_id, resumed, store)`` where
     ``store`` refuses writes once the lease is lost. A run another live process holds raises
     ``RunLeased`` (exit 2) before anything is written; a dead holder's run is taken over."""

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from instruments.envelope import SafetyGuard
@@ -53,8 +54,12 @@ class BenchView(Protocol):
 
 class RunStore(Protocol):
     """What a wafer run writes: wafers, dies and devices found as the prober goes, the run row
-    and its status, and one measurement (with its arrays) per protocol and device."""
+    and its status, and one measurement (with its arrays) per protocol and device; its
+    ``engine`` carries the run lease's conditional updates and the plan-open lock
+    (``protocols.lease``)."""
 
+    @property
+    def engine(self) -> Engine: ...
     def session(self) -> AbstractContextManager[Session]: ...
     def ensure_wafer(
         self, name: str, *, lot: str | None = None, diameter_m: float | None = None

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reporting.data import CHARACTERIZATION, ReportData, load_report_data
+from reporting.data import CHARACTERIZATION, ReportData, ReportStore, load_report_data
 from reporting.model import Report, Section
 from reporting.records import DeploymentRecord, TrainingRecord
 
@@ -57,7 +57,7 @@ def _sections(
 
 
 def build_report(
-    store: Any,
+    store: ReportStore,
     wafer: str,
     *,
     purposes: Sequence[str] = (CHARACTERIZATION,),
@@ -125,7 +125,7 @@ def render_html(report: Report, *, build_s: float | None = None) -> str:
 
 
 def write_report(
-    store: Any,
+    store: ReportStore,
     wafer: str,
     path: str | Path,
     **kwargs: Any,

@@ -11,17 +11,50 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from bruno_lab.errors import DataError
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+    from bruno_lab.store.models import Fit, ModelCard, Run
+
 log = logging.getLogger(__name__)
 
 CHARACTERIZATION = "characterization"
+
+
+class ReportStore(Protocol):
+    """The store as the report and the live view read it: measurement frames through
+    ``bruno_lab.store.queries`` (its engine and URL, a ``Queryable``), runs in a session,
+    arrays, fits and cards. A structural type: ``bruno_lab.store.Store`` satisfies it."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def masked_url(self) -> str: ...
+
+    def session(self) -> AbstractContextManager[Session]: ...
+    def array_names(self, measurement_id: int) -> dict[str, str]: ...
+    def load_arrays(
+        self, measurement_id: int, names: list[str] | None = None
+    ) -> dict[str, tuple[np.ndarray, str]]: ...
+    def load_arrays_many(
+        self, measurement_ids: list[int], names: list[str] | None = None
+    ) -> dict[int, dict[str, tuple[np.ndarray, str]]]: ...
+    def list_fits(
+        self, *, device_ids: Sequence[int] | None = None, model_name: str | None = None
+    ) -> list[Fit]: ...
+    def list_model_cards(
+        self, *, kind: str | None = None, scope: str | None = None, scope_id: str | None = None
+    ) -> list[ModelCard]: ...
 
 
 @dataclass(frozen=True)
@@ -76,7 +109,7 @@ def wafer_map_of_run(run: Any) -> dict[str, Any] | None:
 class ReportData:
     """The selected measurements of one wafer and everything the sections need about them."""
 
-    store: Any
+    store: ReportStore
     wafer: str
     frame: pd.DataFrame
     runs: list[RunInfo]
@@ -85,8 +118,8 @@ class ReportData:
     dies: dict[tuple[int, int], str]
     devices: pd.DataFrame  # one row per device: device_id, kind, site, die_x, die_y, die_label
     geometry: dict[int, dict[str, Any]]
-    fits: dict[int, Any]
-    cards: dict[str, Any]
+    fits: dict[int, Fit]  # device id -> the fit the report shows for it
+    cards: dict[str, ModelCard]  # device kind -> the wafer's latest card
     _cache: dict[tuple[str, tuple[str, ...], bool], dict[int, dict[str, np.ndarray]]] = field(
         default_factory=dict, repr=False
     )
@@ -164,7 +197,7 @@ class ReportData:
         ]
 
 
-def _runs(store: Any, wafer: str, frame: pd.DataFrame) -> list[tuple[RunInfo, Any]]:
+def _runs(store: ReportStore, wafer: str, frame: pd.DataFrame) -> list[tuple[RunInfo, Run]]:
     from sqlalchemy import select
 
     from bruno_lab.store.models import Run
@@ -188,7 +221,7 @@ def _runs(store: Any, wafer: str, frame: pd.DataFrame) -> list[tuple[RunInfo, An
 
 
 def load_report_data(
-    store: Any,
+    store: ReportStore,
     wafer: str,
     *,
     purposes: Sequence[str] = (CHARACTERIZATION,),
@@ -281,14 +314,14 @@ def load_report_data(
     )
 
 
-def _latest_cards(store: Any, wafer: str) -> dict[str, Any]:
-    cards: dict[str, Any] = {}
+def _latest_cards(store: ReportStore, wafer: str) -> dict[str, ModelCard]:
+    cards: dict[str, ModelCard] = {}
     for row in store.list_model_cards(scope="wafer", scope_id=wafer):
         cards[str(getattr(row.device_kind, "value", row.device_kind))] = row  # highest version last
     return cards
 
 
-def _fits(store: Any, device_ids: list[int], cards: dict[str, Any]) -> dict[int, Any]:
+def _fits(store: ReportStore, device_ids: list[int], cards: dict[str, ModelCard]) -> dict[int, Fit]:
     """Per device: the fit its kind's latest card was built from, else its latest fit."""
     fits = store.list_fits(device_ids=device_ids) if device_ids else []
     by_id = {f.id: f for f in fits}

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from reporting.data import ReportStore
 from reporting.live.app import create_app
 from reporting.live.state import LiveState
 
@@ -20,7 +21,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def serve(
-    store: Any,
+    store: ReportStore,
     *,
     run_id: int | None = None,
     scalar: str | None = None,

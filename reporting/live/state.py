@@ -16,14 +16,18 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reporting.data import run_purpose, wafer_map_of_run
+from reporting.data import ReportStore, run_purpose, wafer_map_of_run
 from reporting.units import quantity
+
+if TYPE_CHECKING:
+    from sqlalchemy import Row
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +238,7 @@ def bench_state(instruments: dict[str, Any], where: dict[str, Any]) -> dict[str,
 class LiveState:
     """The in-memory copy of one run that every viewer reads; ``poll`` refreshes it."""
 
-    store: Any
+    store: ReportStore
     run_id: int | None = None  # None: follow the newest run
     scalar: str | None = None
     version: int = 0
@@ -352,7 +356,7 @@ class LiveState:
         self.run = doc
         return changed
 
-    def _add(self, rows: list[Any]) -> None:
+    def _add(self, rows: Sequence[Row[*tuple[Any, ...]]]) -> None:
         latest_ok: dict[str, int] = {}
         for r in rows:
             scalars = r.scalars if isinstance(r.scalars, dict) else json.loads(r.scalars or "{}")

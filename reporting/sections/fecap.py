@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from reporting.sections.common import (
     scalar_by_device,
 )
 from reporting.units import fmt, quantity
+
+if TYPE_CHECKING:
+    from bruno_lab.cards import ModelCardBody
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,12 @@ def _loop_window(time_s: np.ndarray, frequency_hz: float) -> np.ndarray:
 
 
 def simulate_card_loops(
-    card: Any, area_m2: float, time_s: np.ndarray, voltage_v: np.ndarray, n: int, seed: int = 0
+    card: ModelCardBody,
+    area_m2: float,
+    time_s: np.ndarray,
+    voltage_v: np.ndarray,
+    n: int,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Polarization (C/m²) of the card's mean device [T] and of ``n`` devices drawn from its
     spreads [n, T] on the measured waveform (``bruno_lab.devices``)."""

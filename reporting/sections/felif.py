@@ -6,7 +6,7 @@ on the protocol's own pulse train)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from reporting.model import Section
 from reporting.plotjson import axis, color, decimate, figure, layout
 from reporting.sections.common import add_map, device_label, fit_param_by_device, scalar_by_device
 from reporting.units import quantity
+
+if TYPE_CHECKING:
+    from bruno_lab.cards import ModelCardBody
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ N_CURRENTS = 10
 
 
 def model_rates(
-    card: Any, area_m2: float, params: dict[str, Any], currents_a: np.ndarray, n_pop: int
+    card: ModelCardBody, area_m2: float, params: dict[str, Any], currents_a: np.ndarray, n_pop: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Firing rate (Hz) of the card's mean neuron [C] and of ``n_pop`` neurons drawn from its
     spreads [n_pop, C] under the protocol's pulse train at each input current."""
