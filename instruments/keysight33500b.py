@@ -91,10 +91,10 @@ class Keysight33500B(ScpiInstrument, WaveformGenerator):
     def played_waveform_v(self, **override: float) -> tuple[np.ndarray, float] | None:
         """What the device sees over one period, ``(samples_v, sample_rate_hz)``, if known."""
         levels = {**self._levels, **override}
-        if self._normalized is None or any(v is None for v in levels.values()):
+        offset, vpp, rate = (levels.get(k) for k in ("offset_v", "amplitude_vpp", "sample_rate_hz"))
+        if self._normalized is None or offset is None or vpp is None or rate is None:
             return None
-        v = levels["offset_v"] + self._normalized * (levels["amplitude_vpp"] / 2.0)
-        return v, float(levels["sample_rate_hz"])
+        return offset + self._normalized * (vpp / 2.0), float(rate)
 
     def _check_envelope(self, prop: ScpiProperty, value: Any) -> None:
         if prop.envelope_key == "output":
