@@ -50,6 +50,7 @@ from bruno_lab.devices.one_t_one_r import TransistorParams, saturation_current_a
 from bruno_lab.errors import DataError
 from calibration.data import DeviceRecords, load_arrays
 from calibration.fitter import FitOptions, ParamSpec, fit_batched
+from calibration.seams import CalibrationStore
 from calibration.stage import KindFit
 from calibration.stats import LadderData, parameter_stats, rram_ladder
 
@@ -96,7 +97,7 @@ def _shape(dev: DeviceRecords) -> tuple[int, int]:
     return rows, cols
 
 
-def load_array(store: Any, dev: DeviceRecords) -> ArrayRecords:
+def load_array(store: CalibrationStore, dev: DeviceRecords) -> ArrayRecords:
     """Every ok array-protocol row of one array device, as maps."""
     rows, cols = _shape(dev)
 
@@ -488,7 +489,7 @@ def array_ladder(arrays: list[ArrayRecords]) -> tuple[RramLadder, dict[str, Para
     return ladder, params
 
 
-def fit_array(store: Any, devices: list[DeviceRecords]) -> KindFit:
+def fit_array(store: CalibrationStore, devices: list[DeviceRecords]) -> KindFit:
     """The stage of ``calibration.pipeline`` for ``rram_array`` devices: one fit entry per array
     (its summary numbers), and in ``extra["card"]`` the RRAM card's statistics over cells."""
     out = KindFit(model_name=MODEL_NAME, specs=[])

@@ -18,7 +18,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from instruments.roles import ArrayTester
 from protocols.base import DeviceFailure, DeviceUnderTest, ProtocolParams, Seconds, Volts
+from protocols.seams import BenchView
 
 # The tester's timing (docs/array-tester.md), for dry-run estimates and ETAs.
 PULSE_OVERHEAD_S = 5e-6
@@ -74,9 +76,9 @@ class ArrayRowParams(ProtocolParams):
         return self.row
 
 
-def tester_of(bench: Any) -> Any:
+def tester_of(bench: BenchView) -> ArrayTester:
     """The bench's array tester; a bench without one cannot measure an array."""
-    tester = getattr(bench, "array_tester", None)
+    tester: ArrayTester | None = getattr(bench, "array_tester", None)
     if tester is None:
         from bruno_lab.errors import InstrumentError
 
@@ -85,7 +87,9 @@ def tester_of(bench: Any) -> Any:
 
 
 @contextmanager
-def driven_row(bench: Any, device: DeviceUnderTest, params: ArrayRowParams) -> Iterator[Any]:
+def driven_row(
+    bench: BenchView, device: DeviceUnderTest, params: ArrayRowParams
+) -> Iterator[ArrayTester]:
     """The tester configured for ``params``'s reads with its outputs on; outputs off after.
     A row beyond the array under the probe card fails the measurement (the device, not the
     bench, is not what the plan said)."""

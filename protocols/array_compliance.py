@@ -30,6 +30,7 @@ from protocols.base import (
     VoltsList,
     check_before_run,
 )
+from protocols.seams import BenchView
 
 
 class ArrayComplianceParams(ArrayRowParams):
@@ -63,7 +64,7 @@ class ArrayComplianceParams(ArrayRowParams):
         return pulses * (self.width_s + PULSE_OVERHEAD_S + 8 * LINK_S) + self.read_time_s()
 
 
-def run(bench: Any, device: DeviceUnderTest, params: ArrayComplianceParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: ArrayComplianceParams) -> ProtocolResult:
     check_before_run(bench, params)
     row = params.the_row()
     currents = []

@@ -26,6 +26,7 @@ import numpy as np
 
 from bruno_lab.errors import BadInputError
 from bruno_lab.train.network import SpikingNetwork
+from instruments.roles import ArrayTester
 from protocols.array_deployment import tiles_of
 from protocols.crossbar_placement import Tile
 from protocols.deployment import find_die, map_sha256, station_wafer
@@ -84,7 +85,7 @@ class ChipMatVec:
 
     def __init__(
         self,
-        tester: Any,
+        tester: ArrayTester,
         tiles: list[Tile],
         rows: int,
         weight_per_siemens: float,
@@ -126,7 +127,7 @@ class ChipMatVec:
 
 
 def attach_chip(
-    network: SpikingNetwork, record: dict[str, Any], tester: Any, gate_v: float
+    network: SpikingNetwork, record: dict[str, Any], tester: ArrayTester, gate_v: float
 ) -> list[ChipMatVec]:
     """Make every device synapse of ``network`` compute on the chip (``detach_chip`` undoes)."""
     tiles = tiles_of(record)
@@ -155,7 +156,7 @@ def detach_chip(network: SpikingNetwork) -> None:
         syn.set_analog_matvec(None)
 
 
-def readback_conductances(tester: Any, record: dict[str, Any]) -> np.ndarray:
+def readback_conductances(tester: ArrayTester, record: dict[str, Any]) -> np.ndarray:
     """The deployed cells' conductances read back cell by cell (S, map order)."""
     g_array = tester.read_array()
     cells = sorted(record["cells"], key=lambda c: c["cell"])

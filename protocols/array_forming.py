@@ -26,6 +26,7 @@ from protocols.base import (
     Volts,
     check_before_run,
 )
+from protocols.seams import BenchView
 
 
 class ArrayFormingParams(ArrayRowParams):
@@ -72,7 +73,7 @@ class ArrayFormingParams(ArrayRowParams):
         return typical * (self.width_s + PULSE_OVERHEAD_S + self.read_time_s()) + self.read_time_s()
 
 
-def run(bench: Any, device: DeviceUnderTest, params: ArrayFormingParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: ArrayFormingParams) -> ProtocolResult:
     check_before_run(bench, params)
     with driven_row(bench, device, params) as tester:
         row = params.the_row()

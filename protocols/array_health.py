@@ -35,6 +35,7 @@ from protocols.base import (
     VoltsList,
     check_before_run,
 )
+from protocols.seams import BenchView
 
 OK, STUCK, UNFORMED, OUT_OF_WINDOW = 0, 1, 2, 3
 STATUS_NAMES = {OK: "ok", STUCK: "stuck", UNFORMED: "unformed", OUT_OF_WINDOW: "out of window"}
@@ -89,7 +90,7 @@ def classify(g_reset: np.ndarray, g_set: np.ndarray, params: ArrayHealthParams) 
     return status
 
 
-def run(bench: Any, device: DeviceUnderTest, params: ArrayHealthParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: ArrayHealthParams) -> ProtocolResult:
     check_before_run(bench, params)
     row = params.the_row()
     with driven_row(bench, device, params) as tester:

@@ -35,6 +35,7 @@ from protocols.base import (
     Volts,
     check_before_run,
 )
+from protocols.seams import BenchView
 
 DEFAULT_LEVELS_SIEMENS = [float(g) for g in np.linspace(6e-6, 242e-6, 8)]
 
@@ -119,7 +120,7 @@ class ArrayProgramParams(ArrayRowParams):
         return iterations * (1.5 * pulse + self.read_time_s()) + 8 * LINK_S
 
 
-def run(bench: Any, device: DeviceUnderTest, params: ArrayProgramParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: ArrayProgramParams) -> ProtocolResult:
     check_before_run(bench, params)
     with driven_row(bench, device, params) as tester:
         row = params.the_row()

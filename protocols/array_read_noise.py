@@ -12,6 +12,7 @@ from pydantic import Field
 
 from protocols.array_common import LINK_S, ArrayRowParams, column_index, driven_row
 from protocols.base import DeviceUnderTest, ProtocolResult, ProtocolSpec, check_before_run
+from protocols.seams import BenchView
 
 
 class ArrayReadNoiseParams(ArrayRowParams):
@@ -27,7 +28,7 @@ class ArrayReadNoiseParams(ArrayRowParams):
         return self.n_reads * (self.read_time_s() + LINK_S)
 
 
-def run(bench: Any, device: DeviceUnderTest, params: ArrayReadNoiseParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: ArrayReadNoiseParams) -> ProtocolResult:
     check_before_run(bench, params)
     with driven_row(bench, device, params) as tester:
         reads = np.stack([tester.read_row(params.the_row()) for _ in range(params.n_reads)])

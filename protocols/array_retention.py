@@ -18,6 +18,7 @@ from protocols.base import (
     SecondsList,
     check_before_run,
 )
+from protocols.seams import BenchView
 
 
 class ArrayRetentionParams(ArrayRowParams):
@@ -40,7 +41,7 @@ class ArrayRetentionParams(ArrayRowParams):
         return self.times_s[-1] + len(self.times_s) * (self.read_time_s() + LINK_S)
 
 
-def run(bench: Any, device: DeviceUnderTest, params: ArrayRetentionParams) -> ProtocolResult:
+def run(bench: BenchView, device: DeviceUnderTest, params: ArrayRetentionParams) -> ProtocolResult:
     check_before_run(bench, params)
     clock = bench.clock
     t0 = clock.now_s()

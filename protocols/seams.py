@@ -18,7 +18,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from instruments.envelope import SafetyGuard
-from instruments.roles import Clock, Oscilloscope, ProbeStation, SourceMeter, WaveformGenerator
+from instruments.roles import (
+    ArrayTester,
+    Clock,
+    Oscilloscope,
+    ProbeStation,
+    SourceMeter,
+    WaveformGenerator,
+)
 
 
 class BenchView(Protocol):
@@ -36,6 +43,12 @@ class BenchView(Protocol):
     def prober(self) -> ProbeStation: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def array_tester(self) -> ArrayTester | None:
+        """The 1T1R array tester, None on a station without one (the array protocols reach it
+        through ``protocols.array_common.tester_of``, which refuses such a bench)."""
+        ...
+
     @property
     def guard(self) -> SafetyGuard: ...
     @property
