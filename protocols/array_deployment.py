@@ -46,7 +46,9 @@ from protocols.deployment import (
     _write_json,
     find_die,
     map_sha256,
+    network_and_path,
     record_destination,
+    station_snapshot,
     station_wafer,
 )
 from protocols.orchestrator import Orchestrator, RunProgress
@@ -208,15 +210,13 @@ def deploy_to_crossbar(
 ) -> DeploymentResult:
     """Survey ``die``'s crossbar (or reuse its survey), place the network's map on it and
     program it row by row on the array tester; returns the deployment and its record."""
-    from bruno_lab.train.io import load_network, programming_map
+    from bruno_lab.train.io import programming_map
     from instruments.station import open_bench
     from instruments.station_lock import station_locked
 
     t0 = time.perf_counter()
     settings = settings or ArrayDeploySettings()
-    network_path = None if isinstance(network, SpikingNetwork) else Path(network)
-    net = load_network(network_path) if network_path is not None else network
-    assert isinstance(net, SpikingNetwork)
+    net, network_path = network_and_path(network)
     station_path = Path(station_path)
     pmap = programming_map(net)
     station, wafer = station_wafer(station_path)
@@ -235,13 +235,7 @@ def deploy_to_crossbar(
     survey = survey_rows(settings, needed, rows)
     device = _device(die_ref, site)
     sha = map_sha256(pmap)
-    station_record = {
-        "path": str(station_path),
-        "station": station.station,
-        "instruments": {r: e.model_dump() for r, e in station.instruments.items()},
-        "wiring": dict(station.wiring),
-        "envelope": station.envelope,
-    }
+    station_record = station_snapshot(station, station_path)
     connect = connect or (lambda: open_bench(station_path))
     base = {"n_rows": rows, "cols": cols}
     forming = settings.forming.model_copy(update={**base, "rows": survey})

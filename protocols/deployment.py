@@ -116,6 +116,26 @@ def station_wafer(station_path: str | Path) -> tuple[Any, WaferMap]:
     return station, wafer_map_from_dict(station.wafer, where=f"{station_path}: wafer")
 
 
+def network_and_path(network: SpikingNetwork | str | Path) -> tuple[SpikingNetwork, Path | None]:
+    """The network object, and its file when it was given as one (``save_network``'s format)."""
+    if isinstance(network, SpikingNetwork):
+        return network, None
+    from bruno_lab.train.io import load_network
+
+    return load_network(Path(network)), Path(network)
+
+
+def station_snapshot(station: Any, station_path: Path) -> dict[str, Any]:
+    """What a deployment run stores of the station it ran on."""
+    return {
+        "path": str(station_path),
+        "station": station.station,
+        "instruments": {r: e.model_dump() for r, e in station.instruments.items()},
+        "wiring": dict(station.wiring),
+        "envelope": station.envelope,
+    }
+
+
 def find_die(wafer: WaferMap, die: str) -> DieRef:
     """The die given as a label or ``"col,row"``; ``BadInputError`` lists a few valid ones."""
     ref = wafer.find_die(die)
@@ -257,14 +277,12 @@ def deploy_network(
 
     ``network`` is a network object or a file saved by ``save_network``; a file's record is
     written beside it (``record_path_for``) unless ``record_path`` says where."""
-    from bruno_lab.train.io import load_network, programming_map
+    from bruno_lab.train.io import programming_map
     from instruments.station import open_bench
 
     t0 = time.perf_counter()
     settings = settings or DeploySettings()
-    network_path = None if isinstance(network, SpikingNetwork) else Path(network)
-    net = load_network(network_path) if network_path is not None else network
-    assert isinstance(net, SpikingNetwork)
+    net, network_path = network_and_path(network)
     station_path = Path(station_path)
     pmap = programming_map(net)
     station, wafer = station_wafer(station_path)
@@ -275,13 +293,7 @@ def deploy_network(
     sha = map_sha256(pmap)
     what = network_path.name if network_path is not None else f"network {sha[:12]}"
     plan = _plan(f"deploy {what} on {die_ref.label}", wafer, die_ref, cells, settings, sha)
-    station_record = {
-        "path": str(station_path),
-        "station": station.station,
-        "instruments": {r: e.model_dump() for r, e in station.instruments.items()},
-        "wiring": dict(station.wiring),
-        "envelope": station.envelope,
-    }
+    station_record = station_snapshot(station, station_path)
     from instruments.station_lock import station_locked
 
     with (
