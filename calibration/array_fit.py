@@ -517,7 +517,11 @@ def fit_array(store: CalibrationStore, devices: list[DeviceRecords]) -> KindFit:
             "no usable rram_array device: " + "; ".join(fl for f in out.fits for fl in f.flags)
         )
     ladder, params = array_ladder(arrays)
-    n_cells = sum(a.rows * a.cols for a in arrays)
+    # the cells measured (health-mapped, programmed or mapped), not the arrays' size: a card
+    # from 8 rows of a 64x64 array speaks for 512 cells
+    n_cells = sum(
+        int(np.sum((a.status >= 0) | (a.level >= 0) | np.isfinite(a.map_g))) for a in arrays
+    )
     n_bad = round(ladder.stuck_fraction * n_cells)
     out.rram = ladder
     out.extra["card"] = {
