@@ -111,7 +111,8 @@ def wafer_map_from_dict(section: Mapping[str, Any], where: str = "wafer") -> Waf
             )
         return WaferMap(str(section.get("name", "")), dies, tuple(sites))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{exc}"
         raise PlanError(
-            f"{where}: malformed wafer map ({type(exc).__name__}: {exc}); expected name, "
+            f"{where}: malformed wafer map ({what}); expected name, "
             "dies: [[col, row, label], ...] and sites: [{site, kind, geometry}, ...]"
         ) from None

@@ -70,3 +70,13 @@ def test_wafer_of_21_dies_end_to_end(
         assert scalars_wanted <= m.scalars.keys(), row.key
         assert arrays_wanted <= store.array_names(row.id).keys(), row.key
     store.close()
+
+
+def test_a_wafer_map_without_a_field_names_the_missing_field() -> None:
+    from bruno_lab.errors import PlanError
+    from protocols.wafer import wafer_map_from_dict
+
+    with pytest.raises(PlanError, match=r"plan.yaml: wafer_map: .*missing field 'dies'"):
+        wafer_map_from_dict({"sites": []}, "plan.yaml: wafer_map")
+    with pytest.raises(PlanError, match="missing field 'kind'"):
+        wafer_map_from_dict({"dies": [[0, 0]], "sites": [{"site": 0}]}, "plan.yaml: wafer_map")
