@@ -155,3 +155,19 @@ def test_an_installed_extra_imports_quietly() -> None:
 
     for name in EXTRAS:
         require_extra(name)  # the test environment has [all]
+
+
+def test_demo_names_its_extra_before_any_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the report extra the demo stops at once (it used to run every stage first)."""
+    from typer.testing import CliRunner
+
+    from bruno_lab.cli import app
+
+    hide(monkeypatch, "jinja2")
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert isinstance(res.exception, MissingExtraError), res.output
+    assert install_hint("report") in str(res.exception)
+    assert not (out / "lab.db").exists()

@@ -86,10 +86,13 @@ def demo(
 
     from bruno_lab.commands.demo_pipeline import run_demo
     from bruno_lab.commands.demo_report import write_report
+    from bruno_lab.extras import require_extra
     from bruno_lab.safeio import check_output_dir
     from bruno_lab.store import open_store
 
     check_output_dir(out, "--out")
+    # the demo ends with its report: without the extra, say so now, not after every stage
+    require_extra("report", "the demo's HTML report")
     torch.set_num_threads(threads)
     console = Console(stderr=True)
     t0 = time.perf_counter()
