@@ -98,3 +98,16 @@ def test_the_loop_from_python_and_a_refit_after_deployment_gives_the_same_card(
         assert every.cards["rram"].n_devices > before.cards["rram"].n_devices
     finally:
         store.close()
+
+
+def test_every_name_the_loop_exports_resolves_where_it_says() -> None:
+    """``bruno_lab.loop`` is lazy (PEP 562): its ``__all__``, its map of where each name lives
+    and what each name gives must agree, or a user's ``from bruno_lab.loop import X`` breaks."""
+    import importlib
+
+    loop = importlib.import_module("bruno_lab.loop")
+    where = loop._WHERE
+    assert sorted(loop.__all__) == sorted(where)
+    for name in loop.__all__:
+        assert getattr(loop, name) is getattr(importlib.import_module(where[name]), name), name
+    assert "characterize" in dir(loop)
