@@ -71,14 +71,19 @@ from instruments.sim.scpi_params import Boolean, Choice, Number, keithley_real
 from instruments.sim.scpi_server import Call, TableServer
 from instruments.sim.scpi_table import action, query, setting
 
+
 class MySource(TableServer):
     role = "src"
     IDN = "ACME,SRC1,0,1.0"
     COMMANDS = (
         # a stored value: parsed, range-checked, read back with '?', set by *RST
-        setting("[:SOURce[1]]:VOLTage[:LEVel][:IMMediate][:AMPLitude]",
-                Number(-210, 210, default=0.0, unit="V", fmt=keithley_real),
-                "source_v", check="_check_level", then="_source_changed"),
+        setting(
+            "[:SOURce[1]]:VOLTage[:LEVel][:IMMediate][:AMPLitude]",
+            Number(-210, 210, default=0.0, unit="V", fmt=keithley_real),
+            "source_v",
+            check="_check_level",
+            then="_source_changed",
+        ),
         setting(":OUTPut[1][:STATe]", Boolean(), "output_on", reset=False),
         # something that happens
         action(":INITiate[:IMMediate]", "_init"),
@@ -86,10 +91,10 @@ class MySource(TableServer):
         query(":READ", "_read"),
     )
 
-    def _check_level(self, call: Call, value_v: float) -> float:   # before it is stored
-        return value_v                       # or raise CommandError(-222, "...")
+    def _check_level(self, call: Call, value_v: float) -> float:  # before it is stored
+        return value_v  # or raise CommandError(-222, "...")
 
-    def _source_changed(self, call: Call) -> None:                 # the physics it touches
+    def _source_changed(self, call: Call) -> None:  # the physics it touches
         self.bench.source_changed()
 ```
 
