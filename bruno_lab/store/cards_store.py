@@ -8,6 +8,8 @@ makes two concurrent writers end with distinct versions (the loser retries).
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from bruno_lab.cards import ModelCardBody
 
 log = logging.getLogger(__name__)
-_MAX_VERSION_RETRIES = 5
+_MAX_VERSION_RETRIES = 20
 
 
 class CardsMixin:
@@ -172,6 +174,9 @@ class CardsMixin:
                         f"referenced: {exc.orig}"
                     ) from exc
                 log.info("model card version race, retry %d", attempt + 1)
+                # writers that lost together must not retry in lockstep (they would collide
+                # again on PostgreSQL, where no write lock serializes them): a random backoff
+                time.sleep(random.uniform(0.0, 0.01 * (attempt + 1)))
         raise DataError(f"model card {card.scope_id}: could not allocate a version")
 
     def _version_taken(self, kind: DeviceKind, scope: CardScope, scope_id: str, v: int) -> bool:
